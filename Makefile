@@ -1,0 +1,31 @@
+# SPANER developer entry points. `make test` and `make demo` work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.spaner-installed
+
+.PHONY: install test test-fast lint demo clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Re-install only when the packaging metadata changes.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check spaner encoders index app tests benchmarks
+	$(VENV)/bin/ruff format --check spaner encoders index app tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

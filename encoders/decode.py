@@ -1,0 +1,146 @@
+"""Safe decoding of raw inputs with hard limits.
+
+Every failure raises :class:`~spaner.errors.InputError` naming the input. Limits are
+checked from headers *before* pixels or samples are decoded, so decompression bombs and
+hour-long uploads are refused without the memory cost of decoding them.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from spaner.errors import InputError
+
+__all__ = ["Limits", "DEFAULT_LIMITS", "RawInput", "read_bytes", "load_image", "load_audio", "load_text"]
+
+RawInput = Union[str, os.PathLike, bytes]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps applied to every decoded input."""
+
+    max_bytes: int = 50 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    max_audio_seconds: float = 600.0
+    max_text_chars: int = 10_000
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _name(source: RawInput, name: str | None) -> str:
+    if name:
+        return name
+    if isinstance(source, bytes):
+        return "<bytes>"
+    return str(source)
+
+
+def read_bytes(source: RawInput, limits: Limits = DEFAULT_LIMITS, name: str | None = None) -> bytes:
+    """Read a file (or pass bytes through) with a size cap checked before reading."""
+    label = _name(source, name)
+    if isinstance(source, bytes):
+        data = source
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise InputError(label, "file not found")
+        if not path.is_file():
+            raise InputError(label, "not a regular file")
+        size = path.stat().st_size
+        if size > limits.max_bytes:
+            raise InputError(label, f"file is {size} bytes, over the {limits.max_bytes}-byte limit")
+        data = path.read_bytes()
+    if len(data) == 0:
+        raise InputError(label, "empty input (0 bytes)")
+    if len(data) > limits.max_bytes:
+        raise InputError(label, f"input is {len(data)} bytes, over the {limits.max_bytes}-byte limit")
+    return data
+
+
+def load_image(source: RawInput, limits: Limits = DEFAULT_LIMITS, name: str | None = None):
+    """Decode an image to RGB with Pillow, refusing more than ``limits.max_pixels`` pixels.
+
+    The pixel count is read from the header before any pixel data is decoded.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    label = _name(source, name)
+    data = read_bytes(source, limits, label)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            width, height = img.size
+            if width <= 0 or height <= 0:
+                raise InputError(label, f"image has no pixels ({width}x{height})")
+            if width * height > limits.max_pixels:
+                raise InputError(
+                    label,
+                    f"image is {width}x{height} = {width * height} pixels, over the "
+                    f"{limits.max_pixels}-pixel limit",
+                )
+            img.load()
+            return img.convert("RGB")
+    except InputError:
+        raise
+    except UnidentifiedImageError:
+        raise InputError(label, "not a recognised image format (expected PNG, JPEG, WebP, GIF, BMP, TIFF)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(label, f"refused as a decompression bomb: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
+        raise InputError(label, f"corrupt or truncated image: {exc}") from None
+
+
+def load_audio(source: RawInput, limits: Limits = DEFAULT_LIMITS, name: str | None = None) -> tuple[np.ndarray, int]:
+    """Decode audio with soundfile to float32 ``[channels, samples]`` and its sample rate.
+
+    Duration is checked from the header before samples are decoded.
+    """
+    import soundfile as sf
+
+    label = _name(source, name)
+    data = read_bytes(source, limits, label)
+    try:
+        info = sf.info(io.BytesIO(data))
+    except Exception:
+        raise InputError(label, "not a recognised audio format (expected WAV, FLAC, OGG or MP3)") from None
+    if info.samplerate <= 0:
+        raise InputError(label, f"invalid sample rate {info.samplerate}")
+    if info.frames <= 0:
+        raise InputError(label, "audio has no samples")
+    duration = info.frames / info.samplerate
+    if duration > limits.max_audio_seconds:
+        raise InputError(
+            label, f"audio is {duration:.1f} s long, over the {limits.max_audio_seconds:.0f}-second limit"
+        )
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise InputError(label, f"corrupt or truncated audio: {exc}") from None
+    if samples.shape[0] == 0:
+        raise InputError(label, "audio has no decodable samples (truncated?)")
+    if not np.isfinite(samples).all():
+        raise InputError(label, "audio contains NaN or infinite samples")
+    return np.ascontiguousarray(samples.T), int(rate)
+
+
+def load_text(source: str, limits: Limits = DEFAULT_LIMITS, name: str | None = None) -> str:
+    """Validate a text input: a non-empty string within ``limits.max_text_chars``."""
+    label = name or "<text>"
+    if not isinstance(source, str):
+        raise InputError(label, f"expected a string, got {type(source).__name__}")
+    text = source.strip()
+    if not text:
+        raise InputError(label, "empty text")
+    if len(text) > limits.max_text_chars:
+        raise InputError(label, f"text is {len(text)} characters, over the {limits.max_text_chars}-character limit")
+    return text

@@ -1,0 +1,1 @@
+"""Vector stores: FAISS (embedded default) and Milvus (scale-out), with SQLite metadata."""

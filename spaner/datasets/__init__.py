@@ -1,0 +1,1 @@
+"""Dataset builders: seeded synthetic sets and the offline digits benchmark."""
