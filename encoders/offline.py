@@ -1,0 +1,142 @@
+"""Encoders that need no downloaded weights (the ``offline`` profile).
+
+* :class:`RandomConvImageEncoder`: a fixed, seeded, random 2-layer conv net over a small
+  resized image; the 8x8 grid of its feature map are the tokens. Random conv features are
+  a strong, training-free image representation at this scale (see README, "Profiles").
+* :class:`LogMelAudioEncoder`: log-mel frames, normalised per utterance, stacked in
+  groups of ``stack`` consecutive frames; each stacked frame is a token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import Encoder, TokenBatch
+from .decode import RawInput, load_audio, load_image
+
+__all__ = ["RandomConvImageEncoder", "LogMelAudioEncoder"]
+
+
+class RandomConvImageEncoder(Encoder):
+    """Tokens ``[B, (size/4)², channels[-1]]`` from a frozen random conv net (seeded)."""
+
+    modality = "image"
+    input_kind = "file"
+
+    def __init__(self, name: str, size: int = 32, channels: Sequence[int] = (32, 64), seed: int = 0,
+                 grayscale: bool = True, weights: str | None = None, device: str = "cpu") -> None:
+        super().__init__()
+        self.name = name
+        self.size = int(size)
+        self.grayscale = bool(grayscale)
+        self._args = {"size": size, "channels": list(channels), "seed": seed, "grayscale": grayscale}
+        in_ch = 1 if grayscale else 3
+        layers: list[nn.Module] = []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for out_ch in channels:
+                layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2)]
+                in_ch = out_ch
+        self.net = nn.Sequential(*layers).eval()
+        if weights is not None:
+            from .torchaudio_encoder import load_state_dict_file
+
+            self.net.load_state_dict(load_state_dict_file(weights))
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.width = int(channels[-1])
+        self.weights = str(weights) if weights else f"random (seed {seed})"
+        self.to(device)
+
+    def modules(self) -> list[nn.Module]:
+        return [self.net]
+
+    def config(self) -> dict[str, Any]:
+        return dict(self._args)
+
+    def load(self, source: RawInput, name: str | None = None):
+        return load_image(source, self.limits, name)
+
+    def preprocess(self, raws: Sequence[Any]) -> torch.Tensor:
+        from PIL import Image
+
+        arrays = []
+        for img in raws:
+            img = img.convert("L" if self.grayscale else "RGB").resize((self.size, self.size), Image.BILINEAR)
+            a = np.asarray(img, dtype=np.float32) / 255.0
+            a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+            a = (a - a.mean()) / (a.std() + 1e-6)  # per-image contrast normalisation
+            arrays.append(a)
+        return torch.from_numpy(np.stack(arrays)).to(self.device)
+
+    def _forward(self, batch: torch.Tensor) -> TokenBatch:
+        fmap = self.net(batch)  # [B, C, h, w]
+        tokens = fmap.flatten(2).transpose(1, 2).contiguous()
+        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        return TokenBatch(tokens, mask, None)
+
+
+class LogMelAudioEncoder(Encoder):
+    """Log-mel frames (25 ms window, 10 ms hop) stacked by ``stack``: width ``n_mels * stack``."""
+
+    modality = "audio"
+    input_kind = "file"
+
+    def __init__(self, name: str, sample_rate: int = 16000, n_mels: int = 40, stack: int = 3,
+                 max_seconds: float = 30.0, weights: str | None = None, device: str = "cpu") -> None:
+        super().__init__()
+        import torchaudio
+
+        self.name = name
+        self.sample_rate = int(sample_rate)
+        self.stack = int(stack)
+        self.max_seconds = float(max_seconds)
+        self._args = {"sample_rate": sample_rate, "n_mels": n_mels, "stack": stack, "max_seconds": max_seconds}
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=self.sample_rate, n_fft=int(0.025 * sample_rate), hop_length=int(0.010 * sample_rate),
+            n_mels=n_mels,
+        ).eval()
+        self.width = int(n_mels * stack)
+        self.weights = "none (fixed transform)"
+        self.to(device)
+
+    def modules(self) -> list[nn.Module]:
+        return [self.mel]
+
+    def config(self) -> dict[str, Any]:
+        return dict(self._args)
+
+    def load(self, source: RawInput, name: str | None = None) -> torch.Tensor:
+        import torchaudio.functional as AF
+
+        samples, rate = load_audio(source, self.limits, name)
+        mono = torch.from_numpy(np.ascontiguousarray(samples.mean(axis=0)))
+        if rate != self.sample_rate:
+            mono = AF.resample(mono, rate, self.sample_rate)
+        return mono[: int(self.max_seconds * self.sample_rate)]
+
+    def preprocess(self, raws: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        return [w.to(self.device) for w in raws]
+
+    def _forward(self, waves: list[torch.Tensor]) -> TokenBatch:
+        items = []
+        for w in waves:
+            spec = torch.log(self.mel(w) + 1e-6).T  # [frames, n_mels]
+            spec = (spec - spec.mean(0)) / (spec.std(0, unbiased=False) + 1e-5)  # per-utterance normalisation
+            frames = spec.shape[0] - spec.shape[0] % self.stack or spec.shape[0]
+            spec = spec[:frames]
+            if spec.shape[0] < self.stack:
+                spec = torch.nn.functional.pad(spec, (0, 0, 0, self.stack - spec.shape[0]))
+            items.append(spec.reshape(-1, self.width))
+        longest = max(t.shape[0] for t in items)
+        tokens = items[0].new_zeros(len(items), longest, self.width)
+        mask = torch.zeros(len(items), longest, dtype=torch.bool, device=tokens.device)
+        for i, t in enumerate(items):
+            tokens[i, : t.shape[0]] = t
+            mask[i, : t.shape[0]] = True
+        return TokenBatch(tokens, mask, None)

@@ -1,0 +1,90 @@
+"""``spaner``: one command, one subcommand per stage.
+
+Each subcommand lives in its own module under :mod:`spaner.cli` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` (``args -> int``).
+Errors a user can cause (:class:`~spaner.errors.SpanerError`, missing files, bad values)
+print one clear line and exit 2; they never show a traceback unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from spaner import __version__
+from spaner.errors import SpanerError
+
+__all__ = ["main", "build_parser", "SUBCOMMANDS"]
+
+log = logging.getLogger("spaner")
+
+#: Subcommand modules, in the order ``spaner --help`` lists them.
+SUBCOMMANDS = ["encoders", "train", "extend", "eval", "datasets"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spaner",
+        description="SPANER: one embedding space for text, images and audio, aligned few-shot.",
+    )
+    parser.add_argument("--version", action="version", version=f"spaner {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"spaner.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"spaner.cli.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    from rich.logging import RichHandler
+
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(show_path=verbose > 1, rich_tracebacks=False, markup=False)],
+        force=True,
+    )
+    for noisy in ("urllib3", "httpx", "PIL", "filelock", "huggingface_hub", "transformers"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    _setup_logging(args.verbose, args.quiet)
+    try:
+        return int(args.func(args) or 0)
+    except SpanerError as exc:
+        if args.debug:
+            raise
+        print(f"spaner {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        if args.debug:
+            raise
+        name = getattr(exc, "filename", None) or ""
+        print(f"spaner {args.command}: error: {name}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"spaner {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
