@@ -1,0 +1,261 @@
+"""Shared implementation of stores whose source of truth is the SQLite metadata DB.
+
+A backend subclass only manages its vector index (FAISS in-process, or a Milvus
+collection) through a few hooks; everything about ids, metadata, content, validation,
+space checks and crash reconciliation lives here once.
+
+Write order for ``add``: validate everything -> write content files (content-addressed,
+idempotent) -> one SQLite transaction with metadata and vectors (the commit point) -> apply
+to the index. A crash before the commit leaves at most orphan content files; a crash after it
+leaves an index that is behind, which :meth:`_reconcile` patches on the next open from the
+vectors stored in SQLite.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import abstractmethod
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import RepairReport, VectorStore
+from .content_store import ContentStore
+from .errors import StoreError, UnknownIdError
+from .filters import Filter
+from .metadata import MetadataDB
+from .records import Hit, Item, coerce_items
+from .space import MANIFEST_NAME, EmbeddingSpace, StoreManifest
+from .vector_checks import check_ids, check_vectors
+
+__all__ = ["MetadataBackedStore"]
+
+log = logging.getLogger(__name__)
+
+
+class MetadataBackedStore(VectorStore):
+    """Base for backends: SQLite holds ids, metadata, content refs and the vectors."""
+
+    def __init__(self, path: Path, manifest: StoreManifest) -> None:
+        self.path = Path(path)
+        self.manifest = manifest
+        self.space = manifest.space
+        self.dim = manifest.space.dim
+        self.normalize = bool(manifest.backend_config.get("normalize", False))
+        self._lock = threading.RLock()
+        self.meta = MetadataDB(self.path / "metadata.sqlite", self.dim)
+        self.contents = ContentStore(self.path / "content")
+        self.last_repair = RepairReport()
+        self._closed = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+    @classmethod
+    def _create_dir(cls, path: str | Path, space: EmbeddingSpace, backend_config: dict[str, Any]) -> Path:
+        p = Path(path)
+        if p.exists() and any(p.iterdir()):
+            raise StoreError(f"{p}: directory exists and is not empty; open_store() it instead")
+        p.mkdir(parents=True, exist_ok=True)
+        StoreManifest(backend=cls.backend, space=space, backend_config=backend_config).write(p)
+        return p
+
+    @classmethod
+    def _read_manifest(cls, path: str | Path, space: EmbeddingSpace | None) -> StoreManifest:
+        p = Path(path)
+        manifest = StoreManifest.read(p)
+        if manifest.backend != cls.backend:
+            raise StoreError(f"{p}: a {manifest.backend!r} store, not {cls.backend!r}")
+        manifest.space.check(space)
+        return manifest
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"{self.path}: store is closed")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.save()
+        self._index_close()
+        self.meta.close()
+        self._closed = True
+
+    # -- index hooks (backends implement) -------------------------------------------------
+    @abstractmethod
+    def _index_add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def _index_remove(self, ids: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def _index_search(
+        self, queries: np.ndarray, k: int, flt: Filter | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) ``[b, k]``, ids -1 where fewer than k hits."""
+
+    @abstractmethod
+    def _index_count(self) -> int: ...
+
+    @abstractmethod
+    def _index_close(self) -> None: ...
+
+    @abstractmethod
+    def _reconcile(self) -> RepairReport:
+        """Make the index agree with SQLite; called on open."""
+
+    # -- writes -------------------------------------------------------------------------
+    def add(
+        self,
+        vectors: np.ndarray,
+        metadata: Sequence[Item | dict[str, Any]],
+        ids: Iterable[int] | None = None,
+    ) -> np.ndarray:
+        self._check_open()
+        vecs = check_vectors(vectors, self.dim, normalize=self.normalize)
+        try:
+            items = coerce_items(metadata, len(vecs))
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"bad metadata: {exc}") from exc
+        id_arr = check_ids(ids, len(vecs))
+        if len(vecs) == 0:
+            return np.empty(0, np.int64)
+        with self._lock:
+            for item in items:
+                if isinstance(item.content, (bytes, bytearray, memoryview)):
+                    self.contents.put(item.content_hash, bytes(item.content))
+            out_ids, gen = self.meta.insert(id_arr, vecs, items)
+            self._index_add(out_ids, vecs)
+            self._after_commit(gen)
+        log.debug("added %d vectors (generation %d)", len(out_ids), gen)
+        return out_ids
+
+    def _after_commit(self, gen: int) -> None:
+        """Hook run (under the lock) after a committed mutation reached the index."""
+
+    def delete(self, ids: Iterable[int]) -> int:
+        self._check_open()
+        arr = np.asarray(list(ids), dtype=np.int64)
+        with self._lock:
+            gone, hashes, gen = self.meta.delete(arr.tolist())
+            if gone:
+                self._index_remove(np.asarray(gone, dtype=np.int64))
+                for h in set(hashes):
+                    if not self.meta.hash_in_use(h):
+                        self.contents.remove(h)
+                self._after_commit(gen)
+        return len(gone)
+
+    # -- reads --------------------------------------------------------------------------
+    def search(
+        self,
+        vectors: np.ndarray,
+        k: int = 10,
+        filters: Filter | None = None,
+        *,
+        space: EmbeddingSpace | None = None,
+    ) -> list[list[Hit]]:
+        scores, ids = self.search_ids(vectors, k, filters, space=space)
+        valid = ids >= 0
+        metas = self.meta.metadata(np.unique(ids[valid]).tolist()) if valid.any() else {}
+        out: list[list[Hit]] = []
+        for srow, irow, vrow in zip(scores.tolist(), ids.tolist(), valid):
+            out.append([Hit(i, s, metas[i]) for s, i, ok in zip(srow, irow, vrow) if ok and i in metas])
+        return out
+
+    def search_ids(
+        self,
+        vectors: np.ndarray,
+        k: int = 10,
+        filters: Filter | None = None,
+        *,
+        space: EmbeddingSpace | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`search` but returns raw ``(scores, ids)`` arrays ``[b, k]`` (ids -1
+        pad rows with fewer than ``k`` hits) without fetching metadata: the fast path."""
+        self._check_open()
+        self.space.check(space)
+        if not isinstance(k, int) or k <= 0:
+            raise StoreError(f"k must be a positive int, got {k!r}")
+        if filters is not None and not isinstance(filters, Filter):
+            raise StoreError("filters must be a spaner.index.Filter")
+        q = check_vectors(vectors, self.dim, normalize=True)
+        with self._lock:
+            return self._index_search(q, k, filters)
+
+    def get(self, ids: Iterable[int]) -> list[dict[str, Any]]:
+        self._check_open()
+        wanted = [int(i) for i in ids]
+        metas = self.meta.metadata(wanted)
+        missing = [i for i in wanted if i not in metas]
+        if missing:
+            raise UnknownIdError(f"unknown ids: {missing[:10]}")
+        return [dict(metas[i], id=i) for i in wanted]
+
+    def vectors(self, ids: Iterable[int]) -> np.ndarray:
+        self._check_open()
+        wanted = np.asarray([int(i) for i in ids], dtype=np.int64)
+        found, vecs = self.meta.vectors(wanted.tolist())
+        pos = {int(i): r for r, i in enumerate(found)}
+        missing = [int(i) for i in wanted if int(i) not in pos]
+        if missing:
+            raise UnknownIdError(f"unknown ids: {missing[:10]}")
+        return vecs[[pos[int(i)] for i in wanted]] if len(wanted) else vecs
+
+    def count(self) -> int:
+        self._check_open()
+        return self.meta.count()
+
+    def content(self, item_id: int) -> bytes | str:
+        self._check_open()
+        ref = self.meta.content_ref(item_id)
+        if ref is None:
+            raise UnknownIdError(f"unknown id: {item_id}")
+        kind, digest, text = ref
+        if kind == "text":
+            return text
+        if kind == "file":
+            try:
+                return self.contents.get(digest)
+            except FileNotFoundError as exc:
+                raise StoreError(f"content file of id {item_id} is missing ({digest})") from exc
+        raise StoreError(f"id {item_id} was added without content")
+
+    def find_by_hash(self, content_hash: str) -> list[int]:
+        self._check_open()
+        return self.meta.find_by_hash(content_hash)
+
+    def stats(self) -> dict[str, Any]:
+        self._check_open()
+        return {
+            "backend": self.backend,
+            "path": str(self.path),
+            "space": self.space.to_dict(),
+            "count": self.meta.count(),
+            "index_count": self._index_count(),
+            "generation": self.meta.generation,
+            "by_modality": self.meta.counts_by("modality"),
+            "by_concept": self.meta.counts_by("concept"),
+            "config": dict(self.manifest.backend_config),
+            "last_repair": vars(self.last_repair),
+        }
+
+    def vacuum_content(self) -> int:
+        """Remove content files no item references (left by a crash before commit)."""
+        with self._lock:
+            used = self.meta.file_hashes()
+            orphans = [d for d in self.contents.digests() if d not in used]
+            for d in orphans:
+                self.contents.remove(d)
+            return len(orphans) + self.contents.remove_temp_files()
+
+    def _remove_temp_files(self) -> int:
+        from .atomic_io import TMP_PREFIX
+
+        n = self.contents.remove_temp_files()
+        for f in self.path.rglob(f"{TMP_PREFIX}*"):
+            if f.name != MANIFEST_NAME:
+                f.unlink(missing_ok=True)
+                n += 1
+        return n

@@ -1,0 +1,248 @@
+"""SQLite (WAL) metadata: the store's source of truth.
+
+One row per item: stable int64 id, modality, source, sha256 content hash, concept, free JSON
+``extra``, the text content (for text items) and the vector itself as a float32 BLOB. Each
+committed mutation batch bumps ``generation``; rows carry the generation that wrote them and
+deletions leave a tombstone with theirs, so an index cache checkpointed at generation g can be
+patched with :meth:`MetadataDB.changes_since`. Ids come from a monotonic counter and are never
+reused by the store.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .filters import Filter, to_sql
+from .records import Item
+
+__all__ = ["MetadataDB", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY,
+    gen INTEGER NOT NULL,
+    modality TEXT NOT NULL,
+    source TEXT,
+    content_hash TEXT,
+    concept TEXT,
+    extra TEXT NOT NULL DEFAULT '{}',
+    content_kind TEXT,
+    text_content TEXT,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS items_modality ON items(modality);
+CREATE INDEX IF NOT EXISTS items_concept ON items(concept);
+CREATE INDEX IF NOT EXISTS items_hash ON items(content_hash);
+CREATE INDEX IF NOT EXISTS items_gen ON items(gen);
+CREATE TABLE IF NOT EXISTS tombstones (id INTEGER PRIMARY KEY, gen INTEGER NOT NULL);
+"""
+_META_COLS = "id, modality, source, concept, content_hash, extra"
+
+
+def _row_meta(row: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "modality": row[1],
+        "source": row[2],
+        "concept": row[3],
+        "content_hash": row[4],
+        "extra": json.loads(row[5]),
+    }
+
+
+class MetadataDB:
+    """Thread-safe wrapper over one SQLite file in WAL mode with ``synchronous=FULL``."""
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.path = Path(path)
+        self.dim = dim
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.executescript(_SCHEMA)
+        with self.transaction() as cur:
+            cur.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+            cur.execute("INSERT OR IGNORE INTO meta VALUES ('next_id', '0')")
+            cur.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    # -- plumbing -----------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Cursor]:
+        """BEGIN IMMEDIATE … COMMIT (ROLLBACK on any exception)."""
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _meta_int(self, cur: sqlite3.Cursor, key: str) -> int:
+        return int(cur.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0])
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as cur:
+            cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    @property
+    def generation(self) -> int:
+        return int(self.get_meta("generation") or 0)
+
+    # -- writes -------------------------------------------------------------------------
+    def insert(self, ids: np.ndarray | None, vectors: np.ndarray, items: list[Item]) -> tuple[np.ndarray, int]:
+        """Insert a batch atomically; returns (ids, new generation). Raises on existing ids."""
+        from .errors import DuplicateIdError
+
+        with self.transaction() as cur:
+            gen = self._meta_int(cur, "generation") + 1
+            next_id = self._meta_int(cur, "next_id")
+            if ids is None:
+                ids = np.arange(next_id, next_id + len(items), dtype=np.int64)
+            else:
+                clash = self._existing(cur, ids)
+                if clash:
+                    raise DuplicateIdError(f"ids already in the store: {clash[:5]}")
+            rows = []
+            for i, item, vec in zip(ids.tolist(), items, vectors):
+                is_text = isinstance(item.content, str)
+                kind = None if item.content is None else ("text" if is_text else "file")
+                rows.append((
+                    i, gen, item.modality, item.source, item.content_hash, item.concept,
+                    json.dumps(dict(item.extra), sort_keys=True), kind,
+                    item.content if is_text else None, vec.tobytes(),
+                ))
+            cur.executemany("INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+            cur.executemany("DELETE FROM tombstones WHERE id=?", [(i,) for i in ids.tolist()])
+            top = int(ids.max()) + 1 if len(ids) else next_id
+            cur.execute("UPDATE meta SET value=? WHERE key='next_id'", (str(max(next_id, top)),))
+            cur.execute("UPDATE meta SET value=? WHERE key='generation'", (str(gen),))
+        return ids, gen
+
+    def delete(self, ids: Sequence[int]) -> tuple[list[int], list[str], int]:
+        """Delete ids atomically; returns (deleted ids, their file content hashes, generation)."""
+        with self.transaction() as cur:
+            present = self._existing(cur, np.asarray(ids, dtype=np.int64))
+            gen = self._meta_int(cur, "generation")
+            hashes: list[str] = []
+            if present:
+                gen += 1
+                hashes = [h for (h,) in cur.execute(
+                    "SELECT content_hash FROM items WHERE content_kind='file' AND id IN "
+                    "(SELECT value FROM json_each(?))", (json.dumps(present),))]
+                cur.executemany("DELETE FROM items WHERE id=?", [(i,) for i in present])
+                cur.executemany("INSERT OR REPLACE INTO tombstones VALUES (?, ?)", [(i, gen) for i in present])
+                cur.execute("UPDATE meta SET value=? WHERE key='generation'", (str(gen),))
+        return present, hashes, gen
+
+    def prune_tombstones(self, upto_gen: int) -> None:
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM tombstones WHERE gen <= ?", (upto_gen,))
+
+    # -- reads --------------------------------------------------------------------------
+    def _existing(self, cur: sqlite3.Cursor, ids: np.ndarray) -> list[int]:
+        q = "SELECT id FROM items WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id"
+        return [r[0] for r in cur.execute(q, (json.dumps(ids.tolist()),))]
+
+    def existing(self, ids: Sequence[int]) -> list[int]:
+        with self._lock:
+            return self._existing(self._conn.cursor(), np.asarray(ids, dtype=np.int64))
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+
+    def metadata(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """id -> metadata dict for the ids that exist."""
+        q = f"SELECT {_META_COLS} FROM items WHERE id IN (SELECT value FROM json_each(?))"
+        with self._lock:
+            rows = self._conn.execute(q, (json.dumps([int(i) for i in ids]),)).fetchall()
+        return {r[0]: _row_meta(r) for r in rows}
+
+    def vectors(self, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) for the given ids (all rows when None), ordered by id."""
+        with self._lock:
+            if ids is None:
+                rows = self._conn.execute("SELECT id, vector FROM items ORDER BY id").fetchall()
+            else:
+                rows = self._conn.execute(
+                    "SELECT id, vector FROM items WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
+                    (json.dumps([int(i) for i in ids]),),
+                ).fetchall()
+        return self._unpack(rows)
+
+    def _unpack(self, rows: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+        out_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, self.dim)
+        return out_ids, vecs.copy() if len(rows) else np.empty((0, self.dim), np.float32)
+
+    def sample_vectors(self, n: int, seed: int = 0) -> np.ndarray:
+        """Up to ``n`` stored vectors, a seeded uniform sample (for ANN training)."""
+        with self._lock:
+            all_ids = [r[0] for r in self._conn.execute("SELECT id FROM items ORDER BY id")]
+        if len(all_ids) > n:
+            rng = np.random.default_rng(seed)
+            all_ids = sorted(rng.choice(all_ids, size=n, replace=False).tolist())
+        return self.vectors(all_ids)[1]
+
+    def ids_matching(self, flt: Filter | None) -> np.ndarray:
+        clause, params = to_sql(flt)
+        with self._lock:
+            rows = self._conn.execute(f"SELECT id FROM items WHERE {clause}", params).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def changes_since(self, gen: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids written after ``gen``, ids deleted after ``gen``)."""
+        with self._lock:
+            up = [r[0] for r in self._conn.execute("SELECT id FROM items WHERE gen > ?", (gen,))]
+            gone = [r[0] for r in self._conn.execute("SELECT id FROM tombstones WHERE gen > ?", (gen,))]
+        return np.asarray(up, dtype=np.int64), np.asarray(gone, dtype=np.int64)
+
+    def find_by_hash(self, digest: str) -> list[int]:
+        with self._lock:
+            return [r[0] for r in self._conn.execute(
+                "SELECT id FROM items WHERE content_hash=? ORDER BY id", (digest,))]
+
+    def content_ref(self, item_id: int) -> tuple[str | None, str | None, str | None] | None:
+        """(content_kind, content_hash, text) of an item, or None when the id is unknown."""
+        with self._lock:
+            return self._conn.execute(
+                "SELECT content_kind, content_hash, text_content FROM items WHERE id=?", (int(item_id),)
+            ).fetchone()
+
+    def hash_in_use(self, digest: str) -> bool:
+        with self._lock:
+            return self._conn.execute(
+                "SELECT 1 FROM items WHERE content_hash=? AND content_kind='file' LIMIT 1", (digest,)
+            ).fetchone() is not None
+
+    def file_hashes(self) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._conn.execute(
+                "SELECT DISTINCT content_hash FROM items WHERE content_kind='file'")}
+
+    def counts_by(self, column: str) -> dict[str, int]:
+        assert column in ("modality", "concept")
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {column}, COUNT(*) FROM items GROUP BY {column}").fetchall()
+        return {str(k): int(v) for k, v in rows}

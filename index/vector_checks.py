@@ -1,0 +1,68 @@
+"""Validation of vectors and ids before anything is written.
+
+Policy (documented in FORMAT.md): vectors must be finite, of the store's dimension and of
+unit L2 norm within ``UNIT_TOLERANCE``; those within tolerance are re-normalised exactly.
+Anything else is refused with :class:`VectorError` (a caller passing un-normalised vectors has
+a bug upstream; silently normalising would hide it). Stores created with
+``normalize=True`` instead normalise any non-zero finite vector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from .errors import DuplicateIdError, VectorError
+
+__all__ = ["UNIT_TOLERANCE", "check_vectors", "check_ids"]
+
+UNIT_TOLERANCE = 1e-3
+
+
+def check_vectors(vectors: object, dim: int, *, normalize: bool = False) -> np.ndarray:
+    """Return a C-contiguous float32 ``[n, dim]`` array of unit vectors, or raise VectorError."""
+    try:
+        arr = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise VectorError(f"vectors are not a numeric array: {exc}") from exc
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise VectorError(f"vectors must be 2-D [n, {dim}], got shape {arr.shape}")
+    if arr.shape[1] != dim:
+        raise VectorError(f"vectors have dimension {arr.shape[1]}, the store expects {dim}")
+    if not np.isfinite(arr).all():
+        bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))[:5].tolist()
+        raise VectorError(f"vectors contain NaN or inf (rows {bad})")
+    norms = np.linalg.norm(arr, axis=1)
+    if (norms == 0).any():
+        raise VectorError(f"zero vectors cannot be normalised (rows {np.flatnonzero(norms == 0)[:5].tolist()})")
+    if not normalize:
+        off = np.abs(norms - 1.0) > UNIT_TOLERANCE
+        if off.any():
+            rows = np.flatnonzero(off)[:5].tolist()
+            raise VectorError(
+                f"vectors must be L2-normalised (|norm-1| <= {UNIT_TOLERANCE}); rows {rows} have "
+                f"norms {norms[rows].round(4).tolist()}; normalise them or create the store "
+                "with normalize=True"
+            )
+    return np.ascontiguousarray(arr / norms[:, None], dtype=np.float32)
+
+
+def check_ids(ids: Iterable[int] | None, n: int) -> np.ndarray | None:
+    """Return ids as int64 (or None to let the store assign), refusing negatives and repeats."""
+    if ids is None:
+        return None
+    arr = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
+    if arr.ndim != 1 or len(arr) != n:
+        raise VectorError(f"got {n} vectors but ids of shape {arr.shape}")
+    if n and not np.issubdtype(arr.dtype, np.integer):
+        raise VectorError(f"ids must be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if (arr < 0).any():
+        raise VectorError("ids must be non-negative int64")
+    uniq, counts = np.unique(arr, return_counts=True)
+    if (counts > 1).any():
+        raise DuplicateIdError(f"ids repeated within the batch: {uniq[counts > 1][:5].tolist()}")
+    return arr
