@@ -1,0 +1,81 @@
+"""Retrieval and coherence metrics for a unified space.
+
+* Recall@K per direction ``q->t``: share of queries with at least one relevant item in
+  the top K (relevant = same label: the same concept, or the same manifest line when
+  the manifest pairs items).
+* mAP@10 with concept-level relevance: ``AP@10 = sum_k P@k * rel_k / min(R, 10)``.
+* Coherence: modality gap (mean distance between modality centroids of the unit
+  vectors), cross-modal neighbour purity (share of an item's 10 nearest items *of other
+  modalities* that are relevant), silhouette (cosine) by concept and by modality. A
+  merged space has a high concept silhouette and a low modality silhouette.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations, permutations
+
+import numpy as np
+import torch
+
+from .data import FeatureSet
+
+__all__ = ["retrieval_metrics", "coherence_metrics", "KS"]
+
+KS = (1, 5, 10)
+
+
+def retrieval_metrics(embs: dict[str, torch.Tensor], fs: FeatureSet, ks: tuple[int, ...] = KS) -> dict[str, dict[str, float]]:
+    """``{"text->image": {"R@1": .., "R@5": .., "R@10": .., "mAP@10": ..}, ...}``."""
+    out: dict[str, dict[str, float]] = {}
+    for q, t in permutations(sorted(embs), 2):
+        zq, zt = embs[q], embs[t]
+        lq, lt = fs.modalities[q].labels, fs.modalities[t].labels
+        if len(zq) == 0 or len(zt) == 0:
+            continue
+        sims = zq @ zt.T
+        kmax = min(max(max(ks), 10), zt.shape[0])
+        top = sims.topk(kmax, dim=1).indices
+        rel = (lt[top] == lq.unsqueeze(1)).float()  # [Nq, kmax]
+        has_any = (lq.unsqueeze(1) == lt.unsqueeze(0)).any(1)
+        row: dict[str, float] = {}
+        for k in ks:
+            row[f"R@{k}"] = float(rel[:, :k].amax(1).mean()) if k <= kmax else float(rel.amax(1).mean())
+        n_rel = (lq.unsqueeze(1) == lt.unsqueeze(0)).sum(1).float()
+        k10 = min(10, kmax)
+        prec = rel[:, :k10].cumsum(1) / torch.arange(1, k10 + 1).float()
+        ap = (prec * rel[:, :k10]).sum(1) / n_rel.clamp(max=k10).clamp_min(1)
+        row["mAP@10"] = float(ap[has_any].mean()) if has_any.any() else 0.0
+        out[f"{q}->{t}"] = {k: round(v, 4) for k, v in row.items()}
+    return out
+
+
+def coherence_metrics(embs: dict[str, torch.Tensor], fs: FeatureSet, k: int = 10) -> dict[str, float | None]:
+    """Modality gap, cross-modal neighbour purity and silhouettes (see the module docstring)."""
+    from sklearn.metrics import silhouette_score
+
+    mods = [m for m in sorted(embs) if len(embs[m])]
+    gaps = [float((embs[a].mean(0) - embs[b].mean(0)).norm()) for a, b in combinations(mods, 2)]
+    z = torch.cat([embs[m] for m in mods])
+    labels = torch.cat([fs.modalities[m].labels for m in mods])
+    mod_ids = torch.cat([torch.full((len(embs[m]),), i) for i, m in enumerate(mods)])
+    sims = z @ z.T
+    sims[mod_ids.unsqueeze(1) == mod_ids.unsqueeze(0)] = -float("inf")  # other modalities only
+    kk = min(k, int((mod_ids != mod_ids[0]).sum()) if len(mods) > 1 else 0)
+    purity = None
+    if kk > 0:
+        top = sims.topk(kk, dim=1).indices
+        purity = float((labels[top] == labels.unsqueeze(1)).float().mean())
+    zn = z.numpy().astype(np.float64)
+    sil_concept = sil_mod = None
+    n_labels = len(set(labels.tolist()))
+    if fs.relevance == "concept" and 1 < n_labels < len(zn):
+        sil_concept = float(silhouette_score(zn, labels.numpy(), metric="cosine"))
+    if len(mods) > 1:
+        sil_mod = float(silhouette_score(zn, mod_ids.numpy(), metric="cosine"))
+    r = lambda v: None if v is None else round(v, 4)  # noqa: E731
+    return {
+        "modality_gap": r(float(np.mean(gaps))) if gaps else None,
+        "neighbour_purity": r(purity),
+        "silhouette_concept": r(sil_concept),
+        "silhouette_modality": r(sil_mod),
+    }

@@ -1,0 +1,202 @@
+"""The SPANER model: a shared prompt and per-modality cross-attention aligners.
+
+For each modality ``m`` with frozen tokens ``X`` ``[B, T, w_m]``::
+
+    H = proj_m(X) (+ positions)                     # [B, T, width]
+    Q = prompt (shared by every modality)           # [P, width]
+    for each layer:  Q = Q + CrossAttn(Q, [Q; H]);  Q = Q + FFN(Q)
+    z = normalize( head_m(mean(Q)) )                # [B, dim]
+
+Where the encoder has a native space shared with another modality (CLIP's image and
+text towers), the head is a zero-initialised residual on the native vector, so an
+untrained model *is* the native space and training can only start from there:
+``z = normalize(g * normalize(native) + head_m(mean(Q)))`` with a learnable gate ``g`` (init 1).
+
+The ``linear`` aligner (baseline) is a masked mean-pool and one linear map, with the same
+native residual. ``prompt_mode="separate"`` gives each modality its own prompt (ablation).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spaner.encoders.base import TokenBatch
+from spaner.errors import ConfigError
+
+from .config import AlignerConfig, ModalityConfig, SpanerConfig
+
+__all__ = ["SpanerModel", "CrossAttentionLayer", "ModalityAligner", "LinearAligner", "info_nce"]
+
+
+def _sinusoid(length: int, width: int, device: torch.device) -> torch.Tensor:
+    pos = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
+    div = torch.exp(torch.arange(0, width, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / width))
+    pe = torch.zeros(length, width, device=device)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div)[:, : width // 2]
+    return pe
+
+
+class CrossAttentionLayer(nn.Module):
+    """Prompt positions attend over ``[prompt; tokens]``, then a feed-forward block (pre-norm)."""
+
+    def __init__(self, width: int, heads: int, ff_mult: int, dropout: float) -> None:
+        super().__init__()
+        self.norm_q = nn.LayerNorm(width)
+        self.norm_kv = nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
+        self.norm_ff = nn.LayerNorm(width)
+        self.ff = nn.Sequential(
+            nn.Linear(width, width * ff_mult), nn.GELU(), nn.Dropout(dropout), nn.Linear(width * ff_mult, width)
+        )
+
+    def forward(self, q: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        kv = self.norm_kv(torch.cat([q, tokens], dim=1))
+        pad = torch.cat([torch.zeros(q.shape[:2], dtype=torch.bool, device=q.device), ~mask], dim=1)
+        q = q + self.attn(self.norm_q(q), kv, kv, key_padding_mask=pad, need_weights=False)[0]
+        return q + self.ff(self.norm_ff(q))
+
+
+class _NativeHead(nn.Module):
+    """Maps pooled features to the unified space; a zero-init residual on the native vector if any."""
+
+    def __init__(self, width: int, dim: int, use_native: bool) -> None:
+        super().__init__()
+        self.use_native = use_native
+        self.norm = nn.LayerNorm(width)
+        self.proj = nn.Linear(width, dim)
+        if use_native:
+            nn.init.zeros_(self.proj.weight)
+            nn.init.zeros_(self.proj.bias)
+            # learnable weight of the native vector (starts at 1: the untrained model *is* the native
+            # space); lets training lean away from a weak native space instead of fighting it
+            self.native_gate = nn.Parameter(torch.ones(()))
+
+    def forward(self, pooled: torch.Tensor, native: torch.Tensor | None) -> torch.Tensor:
+        z = self.proj(self.norm(pooled))
+        if self.use_native:
+            if native is None:
+                raise ValueError("this modality's head is a residual on the native vector, but none was given")
+            z = self.native_gate * F.normalize(native.to(z.dtype), dim=-1) + z
+        return F.normalize(z, dim=-1)
+
+
+class ModalityAligner(nn.Module):
+    """The CA aligner of one modality: input projection, cross-attention layers, pooling, head."""
+
+    def __init__(self, in_width: int, cfg: AlignerConfig, use_native: bool) -> None:
+        super().__init__()
+        self.positional = cfg.positional
+        self.input_proj = nn.Sequential(nn.LayerNorm(in_width), nn.Linear(in_width, cfg.width))
+        self.layers = nn.ModuleList(
+            CrossAttentionLayer(cfg.width, cfg.heads, cfg.ff_mult, cfg.dropout) for _ in range(cfg.depth)
+        )
+        self.head = _NativeHead(cfg.width, cfg.dim, use_native)
+
+    def forward(self, prompt: torch.Tensor, batch: TokenBatch) -> torch.Tensor:
+        h = self.input_proj(batch.tokens)
+        if self.positional:
+            h = h + _sinusoid(h.shape[1], h.shape[2], h.device)
+        q = prompt.unsqueeze(0).expand(h.shape[0], -1, -1)
+        for layer in self.layers:
+            q = layer(q, h, batch.mask)
+        return self.head(q.mean(dim=1), batch.native)
+
+
+class LinearAligner(nn.Module):
+    """Baseline: masked mean of tokens, then one linear map (same native residual, same loss)."""
+
+    def __init__(self, in_width: int, cfg: AlignerConfig, use_native: bool) -> None:
+        super().__init__()
+        self.head = _NativeHead(in_width, cfg.dim, use_native)
+
+    def forward(self, prompt: torch.Tensor | None, batch: TokenBatch) -> torch.Tensor:
+        m = batch.mask.unsqueeze(-1).to(batch.tokens.dtype)
+        pooled = (batch.tokens * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return self.head(pooled, batch.native)
+
+
+class SpanerModel(nn.Module):
+    """Shared prompt + one aligner per modality; ``embed(modality, tokens) -> unit vectors``."""
+
+    def __init__(self, config: SpanerConfig) -> None:
+        super().__init__()
+        config.aligner.validate()
+        self.config = config
+        a = config.aligner
+        self.prompt = nn.Parameter(torch.randn(a.prompt_len, a.width) * 0.02)
+        self.prompts = nn.ParameterDict()
+        self.aligners = nn.ModuleDict()
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / a.init_temperature)))
+        for modality, mcfg in config.modalities.items():
+            self._build_modality(modality, mcfg)
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.config.modalities)
+
+    @property
+    def dim(self) -> int:
+        return self.config.aligner.dim
+
+    def _build_modality(self, modality: str, mcfg: ModalityConfig) -> None:
+        a = self.config.aligner
+        if mcfg.use_native and mcfg.native_dim != a.dim:
+            raise ConfigError(
+                f"modality {modality!r} uses its native space of dim {mcfg.native_dim}, but the unified dim is {a.dim}"
+            )
+        cls = ModalityAligner if a.kind == "cross_attention" else LinearAligner
+        self.aligners[modality] = cls(mcfg.width, a, mcfg.use_native)
+        if a.prompt_mode == "separate" and a.kind == "cross_attention":
+            self.prompts[modality] = nn.Parameter(self.prompt.detach().clone())
+
+    def add_modality(self, modality: str, mcfg: ModalityConfig) -> None:
+        """Plug in a new modality (its aligner, and its own prompt when prompts are separate)."""
+        if modality in self.config.modalities:
+            raise ConfigError(f"modality {modality!r} is already in the model")
+        self.config.modalities[modality] = mcfg
+        self._build_modality(modality, mcfg)
+
+    def prompt_for(self, modality: str) -> torch.Tensor:
+        if self.config.aligner.prompt_mode == "separate" and modality in self.prompts:
+            return self.prompts[modality]
+        return self.prompt
+
+    def embed(self, modality: str, batch: TokenBatch) -> torch.Tensor:
+        if modality not in self.aligners:
+            raise ConfigError(f"the model has no aligner for modality {modality!r} (has: {', '.join(self.modalities)})")
+        return self.aligners[modality](self.prompt_for(modality), batch)
+
+    def trainable_for(self, modality: str) -> list[nn.Parameter]:
+        """Parameters that :func:`spaner.train.extend` trains for ``modality``: its aligner only
+        (plus its own prompt when prompts are separate)."""
+        params = list(self.aligners[modality].parameters())
+        if self.config.aligner.prompt_mode == "separate" and modality in self.prompts:
+            params.append(self.prompts[modality])
+        return params
+
+
+def info_nce(
+    za: torch.Tensor, zb: torch.Tensor, la: torch.Tensor, lb: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
+    """Symmetric multi-positive InfoNCE between two modalities.
+
+    Positives are pairs with the same label (the same concept, or the same manifest line).
+    Rows without any positive are ignored.
+    """
+    scale = logit_scale.clamp(max=math.log(100.0)).exp()
+    logits = scale * za @ zb.T
+    pos = (la.unsqueeze(1) == lb.unsqueeze(0)).to(logits.dtype)
+    losses = []
+    for lg, p in ((logits, pos), (logits.T, pos.T)):
+        has = p.sum(1) > 0
+        if has.any():
+            target = p[has] / p[has].sum(1, keepdim=True)
+            losses.append(-(target * F.log_softmax(lg[has], dim=1)).sum(1).mean())
+    if not losses:
+        return logits.sum() * 0.0
+    return torch.stack(losses).mean()

@@ -1,0 +1,188 @@
+"""The end-to-end object: frozen encoders + a SPANER model.
+
+>>> sp = Spaner.from_profile("tiny", modalities=["text", "image"])
+>>> result = sp.fit("data/manifest.jsonl", TrainConfig(shots=5))
+>>> sp.save("runs/ckpt")
+>>> vectors = Spaner.load("runs/ckpt").embed("text", ["seven"])
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from spaner.encoders import Encoder, build_encoder, get_spec
+from spaner.encoders.decode import RawInput
+from spaner.errors import ConfigError
+
+from .checkpoint import checkpoint_hash, load_checkpoint, save_checkpoint
+from .config import AlignerConfig, ModalityConfig, SpanerConfig, TrainConfig, from_dict
+from .data import FeatureSet, Splits, build_features, sample_few_shot, split_manifest
+from .features import FeatureCache
+from .manifest import Manifest, load_manifest
+from .model import SpanerModel
+from .profiles import get_profile
+from .train import TrainResult, fit
+
+__all__ = ["Spaner", "PreparedData", "build_model_config", "build_encoders"]
+
+log = logging.getLogger(__name__)
+
+
+def build_encoders(choice: Mapping[str, str], options: Mapping[str, dict[str, Any]] | None = None,
+                   device: str = "cpu") -> dict[str, Encoder]:
+    """Instantiate one encoder per modality; checks each encoder serves its modality."""
+    encoders = {}
+    for modality, name in choice.items():
+        spec = get_spec(name)
+        if spec.modality != modality:
+            raise ConfigError(f"encoder {name!r} is a {spec.modality} encoder, not {modality}")
+        encoders[modality] = build_encoder(name, device=device, **dict((options or {}).get(modality, {})))
+    return encoders
+
+
+def build_model_config(encoders: Mapping[str, Encoder], aligner: AlignerConfig,
+                       options: Mapping[str, dict[str, Any]] | None = None, profile: str | None = None) -> SpanerConfig:
+    """Model config for these encoders. A native space shared by >= 2 modalities is used as the
+    zero-init residual starting point, and fixes the unified dim to the native dim."""
+    spaces: dict[str, list[str]] = {}
+    for m, e in encoders.items():
+        if e.native_space:
+            spaces.setdefault(e.native_space, []).append(m)
+    shared = {s for s, ms in spaces.items() if len(ms) >= 2}
+    aligner = AlignerConfig(**asdict(aligner))
+    mods = {}
+    for m, e in encoders.items():
+        use = e.native_space in shared
+        if use:
+            aligner.dim = int(e.native_dim)  # type: ignore[arg-type]
+        mods[m] = ModalityConfig(e.name, e.width, dict((options or {}).get(m, {})), e.native_space, e.native_dim, use)
+    return SpanerConfig(aligner=aligner, modalities=mods, profile=profile)
+
+
+@dataclass
+class PreparedData:
+    splits: Splits
+    train: FeatureSet
+    val: FeatureSet
+    test: FeatureSet
+
+
+class Spaner:
+    """Encoders + model. Build with :meth:`from_profile` or :meth:`load`."""
+
+    def __init__(self, model: SpanerModel, encoders: dict[str, Encoder], checkpoint: Path | None = None) -> None:
+        self.model = model
+        self.encoders = encoders
+        self.checkpoint = checkpoint
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def from_profile(
+        cls,
+        profile: str = "default",
+        modalities: Sequence[str] | None = None,
+        aligner: AlignerConfig | dict[str, Any] | None = None,
+        encoders: Mapping[str, str] | None = None,
+        options: Mapping[str, dict[str, Any]] | None = None,
+        device: str = "cpu",
+    ) -> Spaner:
+        prof = get_profile(profile)
+        choice = dict(prof.encoders)
+        choice.update(encoders or {})
+        if modalities is not None:
+            unknown = [m for m in modalities if m not in choice]
+            if unknown:
+                raise ConfigError(f"no encoder for modality {unknown} in profile {profile!r}; pass --encoder MODALITY=NAME")
+            choice = {m: choice[m] for m in modalities}
+        if isinstance(aligner, AlignerConfig):
+            acfg = aligner
+        else:
+            acfg = from_dict(AlignerConfig, {**prof.aligner, **(aligner or {})})
+        encs = build_encoders(choice, options, device)
+        config = build_model_config(encs, acfg, options, profile)
+        torch.manual_seed(0)
+        return cls(SpanerModel(config), encs)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> Spaner:
+        model, _ = load_checkpoint(path)
+        choice = {m: c.encoder for m, c in model.config.modalities.items()}
+        options = {m: c.options for m, c in model.config.modalities.items()}
+        return cls(model, build_encoders(choice, options, device), Path(path))
+
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        self.checkpoint = save_checkpoint(self.model, path, extra)
+        return self.checkpoint
+
+    @property
+    def space_id(self) -> str | None:
+        """Hash of the saved checkpoint (None until saved/loaded)."""
+        return checkpoint_hash(self.checkpoint) if self.checkpoint else None
+
+    @property
+    def modalities(self) -> list[str]:
+        return self.model.modalities
+
+    # -- inference ----------------------------------------------------------------------
+    def embed(self, modality: str, values: Sequence[RawInput], batch_size: int = 32,
+              names: Sequence[str] | None = None) -> np.ndarray:
+        """Unit vectors ``[N, dim]`` (float32) for raw inputs: texts, file paths or bytes."""
+        if modality not in self.encoders:
+            raise ConfigError(f"this model has no {modality!r} modality (has: {', '.join(self.modalities)})")
+        enc = self.encoders[modality]
+        self.model.eval()
+        out = []
+        for s in range(0, len(values), batch_size):
+            chunk = values[s : s + batch_size]
+            batch = enc.encode(chunk, names[s : s + batch_size] if names is not None else None)
+            with torch.no_grad():
+                out.append(self.model.embed(modality, batch).float().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.model.dim), np.float32)
+
+    # -- training -----------------------------------------------------------------------
+    def prepare(self, manifest: str | Path | Manifest, cfg: TrainConfig, cache: FeatureCache | None = None,
+                modalities: Sequence[str] | None = None) -> PreparedData:
+        """Split the manifest, sample shots, and compute (cached) frozen features."""
+        man = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+        splits = split_manifest(man, cfg.seed)
+        train_items, val_items = sample_few_shot(splits, cfg.shots, cfg.fraction, cfg.seed, cfg.val_fraction)
+        mods = [m for m in (modalities or self.encoders) if m in self.encoders]
+        encs = {m: self.encoders[m] for m in mods}
+        labels: dict[str, int] = {}
+        train = build_features(train_items, encs, splits.relevance, labels, cache)
+        val = build_features(val_items, encs, splits.relevance, labels, cache)
+        test = build_features(splits.test, encs, splits.relevance, labels, cache)
+        log.info("data: %s", ", ".join(f"{m}: {len(train.modalities[m])} train" for m in train.modalities))
+        return PreparedData(splits, train, val, test)
+
+    def fit(self, manifest: str | Path | Manifest | PreparedData, cfg: TrainConfig,
+            cache: FeatureCache | None = None, progress: bool = True) -> TrainResult:
+        """Few-shot training of prompt + aligners on the manifest's training split."""
+        data = manifest if isinstance(manifest, PreparedData) else self.prepare(manifest, cfg, cache)
+        return fit(self.model, data.train, data.val, cfg, progress=progress)
+
+    def extend(self, modality: str, manifest: str | Path | Manifest | PreparedData, cfg: TrainConfig,
+               encoder: str | None = None, options: dict[str, Any] | None = None,
+               cache: FeatureCache | None = None, progress: bool = True) -> TrainResult:
+        """Train only ``modality``'s aligner (adding the modality first if it is new); the shared
+        prompt and every other aligner stay frozen, so existing embeddings do not change."""
+        if modality not in self.model.aligners:
+            if encoder is None:
+                raise ConfigError(f"modality {modality!r} is new to this model: pass --encoder NAME for it")
+            enc = build_encoders({modality: encoder}, {modality: options or {}})[modality]
+            self.encoders[modality] = enc
+            native_ok = enc.native_space is not None and any(
+                c.native_space == enc.native_space and c.use_native for c in self.model.config.modalities.values())
+            self.model.add_modality(modality, ModalityConfig(enc.name, enc.width, dict(options or {}),
+                                                             enc.native_space, enc.native_dim, native_ok))
+        data = manifest if isinstance(manifest, PreparedData) else self.prepare(manifest, cfg, cache)
+        if modality not in data.train.modalities:
+            raise ConfigError(f"the manifest has no training items for modality {modality!r}")
+        return fit(self.model, data.train, data.val, cfg, only=[modality], progress=progress)

@@ -1,0 +1,179 @@
+"""Contrastive few-shot training of the shared prompt and the aligners.
+
+:func:`fit` trains every trainable parameter (prompt(s), aligners, temperature); with
+``only=[m]`` it trains modality ``m``'s aligner alone (:func:`spaner.pipeline.Spaner.extend`)
+and every other parameter stays bit-identical. Mini-batches mix all modalities; the loss
+is the mean symmetric multi-positive InfoNCE over every modality pair present (pairs that
+involve a trained modality, when ``only`` is given). Early stopping on validation loss
+restores the best weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import torch
+from tqdm.auto import tqdm
+
+from spaner.encoders.base import ItemTokens, TokenBatch
+
+from .config import TrainConfig
+from .data import FeatureSet
+from .model import SpanerModel, info_nce
+
+__all__ = ["fit", "TrainResult", "embed_items", "feature_loss"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float | None
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    initial_loss: float | None = None
+    train_items: int = 0
+    val_items: int = 0
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _batch(items: Sequence[ItemTokens], token_dropout: float, gen: torch.Generator | None) -> TokenBatch:
+    batch = TokenBatch.collate(items)
+    if token_dropout > 0 and gen is not None:
+        keep = torch.rand(batch.mask.shape, generator=gen) >= token_dropout
+        keep[:, 0] = True
+        batch.mask = batch.mask & keep
+        batch.mask[batch.mask.sum(1) == 0, 0] = True
+    return batch
+
+
+def embed_items(model: SpanerModel, modality: str, items: Sequence[ItemTokens], batch_size: int = 256) -> torch.Tensor:
+    """Embed cached features in eval mode without gradients: ``[N, dim]``."""
+    was_training = model.training
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(items), batch_size):
+            out.append(model.embed(modality, TokenBatch.collate(items[s : s + batch_size])))
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, model.dim)
+
+
+def _pairs(modalities: Sequence[str], only: Sequence[str] | None) -> list[tuple[str, str]]:
+    return [(a, b) for a, b in combinations(modalities, 2) if only is None or a in only or b in only]
+
+
+def feature_loss(model: SpanerModel, fs: FeatureSet, only: Sequence[str] | None = None) -> float:
+    """The full-set contrastive loss (eval mode), over the modality pairs training optimises."""
+    embs = {m: embed_items(model, m, f.items) for m, f in fs.modalities.items() if m in model.aligners}
+    pairs = _pairs(list(embs), only)
+    if not pairs:
+        return float("nan")
+    with torch.no_grad():
+        losses = [info_nce(embs[a], embs[b], fs.modalities[a].labels, fs.modalities[b].labels, model.logit_scale) for a, b in pairs]
+    return float(torch.stack(losses).mean())
+
+
+def fit(
+    model: SpanerModel,
+    train: FeatureSet,
+    val: FeatureSet | None,
+    cfg: TrainConfig,
+    only: Sequence[str] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` in place; returns the loss history. See the module docstring."""
+    cfg.validate()
+    modalities = [m for m in train.modalities if m in model.aligners]
+    if len(modalities) < 2:
+        raise ValueError(f"training needs at least two modalities with data, got {modalities}")
+    if only is not None:
+        missing = [m for m in only if m not in modalities]
+        if missing:
+            raise ValueError(f"no training data for modality {missing}")
+        params = [p for m in only for p in model.trainable_for(m)]
+    else:
+        params = list(model.parameters())
+    frozen = {id(p) for p in model.parameters()} - {id(p) for p in params}
+    saved_flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) not in frozen)
+
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    entries = [(m, i) for m in modalities for i in range(len(train.modalities[m]))]
+    steps_per_epoch = max(1, math.ceil(len(entries) / cfg.batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.1)
+    pairs = _pairs(modalities, only)
+    result = TrainResult(0, 0, None, train_items=len(entries), val_items=len(val) if val is not None else 0)
+    result.initial_loss = feature_loss(model, train, only)
+    best_state = copy.deepcopy(model.state_dict())
+    best = math.inf
+    stale = 0
+
+    def set_mode() -> None:
+        model.train()
+        if only is not None:  # frozen aligners stay in eval mode (no dropout)
+            for m, aligner in model.aligners.items():
+                aligner.train(m in only)
+
+    bar = tqdm(range(cfg.epochs), desc="train", unit="epoch", disable=not progress, leave=False)
+    for epoch in bar:
+        set_mode()
+        order = torch.randperm(len(entries), generator=gen).tolist()
+        losses = []
+        for s in range(0, len(order), cfg.batch_size):
+            chunk = [entries[j] for j in order[s : s + cfg.batch_size]]
+            by_mod: dict[str, list[int]] = {}
+            for m, i in chunk:
+                by_mod.setdefault(m, []).append(i)
+            batch_pairs = [(a, b) for a, b in pairs if a in by_mod and b in by_mod]
+            if not batch_pairs:
+                continue
+            embs, labels = {}, {}
+            for m, idx in by_mod.items():
+                f = train.modalities[m]
+                embs[m] = model.embed(m, _batch([f.items[i] for i in idx], 0.1 if cfg.augment else 0.0, gen))
+                labels[m] = f.labels[idx]
+            loss = torch.stack([info_nce(embs[a], embs[b], labels[a], labels[b], model.logit_scale) for a, b in batch_pairs]).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+        train_loss = sum(losses) / max(len(losses), 1)
+        result.train_loss.append(train_loss)
+        result.epochs_run = epoch + 1
+        monitor = feature_loss(model, val, only) if val is not None and len(val) else train_loss
+        if val is not None and len(val):
+            result.val_loss.append(monitor)
+        if monitor < best - 1e-4:
+            best, stale, result.best_epoch = monitor, 0, epoch + 1
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+        bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{monitor:.3f}")
+        if stale >= cfg.patience:
+            log.info("early stop at epoch %d (best %d, monitor %.4f)", epoch + 1, result.best_epoch, best)
+            break
+    bar.close()
+    model.load_state_dict(best_state)
+    model.eval()
+    for n, p in model.named_parameters():
+        p.requires_grad_(saved_flags.get(n, True))
+    result.best_val_loss = best if val is not None and len(val) else None
+    log.info("trained %d epochs; loss %.4f -> %.4f (best epoch %d)", result.epochs_run,
+             result.initial_loss or float("nan"), result.train_loss[-1] if result.train_loss else float("nan"),
+             result.best_epoch)
+    return result
