@@ -100,7 +100,7 @@ def encode_items(
         log.info("encoding %d %s item(s) with %s (%d cached)", len(todo), encoder.modality, encoder.name,
                  len(values) - len(todo))
     with tqdm(total=len(todo), desc=desc or f"encode {encoder.modality}", unit="item",
-              disable=len(todo) < 2 * batch_size, leave=False) as bar:
+              disable=True if len(todo) < 2 * batch_size else None, leave=False) as bar:
         for start in range(0, len(todo), batch_size):
             idx = todo[start : start + batch_size]
             batch = encoder.encode([values[i] for i in idx], names=[values[i] if encoder.input_kind == "file" else None for i in idx])

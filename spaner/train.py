@@ -127,7 +127,7 @@ def fit(
             for m, aligner in model.aligners.items():
                 aligner.train(m in only)
 
-    bar = tqdm(range(cfg.epochs), desc="train", unit="epoch", disable=not progress, leave=False)
+    bar = tqdm(range(cfg.epochs), desc="train", unit="epoch", disable=None if progress else True, leave=False)
     for epoch in bar:
         set_mode()
         order = torch.randperm(len(entries), generator=gen).tolist()

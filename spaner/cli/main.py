@@ -25,15 +25,35 @@ log = logging.getLogger("spaner")
 SUBCOMMANDS = ["encoders", "train", "extend", "eval", "datasets"]
 
 
+def _add_global_flags(parser: argparse.ArgumentParser, default: object) -> None:
+    """Logging/debug flags, accepted before or after the subcommand."""
+    g = parser.add_argument_group("output")
+    g.add_argument("-v", "--verbose", action="count", default=0 if default is None else default,
+                   help="more logging (-vv for debug)")
+    g.add_argument("-q", "--quiet", action="store_true", default=False if default is None else default,
+                   help="only warnings and errors, no progress bars")
+    g.add_argument("--debug", action="store_true", default=False if default is None else default,
+                   help="show tracebacks on errors")
+
+
+class _SubParsers(argparse._SubParsersAction):
+    """Adds the global flags to every subcommand (with SUPPRESS defaults, so a flag given
+    before the subcommand is not reset by the subparser)."""
+
+    def add_parser(self, name: str, **kwargs):  # type: ignore[override]
+        p = super().add_parser(name, **kwargs)
+        _add_global_flags(p, argparse.SUPPRESS)
+        return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spaner",
         description="SPANER: one embedding space for text, images and audio, aligned few-shot.",
     )
     parser.add_argument("--version", action="version", version=f"spaner {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    _add_global_flags(parser, None)
+    parser.register("action", "parsers", _SubParsers)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:
@@ -81,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = getattr(exc, "filename", None) or ""
         print(f"spaner {args.command}: error: {name}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"spaner {args.command}: interrupted", file=sys.stderr)
         return 130

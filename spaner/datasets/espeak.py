@@ -6,9 +6,9 @@ so the library is initialised once per process and every call runs under one loc
 
 One piece of that state matters for reproducibility: the pitch "flutter" phase advances
 with every sample spoken and is never reset, so the same call gives slightly different
-audio depending on what the process said before. :func:`synthesize_isolated` speaks in a
-forked child of a process that has never spoken, so its output depends only on its
-arguments (the dataset builders use it from fresh worker processes).
+audio depending on what the process said before. :func:`synthesize_many` speaks each
+utterance in a forked child of a process that has never spoken (several at once), so
+each result depends only on its own arguments.
 
 Example::
 
@@ -22,14 +22,26 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import selectors
+import signal
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from spaner.errors import SpanerError
 
-__all__ = ["EspeakError", "Espeak", "synthesize", "synthesize_isolated", "sample_rate", "version"]
+__all__ = [
+    "EspeakError",
+    "Espeak",
+    "SpeechRequest",
+    "synthesize",
+    "synthesize_many",
+    "synthesize_isolated",
+    "sample_rate",
+    "version",
+]
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +232,103 @@ def _resample(samples: np.ndarray, native: int, out_rate: int | None) -> tuple[n
     return np.clip(np.rint(wave), -32768, 32767).astype(np.int16), out_rate
 
 
+@dataclass(frozen=True)
+class SpeechRequest:
+    """One utterance for :func:`synthesize_many`; fields as in :func:`synthesize`."""
+
+    text: str
+    voice: str = "en"
+    rate: int = 175
+    pitch: int = 50
+    pitch_range: int = 50
+    seed: int = 0
+
+
+def _fork_speaker(request: SpeechRequest) -> tuple[int, int]:
+    """Fork a child that speaks ``request`` into a pipe; returns ``(pid, read_fd)``."""
+    read_fd, write_fd = os.pipe()
+    with Espeak._lock:  # no thread is inside eSpeak while we fork
+        pid = os.fork()
+    if pid != 0:
+        os.close(write_fd)
+        return pid, read_fd
+    code = 0  # pragma: no cover - the rest runs in the child
+    try:
+        os.close(read_fd)
+        r = request
+        samples = Espeak.synthesize(r.text, r.voice, r.rate, r.pitch, r.pitch_range, r.seed)
+        payload = b"K" + samples.tobytes()
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+        payload, code = b"E" + str(exc).encode(errors="replace"), 1
+    try:
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(write_fd, view) :]
+    finally:
+        os._exit(code)
+
+
+def synthesize_many(
+    requests: Iterable[SpeechRequest], workers: int = 2, out_rate: int | None = None
+) -> Iterator[tuple[int, np.ndarray, int]]:
+    """Speak every request reproducibly; yield ``(position, int16 samples, rate)`` as each ends.
+
+    Each utterance is spoken in its own forked child of this process, whose eSpeak has
+    never spoken, so a result depends only on its request (not on order or ``workers``);
+    up to ``workers`` children run at once. Call it from a process that has not used
+    :func:`synthesize`, or it raises :class:`EspeakError`. Without ``os.fork`` it falls
+    back to :func:`synthesize` in order, with a warning that output depends on order.
+    """
+    for r in requests if isinstance(requests, list) else list(requests):
+        if not r.text.strip():
+            raise EspeakError("nothing to synthesise: the text is empty")
+    pending = list(enumerate(requests))
+    info = Espeak.info()
+    if not hasattr(os, "fork"):
+        log.warning("os.fork is unavailable: eSpeak output will depend on call order")
+        for pos, r in pending:
+            samples, rate = synthesize(
+                r.text, r.voice, r.rate, r.pitch, r.pitch_range, r.seed, out_rate
+            )
+            yield pos, samples, rate
+        return
+    if Espeak._spoken:
+        raise EspeakError("reproducible synthesis needs a process that has not used synthesize()")
+    pending.reverse()
+    running: dict[int, tuple[int, int, bytearray]] = {}  # fd -> (pid, position, data)
+    selector = selectors.DefaultSelector()
+    try:
+        while pending or running:
+            while pending and len(running) < max(1, workers):
+                pos, request = pending.pop()
+                pid, fd = _fork_speaker(request)
+                running[fd] = (pid, pos, bytearray())
+                selector.register(fd, selectors.EVENT_READ)
+            for key, _ in selector.select():
+                pid, pos, data = running[key.fd]
+                chunk = os.read(key.fd, 1 << 16)
+                if chunk:
+                    data += chunk
+                    continue
+                selector.unregister(key.fd)
+                os.close(key.fd)
+                del running[key.fd]
+                _, status = os.waitpid(pid, 0)
+                if data[:1] == b"E":
+                    raise EspeakError(data[1:].decode(errors="replace"))
+                if data[:1] != b"K" or status != 0:
+                    raise EspeakError(f"eSpeak NG crashed on {requests[pos]!r} (status {status})")
+                samples = np.frombuffer(bytes(data[1:]), dtype=np.int16)
+                yield (pos, *_resample(samples, info.sample_rate, out_rate))
+    finally:
+        for fd, (pid, _, _) in running.items():
+            selector.unregister(fd)
+            os.close(fd)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        selector.close()
+
+
 def synthesize_isolated(
     text: str,
     voice: str = "en",
@@ -229,54 +338,11 @@ def synthesize_isolated(
     seed: int = 0,
     out_rate: int | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Like :func:`synthesize`, but reproducible: the same arguments give the same samples.
-
-    The call runs in a forked child that inherits a freshly initialised eSpeak, so nothing
-    this process said before can shift the result. Call it from a process that has not
-    used :func:`synthesize` (a fresh worker); otherwise it raises :class:`EspeakError`.
-    Where ``os.fork`` does not exist it falls back to :func:`synthesize` with a warning.
-    """
-    if not text.strip():
-        raise EspeakError("nothing to synthesise: the text is empty")
-    info = Espeak.info()
-    if not hasattr(os, "fork"):
-        log.warning("os.fork is unavailable: eSpeak output will depend on call order")
-        return synthesize(text, voice, rate, pitch, pitch_range, seed, out_rate)
-    if Espeak._spoken:
-        raise EspeakError("synthesize_isolated needs a process that has not used synthesize()")
-    read_fd, write_fd = os.pipe()
-    with Espeak._lock:
-        # Loading the voice here (it does not speak) saves every child from loading it again.
-        info.lib.espeak_SetVoiceByName(voice.encode())
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 0
-        try:
-            os.close(read_fd)
-            samples = Espeak.synthesize(text, voice, rate, pitch, pitch_range, seed)
-            payload = b"K" + samples.tobytes()
-        except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
-            payload, code = b"E" + str(exc).encode(errors="replace"), 1
-        try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(write_fd, view) :]
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    parts = []
-    with os.fdopen(read_fd, "rb") as reader:
-        while chunk := reader.read(1 << 16):
-            parts.append(chunk)
-    _, status = os.waitpid(pid, 0)
-    payload = b"".join(parts)
-    if not payload.startswith(b"K") or status != 0:
-        if payload.startswith(b"E"):
-            raise EspeakError(payload[1:].decode(errors="replace"))
-        raise EspeakError(
-            f"eSpeak NG crashed synthesising {text!r} with {voice!r} (status {status})"
-        )
-    return _resample(np.frombuffer(payload[1:], dtype=np.int16).copy(), info.sample_rate, out_rate)
+    """Like :func:`synthesize`, but reproducible: the same arguments give the same samples
+    whatever was spoken before (see :func:`synthesize_many`)."""
+    request = SpeechRequest(text, voice, rate, pitch, pitch_range, seed)
+    (_, samples, sr), *_ = synthesize_many([request], workers=1, out_rate=out_rate)
+    return samples, sr
 
 
 def sample_rate() -> int:

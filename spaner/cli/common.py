@@ -1,0 +1,121 @@
+"""Arguments shared by several subcommands, built from the typed configs' help metadata."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from spaner.config import AlignerConfig, TrainConfig
+from spaner.errors import ConfigError
+from spaner.features import FeatureCache
+from spaner.profiles import PROFILES
+
+__all__ = [
+    "add_model_args", "add_train_args", "add_aligner_args", "add_cache_args",
+    "parse_mapping", "encoder_choice", "train_config", "aligner_overrides", "feature_cache", "print_json",
+]
+
+
+def _dc_args(group: argparse._ArgumentGroup, cls: type, prefix: str = "", skip: tuple[str, ...] = ()) -> None:
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + prefix + f.name.replace("_", "-")
+        help_ = f.metadata.get("help", "") + f" (default: {f.default})"
+        if f.type in ("bool",) or isinstance(f.default, bool):
+            group.add_argument(flag, dest=prefix + f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            kind = {int: int, float: float}.get(type(f.default), str)
+            if f.name in ("shots",):
+                kind = int
+            if f.name in ("fraction",):
+                kind = float
+            group.add_argument(flag, dest=prefix + f.name, type=kind, default=None, help=help_)
+
+
+def add_model_args(p: argparse.ArgumentParser, with_profile: bool = True) -> None:
+    g = p.add_argument_group("encoders")
+    if with_profile:
+        g.add_argument("--profile", default="default", choices=sorted(PROFILES),
+                       help="encoder set: default (open_clip + HuBERT, needs weights), offline (no network), tiny (tests)")
+        g.add_argument("--modalities", default=None,
+                       help="comma-separated modalities to use (default: every modality in the manifest)")
+    g.add_argument("--encoder", action="append", default=[], metavar="MODALITY=NAME",
+                   help="use encoder NAME for MODALITY (see `spaner encoders`); repeatable")
+    g.add_argument("--weights", action="append", default=[], metavar="MODALITY=PATH",
+                   help="local weights (file or directory) for MODALITY's encoder, for machines without network")
+    g.add_argument("--encoder-opt", action="append", default=[], metavar="MODALITY:KEY=VALUE",
+                   help="extra encoder option, VALUE parsed as JSON when possible (e.g. image:model_name=ViT-L-14)")
+    g.add_argument("--device", default="cpu", help="torch device for the encoders and the model")
+
+
+def add_aligner_args(p: argparse.ArgumentParser) -> None:
+    _dc_args(p.add_argument_group("aligner (model shape)"), AlignerConfig, skip=("kind",))
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    _dc_args(p.add_argument_group("few-shot training"), TrainConfig)
+
+
+def add_cache_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("feature cache")
+    g.add_argument("--cache-dir", default=None, help="frozen-feature cache (default: $SPANER_CACHE or ~/.cache/spaner)")
+    g.add_argument("--no-cache", action="store_true", help="do not read or write cached features")
+
+
+def parse_mapping(values: list[str], what: str, sep: str = "=") -> dict[str, str]:
+    out = {}
+    for v in values:
+        key, s, val = v.partition(sep)
+        if not s or not key or not val:
+            raise ConfigError(f"{what} expects MODALITY{sep}VALUE, got {v!r}")
+        out[key.strip()] = val.strip()
+    return out
+
+
+def encoder_choice(args: argparse.Namespace) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """(modality -> encoder name overrides, modality -> factory options) from the CLI flags."""
+    choice = parse_mapping(args.encoder, "--encoder")
+    options: dict[str, dict[str, Any]] = {}
+    for mod, path in parse_mapping(args.weights, "--weights").items():
+        if not Path(path).exists():
+            raise ConfigError(f"--weights {mod}={path}: no such file or directory")
+        options.setdefault(mod, {})["weights"] = str(Path(path).resolve())
+    for item in args.encoder_opt:
+        mod, s, rest = item.partition(":")
+        key, s2, val = rest.partition("=")
+        if not (s and s2 and mod and key):
+            raise ConfigError(f"--encoder-opt expects MODALITY:KEY=VALUE, got {item!r}")
+        try:
+            parsed: Any = json.loads(val)
+        except json.JSONDecodeError:
+            parsed = val
+        options.setdefault(mod, {})[key] = parsed
+    return choice, options
+
+
+def train_config(args: argparse.Namespace, **defaults: Any) -> TrainConfig:
+    values = {**defaults}
+    for f in dataclasses.fields(TrainConfig):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            values[f.name] = v
+    cfg = TrainConfig(**values)
+    cfg.validate()
+    return cfg
+
+
+def aligner_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(AlignerConfig)
+            if getattr(args, f.name, None) is not None}
+
+
+def feature_cache(args: argparse.Namespace) -> FeatureCache | None:
+    return None if args.no_cache else FeatureCache(args.cache_dir)
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, sort_keys=False, default=str))

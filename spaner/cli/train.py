@@ -1,0 +1,66 @@
+"""``spaner train``: few-shot training of the shared prompt and aligners from a manifest.
+
+The manifest (JSONL) has one item per line: ``id``, optional ``concept``/``split``/``meta``,
+and ``text`` and/or file paths under ``image``, ``audio``, ... relative to the manifest.
+Frozen features are cached, so re-runs skip the encoders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from .common import add_aligner_args, add_cache_args, add_model_args, add_train_args, feature_cache, print_json, train_config
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="few-shot train prompt + aligners", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--manifest", required=True, type=Path, help="JSONL manifest")
+    p.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
+    p.add_argument("--json", action="store_true", help="print the training record as JSON")
+    add_model_args(p)
+    add_aligner_args(p)
+    add_train_args(p)
+    add_cache_args(p)
+    p.set_defaults(func=run)
+
+
+def report_line(report: dict) -> str:
+    return "  ".join(f"{d} {m['R@1']:.3f}" for d, m in report.items())
+
+
+def run(args: argparse.Namespace) -> int:
+    from spaner.compare import evaluate_model
+    from spaner.manifest import load_manifest
+
+    from ._model import spaner_from_args
+
+    manifest = load_manifest(args.manifest)
+    sp = spaner_from_args(args, manifest)
+    cfg = train_config(args)
+    cache = feature_cache(args)
+    data = sp.prepare(manifest, cfg, cache)
+    t0 = time.perf_counter()
+    result = sp.fit(data, cfg, progress=not args.quiet)
+    seconds = time.perf_counter() - t0
+    record = {"train": result.to_dict(), "train_config": asdict(cfg), "manifest": str(args.manifest.resolve()),
+              "train_seconds": round(seconds, 2), "relevance": data.splits.relevance}
+    if data.test.modalities:
+        retrieval, coherence = evaluate_model(sp.model, data.test)
+        record["test"] = {"retrieval": retrieval, "coherence": coherence}
+    sp.save(args.out, extra=record)
+    if args.json:
+        print_json({"checkpoint": str(args.out), **record})
+        return 0
+    print(f"trained {result.epochs_run} epochs in {seconds:.1f}s on {result.train_items} items "
+          f"(val {result.val_items}); loss {result.initial_loss:.4f} -> best val {result.best_val_loss} at epoch {result.best_epoch}")
+    if "test" in record:
+        print(f"test R@1 ({data.splits.relevance}): {report_line(record['test']['retrieval'])}")
+    print(f"checkpoint: {args.out}")
+    return 0
