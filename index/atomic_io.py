@@ -33,8 +33,12 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def atomic_write_with(path: str | os.PathLike[str], write: Callable[[str], None]) -> None:
-    """Atomically create/replace ``path``; ``write(tmp_path)`` fills a temp file next to it."""
+def atomic_write_with(
+    path: str | os.PathLike[str], write: Callable[[str], None], *, sync_dir: bool = True
+) -> None:
+    """Atomically create/replace ``path``; ``write(tmp_path)`` fills a temp file next to it.
+
+    ``sync_dir=False`` leaves the directory fsync to the caller (batched writes)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + target.name + ".", dir=target.parent)
@@ -48,7 +52,8 @@ def atomic_write_with(path: str | os.PathLike[str], write: Callable[[str], None]
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    fsync_dir(target.parent)
+    if sync_dir:
+        fsync_dir(target.parent)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

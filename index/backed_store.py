@@ -122,9 +122,10 @@ class MetadataBackedStore(VectorStore):
         if len(vecs) == 0:
             return np.empty(0, np.int64)
         with self._lock:
-            for item in items:
-                if isinstance(item.content, (bytes, bytearray, memoryview)):
-                    self.contents.put(item.content_hash, bytes(item.content))
+            self.contents.put_many({
+                it.content_hash: bytes(it.content)
+                for it in items if isinstance(it.content, (bytes, bytearray, memoryview))
+            })
             out_ids, gen = self.meta.insert(id_arr, vecs, items)
             self._index_add(out_ids, vecs)
             self._after_commit(gen)

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .atomic_io import TMP_PREFIX, atomic_write_bytes
+from .atomic_io import TMP_PREFIX, atomic_write_bytes, atomic_write_with, fsync_dir
 
 __all__ = ["ContentStore"]
 
@@ -31,6 +31,18 @@ class ContentStore:
         path = self.path_for(digest)
         if not path.exists():
             atomic_write_bytes(path, bytes(data))
+
+    def put_many(self, blobs: dict[str, bytes]) -> None:
+        """Write several blobs: each file fsynced and renamed, each directory fsynced once."""
+        dirs = set()
+        for digest, data in blobs.items():
+            path = self.path_for(digest)
+            if path.exists():
+                continue
+            atomic_write_with(path, lambda tmp, data=data: Path(tmp).write_bytes(data), sync_dir=False)
+            dirs.add(path.parent)
+        for d in dirs:
+            fsync_dir(d)
 
     def get(self, digest: str) -> bytes:
         return self.path_for(digest).read_bytes()
