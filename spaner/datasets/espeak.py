@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import selectors
@@ -222,13 +223,23 @@ def synthesize(
     return _resample(samples, Espeak.info().sample_rate, out_rate)
 
 
+@functools.lru_cache(maxsize=8)
+def _resample_filter(up: int, down: int) -> np.ndarray:
+    """The FIR filter scipy's ``resample_poly`` designs by default, designed once."""
+    from scipy.signal import firwin  # scipy comes with scikit-learn
+
+    max_rate = max(up, down)
+    return firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
+
+
 def _resample(samples: np.ndarray, native: int, out_rate: int | None) -> tuple[np.ndarray, int]:
     if not out_rate or out_rate == native or samples.size == 0:
         return samples, native
-    from scipy.signal import resample_poly  # scipy comes with scikit-learn
+    from scipy.signal import resample_poly
 
     g = int(np.gcd(native, out_rate))
-    wave = resample_poly(samples.astype(np.float64), out_rate // g, native // g)
+    up, down = out_rate // g, native // g
+    wave = resample_poly(samples.astype(np.float64), up, down, window=_resample_filter(up, down))
     return np.clip(np.rint(wave), -32768, 32767).astype(np.int16), out_rate
 
 
@@ -279,9 +290,9 @@ def synthesize_many(
     :func:`synthesize`, or it raises :class:`EspeakError`. Without ``os.fork`` it falls
     back to :func:`synthesize` in order, with a warning that output depends on order.
     """
-    for r in requests if isinstance(requests, list) else list(requests):
-        if not r.text.strip():
-            raise EspeakError("nothing to synthesise: the text is empty")
+    requests = list(requests)
+    if any(not r.text.strip() for r in requests):
+        raise EspeakError("nothing to synthesise: a text is empty")
     pending = list(enumerate(requests))
     info = Espeak.info()
     if not hasattr(os, "fork"):
