@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import tempfile
@@ -234,58 +233,37 @@ def _noise(color: str, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.fft.irfft(spectrum, n)
 
 
-def _init_worker() -> None:
-    espeak.sample_rate()  # load the library once, before any fork
-
-
-def _render_clip(job: dict[str, Any]) -> tuple[str, float]:
-    """Speak one clip, post-process it and write the WAV; returns ``(id, seconds)``."""
+def _write_clip(job: dict[str, Any], samples: np.ndarray) -> float:
+    """Gain, silence padding and noise for one spoken clip; writes the WAV, returns seconds."""
     import soundfile
 
-    samples, _ = espeak.synthesize_isolated(
-        job["concept"],
-        job["voice"],
-        job["rate"],
-        job["pitch"],
-        job["range"],
-        job["seed"],
-        SAMPLE_RATE,
-    )
     wave = samples.astype(np.float64) / 32768.0
     peak = float(np.max(np.abs(wave))) if wave.size else 0.0
     if peak <= 0:
-        raise espeak.EspeakError(
-            f"eSpeak NG gave silence for {job['concept']!r} with {job['voice']!r}"
-        )
+        raise espeak.EspeakError(f"eSpeak NG gave silence for {job['concept']!r} ({job['voice']})")
     wave *= job["peak"] / peak
     lead, tail = (round(job[k] * SAMPLE_RATE) for k in ("lead_s", "tail_s"))
     wave = np.concatenate([np.zeros(lead), wave, np.zeros(tail)])
     if job["noise_snr_db"] is not None:
-        rng = np.random.default_rng([job["seed"], 7])
-        noise = _noise(job["noise_color"], wave.size, rng)
+        noise = _noise(job["noise_color"], wave.size, np.random.default_rng([job["seed"], 7]))
         speech_power = np.mean(wave[lead : wave.size - tail] ** 2)
         noise *= np.sqrt(speech_power / np.mean(noise**2) / 10 ** (job["noise_snr_db"] / 10))
         wave += noise
     pcm = np.rint(np.clip(wave, -1.0, 1.0) * 32767.0).astype(np.int16)
     soundfile.write(job["path"], pcm, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    return job["id"], round(pcm.size / SAMPLE_RATE, 4)
+    return round(pcm.size / SAMPLE_RATE, 4)
 
 
 def _render_all(jobs: list[dict[str, Any]], workers: int, bar: Any) -> dict[str, float]:
-    """Render every clip (in fresh worker processes when ``workers > 0``); id -> duration."""
+    """Speak every clip (``workers`` eSpeak children at once) and write it; id -> seconds."""
+    requests = [
+        espeak.SpeechRequest(j["concept"], j["voice"], j["rate"], j["pitch"], j["range"], j["seed"])
+        for j in jobs
+    ]
     durations: dict[str, float] = {}
-    if workers <= 0:
-        for job in jobs:
-            clip_id, seconds = _render_clip(job)
-            durations[clip_id] = seconds
-            bar.update(1)
-        return durations
-    # Fresh (spawned) workers: each has an eSpeak that never spoke, see espeak.py.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_init_worker) as pool:
-        for clip_id, seconds in pool.imap_unordered(_render_clip, jobs, chunksize=8):
-            durations[clip_id] = seconds
-            bar.update(1)
+    for pos, samples, _ in espeak.synthesize_many(requests, workers, out_rate=SAMPLE_RATE):
+        durations[jobs[pos]["id"]] = _write_clip(jobs[pos], samples)
+        bar.update(1)
     return durations
 
 
@@ -415,8 +393,8 @@ def build_digits(
 
     The build writes into a temporary directory beside ``out`` and swaps it in at the end,
     so an interrupted build never leaves a half-written dataset. An existing non-empty
-    ``out`` is an error unless ``overwrite``. ``workers`` audio processes (default: up to
-    2, one per core; 0 renders in this process) do not change the output.
+    ``out`` is an error unless ``overwrite``. ``workers`` (eSpeak processes at once; default
+    one per core, at most 2) does not change the output.
     """
     config = config or DigitsConfig()
     config.validate()
