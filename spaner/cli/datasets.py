@@ -54,7 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="mix seeded background noise into most clips (default: on)",
     )
     digits.add_argument(
-        "--workers", type=int, default=None, help="audio processes (default: up to 2; 0: none)"
+        "--workers",
+        type=int,
+        default=None,
+        help="eSpeak processes at once (default: one per core, at most 2)",
     )
     digits.add_argument("--overwrite", action="store_true", help="replace an existing DIR")
     parser.set_defaults(func=run, _datasets_parser=parser)

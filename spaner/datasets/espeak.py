@@ -7,8 +7,8 @@ so the library is initialised once per process and every call runs under one loc
 One piece of that state matters for reproducibility: the pitch "flutter" phase advances
 with every sample spoken and is never reset, so the same call gives slightly different
 audio depending on what the process said before. :func:`synthesize_many` speaks each
-utterance in a forked child of a process that has never spoken (several at once), so
-each result depends only on its own arguments.
+utterance in a forked child of a small helper process that never speaks itself (several
+at once), so each result depends only on its own arguments.
 
 Example::
 
@@ -21,13 +21,19 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import json
 import logging
 import os
 import selectors
 import signal
+import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -279,33 +285,12 @@ def _fork_speaker(request: SpeechRequest) -> tuple[int, int]:
         os._exit(code)
 
 
-def synthesize_many(
-    requests: Iterable[SpeechRequest], workers: int = 2, out_rate: int | None = None
-) -> Iterator[tuple[int, np.ndarray, int]]:
-    """Speak every request reproducibly; yield ``(position, int16 samples, rate)`` as each ends.
-
-    Each utterance is spoken in its own forked child of this process, whose eSpeak has
-    never spoken, so a result depends only on its request (not on order or ``workers``);
-    up to ``workers`` children run at once. Call it from a process that has not used
-    :func:`synthesize`, or it raises :class:`EspeakError`. Without ``os.fork`` it falls
-    back to :func:`synthesize` in order, with a warning that output depends on order.
-    """
-    requests = list(requests)
-    if any(not r.text.strip() for r in requests):
-        raise EspeakError("nothing to synthesise: a text is empty")
-    pending = list(enumerate(requests))
-    info = Espeak.info()
-    if not hasattr(os, "fork"):
-        log.warning("os.fork is unavailable: eSpeak output will depend on call order")
-        for pos, r in pending:
-            samples, rate = synthesize(
-                r.text, r.voice, r.rate, r.pitch, r.pitch_range, r.seed, out_rate
-            )
-            yield pos, samples, rate
-        return
+def _speak_forked(requests: list[SpeechRequest], workers: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Each request in its own forked child of this (never-spoken) process, ``workers`` at once."""
     if Espeak._spoken:
         raise EspeakError("reproducible synthesis needs a process that has not used synthesize()")
-    pending.reverse()
+    Espeak.info()  # load once, before forking
+    pending = list(enumerate(requests))[::-1]
     running: dict[int, tuple[int, int, bytearray]] = {}  # fd -> (pid, position, data)
     selector = selectors.DefaultSelector()
     try:
@@ -329,8 +314,7 @@ def synthesize_many(
                     raise EspeakError(data[1:].decode(errors="replace"))
                 if data[:1] != b"K" or status != 0:
                     raise EspeakError(f"eSpeak NG crashed on {requests[pos]!r} (status {status})")
-                samples = np.frombuffer(bytes(data[1:]), dtype=np.int16)
-                yield (pos, *_resample(samples, info.sample_rate, out_rate))
+                yield pos, np.frombuffer(bytes(data[1:]), dtype=np.int16)
     finally:
         for fd, (pid, _, _) in running.items():
             selector.unregister(fd)
@@ -338,6 +322,85 @@ def synthesize_many(
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         selector.close()
+
+
+_HEADER = struct.Struct("<iI")  # position (-1: error message follows), byte count
+
+
+def _serve() -> None:
+    """Helper-process entry: requests as JSON lines on stdin, results framed on stdout."""
+    lines = sys.stdin.read().splitlines()
+    workers = int(json.loads(lines[0])["workers"])
+    requests = [SpeechRequest(**json.loads(line)) for line in lines[1:]]
+    out = sys.stdout.buffer
+    try:
+        for pos, samples in _speak_forked(requests, workers):
+            out.write(_HEADER.pack(pos, samples.nbytes) + samples.tobytes())
+    except EspeakError as exc:
+        message = str(exc).encode(errors="replace")
+        out.write(_HEADER.pack(-1, len(message)) + message)
+    out.flush()
+
+
+def _read_exact(stream: Any, n: int) -> bytes:
+    data = stream.read(n)
+    if len(data) != n:
+        raise EOFError
+    return data
+
+
+def synthesize_many(
+    requests: Iterable[SpeechRequest], workers: int = 2, out_rate: int | None = None
+) -> Iterator[tuple[int, np.ndarray, int]]:
+    """Speak every request reproducibly; yield ``(position, int16 samples, rate)`` as each ends.
+
+    The requests go to a small helper process whose eSpeak never speaks itself: it forks
+    one child per utterance (up to ``workers`` at once), so every result depends only on
+    its request, not on order, ``workers`` or what this process said before, and forking
+    stays cheap however large this process is. Without ``os.fork`` it falls back to
+    :func:`synthesize` in order, with a warning that output then depends on order.
+    """
+    requests = list(requests)
+    if any(not r.text.strip() for r in requests):
+        raise EspeakError("nothing to synthesise: a text is empty")
+    native = Espeak.info().sample_rate
+    if not hasattr(os, "fork"):
+        log.warning("os.fork is unavailable: eSpeak output will depend on call order")
+        for pos, r in enumerate(requests):
+            samples, rate = synthesize(
+                r.text, r.voice, r.rate, r.pitch, r.pitch_range, r.seed, out_rate
+            )
+            yield pos, samples, rate
+        return
+    root = str(Path(__file__).resolve().parents[2])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
+    command = [sys.executable, "-c", "from spaner.datasets.espeak import _serve; _serve()"]
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    ) as helper:
+        try:
+            lines = [json.dumps({"workers": workers})] + [json.dumps(asdict(r)) for r in requests]
+            helper.stdin.write(("\n".join(lines) + "\n").encode())
+            helper.stdin.close()
+            for _ in requests:
+                pos, size = _HEADER.unpack(_read_exact(helper.stdout, _HEADER.size))
+                payload = _read_exact(helper.stdout, size)
+                if pos < 0:
+                    raise EspeakError(payload.decode(errors="replace"))
+                samples = np.frombuffer(payload, dtype=np.int16)
+                yield (pos, *_resample(samples, native, out_rate))
+        except (EOFError, BrokenPipeError) as exc:
+            helper.wait()
+            detail = helper.stderr.read().decode(errors="replace").strip().splitlines()[-1:]
+            raise EspeakError(
+                f"the eSpeak helper process failed: {' '.join(detail) or exc}"
+            ) from exc
+        finally:
+            if helper.poll() is None:
+                helper.kill()
 
 
 def synthesize_isolated(
