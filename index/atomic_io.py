@@ -14,7 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_with", "fsync_dir", "TMP_PREFIX"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_with",
+    "fsync_dir",
+    "TMP_PREFIX",
+]
 
 TMP_PREFIX = ".tmp-"
 

@@ -53,7 +53,9 @@ class MetadataBackedStore(VectorStore):
 
     # -- lifecycle ----------------------------------------------------------------------
     @classmethod
-    def _create_dir(cls, path: str | Path, space: EmbeddingSpace, backend_config: dict[str, Any]) -> Path:
+    def _create_dir(
+        cls, path: str | Path, space: EmbeddingSpace, backend_config: dict[str, Any]
+    ) -> Path:
         p = Path(path)
         if p.exists() and any(p.iterdir()):
             raise StoreError(f"{p}: directory exists and is not empty; open_store() it instead")
@@ -122,10 +124,13 @@ class MetadataBackedStore(VectorStore):
         if len(vecs) == 0:
             return np.empty(0, np.int64)
         with self._lock:
-            self.contents.put_many({
-                it.content_hash: bytes(it.content)
-                for it in items if isinstance(it.content, (bytes, bytearray, memoryview))
-            })
+            self.contents.put_many(
+                {
+                    it.content_hash: bytes(it.content)
+                    for it in items
+                    if isinstance(it.content, (bytes, bytearray, memoryview))
+                }
+            )
             out_ids, gen = self.meta.insert(id_arr, vecs, items)
             self._index_add(out_ids, vecs)
             self._after_commit(gen)
@@ -161,8 +166,14 @@ class MetadataBackedStore(VectorStore):
         valid = ids >= 0
         metas = self.meta.metadata(np.unique(ids[valid]).tolist()) if valid.any() else {}
         out: list[list[Hit]] = []
-        for srow, irow, vrow in zip(scores.tolist(), ids.tolist(), valid):
-            out.append([Hit(i, s, metas[i]) for s, i, ok in zip(srow, irow, vrow) if ok and i in metas])
+        for srow, irow, vrow in zip(scores.tolist(), ids.tolist(), valid, strict=False):
+            out.append(
+                [
+                    Hit(i, s, metas[i])
+                    for s, i, ok in zip(srow, irow, vrow, strict=False)
+                    if ok and i in metas
+                ]
+            )
         return out
 
     def search_ids(

@@ -29,7 +29,12 @@ class RepairReport:
 
     @property
     def clean(self) -> bool:
-        return not (self.added_to_index or self.removed_from_index or self.rebuilt or self.temp_files_removed)
+        return not (
+            self.added_to_index
+            or self.removed_from_index
+            or self.rebuilt
+            or self.temp_files_removed
+        )
 
 
 class VectorStore(ABC):

@@ -7,6 +7,7 @@ orphan that :meth:`ContentStore.orphans` finds (harmless; removed by ``vacuum``)
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +40,9 @@ class ContentStore:
             path = self.path_for(digest)
             if path.exists():
                 continue
-            atomic_write_with(path, lambda tmp, data=data: Path(tmp).write_bytes(data), sync_dir=False)
+            atomic_write_with(
+                path, lambda tmp, data=data: Path(tmp).write_bytes(data), sync_dir=False
+            )
             dirs.add(path.parent)
         for d in dirs:
             fsync_dir(d)
@@ -51,10 +54,8 @@ class ContentStore:
         return self.path_for(digest).exists()
 
     def remove(self, digest: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path_for(digest))
-        except FileNotFoundError:
-            pass
 
     def digests(self) -> Iterator[str]:
         if not self.root.is_dir():

@@ -21,14 +21,20 @@ _NEG_INF = float("-inf")
 _ENGINE_BY_DEVICE: dict[str, str] = {"cpu": "torch", "cuda": "faiss"}
 
 
-def choose_exact_engine(batch: int, device: str = "cpu", table: dict[str, str] | None = None) -> str:
+def choose_exact_engine(
+    batch: int, device: str = "cpu", table: dict[str, str] | None = None
+) -> str:
     """Which exact engine answers a batch of ``batch`` queries on ``device``.
 
     ``table`` maps ``"<device>"`` or ``"<device>:<batch>"`` to ``"torch"`` or ``"faiss"``
     (as produced by :func:`calibrate`); the measured default is torch on CPU.
     """
     table = table or {}
-    return table.get(f"{device}:{batch}") or table.get(device) or _ENGINE_BY_DEVICE.get(device, "torch")
+    return (
+        table.get(f"{device}:{batch}")
+        or table.get(device)
+        or _ENGINE_BY_DEVICE.get(device, "torch")
+    )
 
 
 def topk_inner_product(
@@ -77,7 +83,10 @@ def calibrate(
     for b in batches:
         q = matrix[rng.integers(0, len(matrix), b)]
         times = {}
-        for name, fn in (("torch", lambda q: topk_inner_product(matrix, q, 10)), ("faiss", lambda q: faiss_search(q, 10))):
+        for name, fn in (
+            ("torch", lambda q: topk_inner_product(matrix, q, 10)),
+            ("faiss", lambda q: faiss_search(q, 10)),
+        ):
             fn(q)
             t0 = time.perf_counter()
             for _ in range(repeats):

@@ -49,18 +49,29 @@ def build_index(dim: int, info: FactoryInfo) -> faiss.IndexIDMap2:
     try:
         inner = faiss.index_factory(dim, info.factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
-        raise ValueError(f"FAISS cannot build factory {info.factory!r} at dim {dim}: {exc}") from exc
+        raise ValueError(
+            f"FAISS cannot build factory {info.factory!r} at dim {dim}: {exc}"
+        ) from exc
     return faiss.IndexIDMap2(inner)
 
 
 def search_params(
-    index: faiss.IndexIDMap2, info: FactoryInfo, *, nprobe: int, ef_search: int, ids: np.ndarray | None
+    index: faiss.IndexIDMap2,
+    info: FactoryInfo,
+    *,
+    nprobe: int,
+    ef_search: int,
+    ids: np.ndarray | None,
 ) -> faiss.SearchParameters | None:
     """SearchParameters carrying the configured nprobe/efSearch and an optional id selector.
 
     (Passing parameters overrides the index's own nprobe, so they are always set here.)
     """
-    sel = faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)) if ids is not None else None
+    sel = (
+        faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))
+        if ids is not None
+        else None
+    )
     if info.kind == "ivf":
         p = faiss.SearchParametersIVF(nprobe=nprobe)
     elif info.kind == "hnsw":

@@ -82,7 +82,9 @@ class FaissStore(MetadataBackedStore):
 
     # -- lifecycle ----------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, space: EmbeddingSpace, config: FaissConfig | None = None) -> FaissStore:
+    def create(
+        cls, path: str | Path, space: EmbeddingSpace, config: FaissConfig | None = None
+    ) -> FaissStore:
         cfg = config or FaissConfig()
         build_index(space.dim, parse_factory(cfg.factory))  # fail before touching the disk
         p = cls._create_dir(path, space, cfg.to_dict())
@@ -158,8 +160,12 @@ class FaissStore(MetadataBackedStore):
         n = self.meta.count()
         if self.index.is_trained or n < self.info.min_train:
             if not self.index.is_trained:
-                log.info("%s: %d/%d vectors stored; index trains once enough exist",
-                         self.config.factory, n, self.info.min_train)
+                log.info(
+                    "%s: %d/%d vectors stored; index trains once enough exist",
+                    self.config.factory,
+                    n,
+                    self.info.min_train,
+                )
             return False
         self._train_on(self.meta.sample_vectors(self.config.train_size))
         self._add_from_db()
@@ -275,7 +281,9 @@ class FaissStore(MetadataBackedStore):
             self._allowed_cache[key] = ids
         return self._allowed_cache[key]
 
-    def _index_search(self, q: np.ndarray, k: int, flt: Filter | None) -> tuple[np.ndarray, np.ndarray]:
+    def _index_search(
+        self, q: np.ndarray, k: int, flt: Filter | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         if not self.index.is_trained:
             raise IndexNotTrainedError(
                 f"{self.config.factory} index is not trained yet: it trains automatically once "
@@ -285,13 +293,20 @@ class FaissStore(MetadataBackedStore):
         allowed = self._allowed(flt, "ids") if filtered else None
         exact = self.info.kind == "flat"
         on_gpu = self._use_gpu
-        plan = plan_search(k=k, n_total=int(self.index.ntotal), exact_index=exact, on_gpu=on_gpu,
-                           n_allowed=None if allowed is None else len(allowed))
+        plan = plan_search(
+            k=k,
+            n_total=int(self.index.ntotal),
+            exact_index=exact,
+            on_gpu=on_gpu,
+            n_allowed=None if allowed is None else len(allowed),
+        )
         s = plan.strategy
         if s is Strategy.EMPTY:
             return _pad(np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64), k)
-        if exact and s in (Strategy.EXACT, Strategy.EXACT_MASK, Strategy.EXACT_SUBSET) and (
-            choose_exact_engine(len(q), "cpu", self.exact_engine_table) == "torch" or filtered
+        if (
+            exact
+            and s in (Strategy.EXACT, Strategy.EXACT_MASK, Strategy.EXACT_SUBSET)
+            and (choose_exact_engine(len(q), "cpu", self.exact_engine_table) == "torch" or filtered)
         ):
             row_ids, mat = self._flat_view()
             mask = self._allowed(flt, "mask") if s is Strategy.EXACT_MASK else None
@@ -310,8 +325,13 @@ class FaissStore(MetadataBackedStore):
             index = self._search_index() if sel is None else self.index
             params = None
             if index is self.index:  # GPU clones take no SearchParameters
-                params = search_params(self.index, self.info, nprobe=self.config.nprobe,
-                                       ef_search=self.config.ef_search, ids=sel)
+                params = search_params(
+                    self.index,
+                    self.info,
+                    nprobe=self.config.nprobe,
+                    ef_search=self.config.ef_search,
+                    ids=sel,
+                )
             d, i = index.search(q, fetch, params=params)
         if self.config.rerank_factor > 1 and self.info.kind != "flat":
             d, i = self._rerank(q, i, k)
@@ -324,16 +344,24 @@ class FaissStore(MetadataBackedStore):
             self._gpu = to_gpu(self.index)
         return self._gpu  # pragma: no cover
 
-    def _post_filter(self, q: np.ndarray, k: int, allowed: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - GPU only
+    def _post_filter(
+        self, q: np.ndarray, k: int, allowed: np.ndarray, first: int
+    ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - GPU only
         for fetch in widening_schedule(first, int(self.index.ntotal)):
             d, i = self._search_index().search(q, fetch)
             keep = np.isin(i, allowed)
             if (keep.sum(axis=1) >= k).all() or fetch >= self.index.ntotal:
                 order = np.argsort(~keep, axis=1, kind="stable")
                 return np.take_along_axis(d, order, 1)[:, :k], np.where(
-                    np.take_along_axis(keep, order, 1), np.take_along_axis(i, order, 1), -1)[:, :k]
-        params = search_params(self.index, self.info, nprobe=self.config.nprobe,
-                               ef_search=self.config.ef_search, ids=allowed)
+                    np.take_along_axis(keep, order, 1), np.take_along_axis(i, order, 1), -1
+                )[:, :k]
+        params = search_params(
+            self.index,
+            self.info,
+            nprobe=self.config.nprobe,
+            ef_search=self.config.ef_search,
+            ids=allowed,
+        )
         return self.index.search(q, k, params=params)
 
     def _rerank(self, q: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -341,7 +369,9 @@ class FaissStore(MetadataBackedStore):
         uniq = np.unique(cand[cand >= 0])
         got, vecs = self.meta.vectors(uniq.tolist())
         pos = np.searchsorted(got, np.where(cand >= 0, cand, got[0] if len(got) else 0))
-        exact = np.einsum("bd,bkd->bk", q, vecs[pos]) if len(got) else np.zeros(cand.shape, np.float32)
+        exact = (
+            np.einsum("bd,bkd->bk", q, vecs[pos]) if len(got) else np.zeros(cand.shape, np.float32)
+        )
         exact = np.where(cand >= 0, exact, -np.inf).astype(np.float32)
         order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(exact, order, 1), np.take_along_axis(cand, order, 1)

@@ -91,7 +91,9 @@ def plan_search(
     return SearchPlan(Strategy.ANN_POST_FILTER, min(first, n_total))
 
 
-def widening_schedule(first: int, n_total: int, *, factor: int = 4, cap: int = GPU_MAX_K) -> Iterator[int]:
+def widening_schedule(
+    first: int, n_total: int, *, factor: int = 4, cap: int = GPU_MAX_K
+) -> Iterator[int]:
     """Candidate counts for successive post-filter rounds: ``first``, ×factor, … up to
     ``min(n_total, cap)``. When the last round still lacks ``k`` allowed hits the caller
     falls back to :attr:`Strategy.ANN_SELECTOR` on the CPU copy."""

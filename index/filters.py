@@ -6,11 +6,11 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 __all__ = ["Filter", "Scalar", "COLUMN_FIELDS", "to_sql", "to_milvus_expr"]
 
-Scalar = Union[str, int, float, bool, None]
+Scalar = str | int | float | bool | None
 
 #: ``where`` keys that name a metadata column; any other key looks into ``Item.extra``.
 COLUMN_FIELDS = ("modality", "concept", "source", "content_hash")
@@ -54,9 +54,7 @@ class Filter:
         return self.modality is None and self.concept is None and not self.where
 
     def cache_key(self) -> str:
-        return json.dumps(
-            [self.modality, self.concept, sorted(self.where.items())], default=str
-        )
+        return json.dumps([self.modality, self.concept, sorted(self.where.items())], default=str)
 
 
 def to_sql(flt: Filter | None) -> tuple[str, list[Any]]:
@@ -102,7 +100,7 @@ def to_milvus_expr(flt: Filter | None) -> str:
     for k, v in flt.where.items():
         expr = k if k in COLUMN_FIELDS else f'extra["{k}"]'
         if v is None:
-            parts.append(f"{expr} is null" if k in COLUMN_FIELDS else f'not exists {expr}')
+            parts.append(f"{expr} is null" if k in COLUMN_FIELDS else f"not exists {expr}")
         else:
             parts.append(f"{expr} == {_milvus_literal(v)}")
     return " and ".join(parts)

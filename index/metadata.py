@@ -73,7 +73,9 @@ class MetadataDB:
         with self.transaction() as cur:
             cur.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
             cur.execute("INSERT OR IGNORE INTO meta VALUES ('next_id', '0')")
-            cur.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            cur.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
 
     # -- plumbing -----------------------------------------------------------------------
     @contextmanager
@@ -110,7 +112,9 @@ class MetadataDB:
         return int(self.get_meta("generation") or 0)
 
     # -- writes -------------------------------------------------------------------------
-    def insert(self, ids: np.ndarray | None, vectors: np.ndarray, items: list[Item]) -> tuple[np.ndarray, int]:
+    def insert(
+        self, ids: np.ndarray | None, vectors: np.ndarray, items: list[Item]
+    ) -> tuple[np.ndarray, int]:
         """Insert a batch atomically; returns (ids, new generation). Raises on existing ids."""
         from .errors import DuplicateIdError
 
@@ -124,14 +128,23 @@ class MetadataDB:
                 if clash:
                     raise DuplicateIdError(f"ids already in the store: {clash[:5]}")
             rows = []
-            for i, item, vec in zip(ids.tolist(), items, vectors):
+            for i, item, vec in zip(ids.tolist(), items, vectors, strict=False):
                 is_text = isinstance(item.content, str)
                 kind = None if item.content is None else ("text" if is_text else "file")
-                rows.append((
-                    i, gen, item.modality, item.source, item.content_hash, item.concept,
-                    json.dumps(dict(item.extra), sort_keys=True), kind,
-                    item.content if is_text else None, vec.tobytes(),
-                ))
+                rows.append(
+                    (
+                        i,
+                        gen,
+                        item.modality,
+                        item.source,
+                        item.content_hash,
+                        item.concept,
+                        json.dumps(dict(item.extra), sort_keys=True),
+                        kind,
+                        item.content if is_text else None,
+                        vec.tobytes(),
+                    )
+                )
             cur.executemany("INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
             cur.executemany("DELETE FROM tombstones WHERE id=?", [(i,) for i in ids.tolist()])
             top = int(ids.max()) + 1 if len(ids) else next_id
@@ -147,11 +160,18 @@ class MetadataDB:
             hashes: list[str] = []
             if present:
                 gen += 1
-                hashes = [h for (h,) in cur.execute(
-                    "SELECT content_hash FROM items WHERE content_kind='file' AND id IN "
-                    "(SELECT value FROM json_each(?))", (json.dumps(present),))]
+                hashes = [
+                    h
+                    for (h,) in cur.execute(
+                        "SELECT content_hash FROM items WHERE content_kind='file' AND id IN "
+                        "(SELECT value FROM json_each(?))",
+                        (json.dumps(present),),
+                    )
+                ]
                 cur.executemany("DELETE FROM items WHERE id=?", [(i,) for i in present])
-                cur.executemany("INSERT OR REPLACE INTO tombstones VALUES (?, ?)", [(i, gen) for i in present])
+                cur.executemany(
+                    "INSERT OR REPLACE INTO tombstones VALUES (?, ?)", [(i, gen) for i in present]
+                )
                 cur.execute("UPDATE meta SET value=? WHERE key='generation'", (str(gen),))
         return present, hashes, gen
 
@@ -215,34 +235,51 @@ class MetadataDB:
         """(ids written after ``gen``, ids deleted after ``gen``)."""
         with self._lock:
             up = [r[0] for r in self._conn.execute("SELECT id FROM items WHERE gen > ?", (gen,))]
-            gone = [r[0] for r in self._conn.execute("SELECT id FROM tombstones WHERE gen > ?", (gen,))]
+            gone = [
+                r[0] for r in self._conn.execute("SELECT id FROM tombstones WHERE gen > ?", (gen,))
+            ]
         return np.asarray(up, dtype=np.int64), np.asarray(gone, dtype=np.int64)
 
     def find_by_hash(self, digest: str) -> list[int]:
         with self._lock:
-            return [r[0] for r in self._conn.execute(
-                "SELECT id FROM items WHERE content_hash=? ORDER BY id", (digest,))]
+            return [
+                r[0]
+                for r in self._conn.execute(
+                    "SELECT id FROM items WHERE content_hash=? ORDER BY id", (digest,)
+                )
+            ]
 
     def content_ref(self, item_id: int) -> tuple[str | None, str | None, str | None] | None:
         """(content_kind, content_hash, text) of an item, or None when the id is unknown."""
         with self._lock:
             return self._conn.execute(
-                "SELECT content_kind, content_hash, text_content FROM items WHERE id=?", (int(item_id),)
+                "SELECT content_kind, content_hash, text_content FROM items WHERE id=?",
+                (int(item_id),),
             ).fetchone()
 
     def hash_in_use(self, digest: str) -> bool:
         with self._lock:
-            return self._conn.execute(
-                "SELECT 1 FROM items WHERE content_hash=? AND content_kind='file' LIMIT 1", (digest,)
-            ).fetchone() is not None
+            return (
+                self._conn.execute(
+                    "SELECT 1 FROM items WHERE content_hash=? AND content_kind='file' LIMIT 1",
+                    (digest,),
+                ).fetchone()
+                is not None
+            )
 
     def file_hashes(self) -> set[str]:
         with self._lock:
-            return {r[0] for r in self._conn.execute(
-                "SELECT DISTINCT content_hash FROM items WHERE content_kind='file'")}
+            return {
+                r[0]
+                for r in self._conn.execute(
+                    "SELECT DISTINCT content_hash FROM items WHERE content_kind='file'"
+                )
+            }
 
     def counts_by(self, column: str) -> dict[str, int]:
         assert column in ("modality", "concept")
         with self._lock:
-            rows = self._conn.execute(f"SELECT {column}, COUNT(*) FROM items GROUP BY {column}").fetchall()
+            rows = self._conn.execute(
+                f"SELECT {column}, COUNT(*) FROM items GROUP BY {column}"
+            ).fetchall()
         return {str(k): int(v) for k, v in rows}

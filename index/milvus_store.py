@@ -83,7 +83,9 @@ class MilvusStore(MetadataBackedStore):
         self.coll = self.config.collection
 
     @classmethod
-    def create(cls, path: str | Path, space: EmbeddingSpace, config: MilvusConfig | None = None) -> MilvusStore:
+    def create(
+        cls, path: str | Path, space: EmbeddingSpace, config: MilvusConfig | None = None
+    ) -> MilvusStore:
         cfg = config or MilvusConfig()
         _require_pymilvus()
         p = cls._create_dir(path, space, cfg.to_dict())
@@ -111,10 +113,15 @@ class MilvusStore(MetadataBackedStore):
             schema.add_field(name, pm.DataType.VARCHAR, max_length=4096, nullable=True)
         schema.add_field("extra", pm.DataType.JSON)
         ip = self.client.prepare_index_params()
-        ip.add_index(field_name="vector", index_type=self.config.index_type, metric_type="IP",
-                     params=dict(self.config.index_params))
-        self.client.create_collection(self.coll, schema=schema, index_params=ip,
-                                      consistency_level="Strong")
+        ip.add_index(
+            field_name="vector",
+            index_type=self.config.index_type,
+            metric_type="IP",
+            params=dict(self.config.index_params),
+        )
+        self.client.create_collection(
+            self.coll, schema=schema, index_params=ip, consistency_level="Strong"
+        )
 
     def _index_close(self) -> None:
         self.client.close()
@@ -130,7 +137,7 @@ class MilvusStore(MetadataBackedStore):
     def _rows(self, ids: np.ndarray, vectors: np.ndarray) -> list[dict[str, Any]]:
         metas = self.meta.metadata(ids.tolist())
         rows = []
-        for i, v in zip(ids.tolist(), vectors):
+        for i, v in zip(ids.tolist(), vectors, strict=False):
             m = metas[i]
             row = {"id": i, "vector": v.tolist(), "extra": m["extra"]}
             row.update({c: m[c] for c in _VARCHARS})
@@ -153,10 +160,18 @@ class MilvusStore(MetadataBackedStore):
         res = self.client.query(self.coll, filter="", output_fields=["count(*)"])
         return int(res[0]["count(*)"])
 
-    def _index_search(self, q: np.ndarray, k: int, flt: Filter | None) -> tuple[np.ndarray, np.ndarray]:
+    def _index_search(
+        self, q: np.ndarray, k: int, flt: Filter | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         params = {"metric_type": "IP", "params": dict(self.config.search_params)}
-        res = self.client.search(self.coll, data=q.tolist(), limit=k, filter=to_milvus_expr(flt),
-                                 search_params=params, output_fields=["id"])
+        res = self.client.search(
+            self.coll,
+            data=q.tolist(),
+            limit=k,
+            filter=to_milvus_expr(flt),
+            search_params=params,
+            output_fields=["id"],
+        )
         d = np.full((len(q), k), -np.inf, np.float32)
         ids = np.full((len(q), k), -1, np.int64)
         for r, hits in enumerate(res):

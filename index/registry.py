@@ -38,7 +38,9 @@ def backend_class(name: str) -> type[VectorStore]:
     try:
         ref = _BACKENDS[name]
     except KeyError:
-        raise StoreError(f"unknown vector-store backend {name!r}; known: {available_backends()}") from None
+        raise StoreError(
+            f"unknown vector-store backend {name!r}; known: {available_backends()}"
+        ) from None
     if isinstance(ref, str):
         module, _, attr = ref.partition(":")
         ref = getattr(importlib.import_module(module), attr)
@@ -53,7 +55,9 @@ def create_store(
     return backend_class(backend).create(path, space, config)
 
 
-def open_store(path: str | Path, space: EmbeddingSpace | None, backend: str | None = None) -> VectorStore:
+def open_store(
+    path: str | Path, space: EmbeddingSpace | None, backend: str | None = None
+) -> VectorStore:
     """Open the store at ``path``, checking it holds vectors of ``space``.
 
     ``space=None`` skips the check (inspection tools only). ``backend`` defaults to the one

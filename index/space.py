@@ -93,5 +93,3 @@ class StoreManifest:
             raise
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreFormatError(f"{path}: corrupt manifest ({exc})") from exc
-
-

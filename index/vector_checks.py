@@ -37,7 +37,9 @@ def check_vectors(vectors: object, dim: int, *, normalize: bool = False) -> np.n
         raise VectorError(f"vectors contain NaN or inf (rows {bad})")
     norms = np.linalg.norm(arr, axis=1)
     if (norms == 0).any():
-        raise VectorError(f"zero vectors cannot be normalised (rows {np.flatnonzero(norms == 0)[:5].tolist()})")
+        raise VectorError(
+            f"zero vectors cannot be normalised (rows {np.flatnonzero(norms == 0)[:5].tolist()})"
+        )
     if not normalize:
         off = np.abs(norms - 1.0) > UNIT_TOLERANCE
         if off.any():

@@ -6,11 +6,13 @@ import importlib.util
 
 import numpy as np
 import pytest
-
 from spaner.index import EmbeddingSpace, FaissConfig, Item, create_store
 
 DIM = 16
-HAS_MILVUS = importlib.util.find_spec("pymilvus") is not None and importlib.util.find_spec("milvus_lite") is not None
+HAS_MILVUS = (
+    importlib.util.find_spec("pymilvus") is not None
+    and importlib.util.find_spec("milvus_lite") is not None
+)
 MILVUS_SKIP = "pymilvus/milvus-lite not installed (pip install 'spaner[milvus]')"
 
 
@@ -25,7 +27,15 @@ def items(n: int, start: int = 0, content: bool = True) -> list[Item]:
     for i in range(start, start + n):
         m = mods[i % 3]
         content = (f"text {i}" if m == "text" else f"bytes-{i}".encode()) if content else None
-        out.append(Item(modality=m, concept=f"c{i % 4}", source=f"src/{i}", extra={"split": i % 2, "tag": f"t{i % 5}"}, content=content))
+        out.append(
+            Item(
+                modality=m,
+                concept=f"c{i % 4}",
+                source=f"src/{i}",
+                extra={"split": i % 2, "tag": f"t{i % 5}"},
+                content=content,
+            )
+        )
     return out
 
 
@@ -34,7 +44,12 @@ def space() -> EmbeddingSpace:
     return EmbeddingSpace(checkpoint_hash="ckpt-aaaa", dim=DIM)
 
 
-@pytest.fixture(params=["faiss", pytest.param("milvus", marks=pytest.mark.skipif(not HAS_MILVUS, reason=MILVUS_SKIP))])
+@pytest.fixture(
+    params=[
+        "faiss",
+        pytest.param("milvus", marks=pytest.mark.skipif(not HAS_MILVUS, reason=MILVUS_SKIP)),
+    ]
+)
 def backend(request) -> str:
     return request.param
 

@@ -10,10 +10,8 @@ import sys
 import textwrap
 import time
 
-import numpy as np
 import pytest
 from conftest import DIM
-
 from spaner.index import FaissConfig, create_store, open_store
 
 BATCH = 40
@@ -45,7 +43,9 @@ def test_sigkill_mid_write_then_reopen_is_consistent(tmp_path, space, factory):
     create_store(path, space, config=FaissConfig(factory=factory)).close()
     script = tmp_path / "writer.py"
     script.write_text(WRITER.format(dim=DIM, batch=BATCH))
-    proc = subprocess.Popen([sys.executable, str(script), str(path), "1"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(path), "1"], stdout=subprocess.PIPE, text=True
+    )
     acked: list[list[int]] = []
     deleted: set[int] = set()
     deadline = time.monotonic() + 60

@@ -6,7 +6,6 @@ import faiss
 import numpy as np
 import pytest
 from conftest import DIM, items, unit
-
 from spaner.index import FaissConfig, Filter, IndexNotTrainedError, StoreError, open_store
 from spaner.index.atomic_io import TMP_PREFIX
 from spaner.index.exact_search import choose_exact_engine, topk_inner_product
@@ -34,7 +33,10 @@ def test_topk_mask_and_subset_agree():
     d2, r2 = topk_inner_product(x, q, 5, subset=np.flatnonzero(mask))
     np.testing.assert_array_equal(r1, r2)
     assert (r1 % 3 == 0).all()
-    assert choose_exact_engine(1) == "torch" and choose_exact_engine(64, table={"cpu:64": "faiss"}) == "faiss"
+    assert (
+        choose_exact_engine(1) == "torch"
+        and choose_exact_engine(64, table={"cpu:64": "faiss"}) == "faiss"
+    )
 
 
 def test_ivfpq_trains_once_enough_vectors_then_searches(make_store, space):
@@ -45,7 +47,9 @@ def test_ivfpq_trains_once_enough_vectors_then_searches(make_store, space):
     with pytest.raises(IndexNotTrainedError, match="train"):
         s.search(unit(1), k=3)
     assert s.count() == 100 and s.stats()["index_count"] == 0
-    s.add(unit(need, seed=5), items(need, start=100, content=False))  # crosses the threshold: trains + indexes all
+    s.add(
+        unit(need, seed=5), items(need, start=100, content=False)
+    )  # crosses the threshold: trains + indexes all
     assert s.stats()["index_count"] == need + 100
     hits = s.search(unit(2, seed=7), k=5)
     assert all(len(r) == 5 for r in hits)
@@ -76,10 +80,14 @@ def test_ann_rerank_scores_are_exact_and_raise_recall(make_store):
     exact = np.argsort(-(q @ x.T), axis=1)[:, :5]
     recall = {}
     for rf in (1, 50):
-        s = make_store(config=FaissConfig(factory="IVF8,PQ4x4", nprobe=8, rerank_factor=rf), name=f"rf{rf}")
+        s = make_store(
+            config=FaissConfig(factory="IVF8,PQ4x4", nprobe=8, rerank_factor=rf), name=f"rf{rf}"
+        )
         s.add(x, items(3000, content=False))
         d, got = s.search_ids(q, k=5)
-        recall[rf] = np.mean([len(set(g) & set(e)) / 5 for g, e in zip(got.tolist(), exact.tolist())])
+        recall[rf] = np.mean(
+            [len(set(g) & set(e)) / 5 for g, e in zip(got.tolist(), exact.tolist(), strict=False)]
+        )
         if rf > 1:  # reranked scores are the true inner products, best first
             np.testing.assert_allclose(d, np.take_along_axis(q @ x.T, got, 1), rtol=1e-5)
             assert (np.diff(d, axis=1) <= 0).all()
@@ -114,7 +122,9 @@ def test_open_patches_stale_or_missing_cache(make_store, space):
     (path / "index" / f"{TMP_PREFIX}torn").write_bytes(b"junk")
     with open_store(path, space) as r:
         rep = r.last_repair
-        assert rep.added_to_index == 20 and rep.removed_from_index == 1 and rep.temp_files_removed == 1
+        assert (
+            rep.added_to_index == 20 and rep.removed_from_index == 1 and rep.temp_files_removed == 1
+        )
         assert r.count() == r.stats()["index_count"] == 119
         assert [h.id for h in r.search(unit(20, seed=1)[:1], k=1)[0]] == [100]
     for f in (path / "index").glob("*.index"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from spaner.index.filter_plan import (
     GPU_MAX_K,
     MASK_MIN_FRACTION,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import HAS_MILVUS, MILVUS_SKIP, items, unit
-
 from spaner.index import Filter
 
 pytestmark = pytest.mark.skipif(not HAS_MILVUS, reason=MILVUS_SKIP)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import DIM, items, unit
-
 from spaner.index import (
     DuplicateIdError,
     EmbeddingSpace,
@@ -48,8 +47,14 @@ def test_filters_restrict_results(make_store, backend):
     meta = s.get(range(300))
     for flt, pred in [
         (Filter(modality="image"), lambda m: m["modality"] == "image"),
-        (Filter(modality=["text", "audio"], concept="c1"), lambda m: m["modality"] != "image" and m["concept"] == "c1"),
-        (Filter(where={"split": 1, "tag": "t2"}), lambda m: m["extra"]["split"] == 1 and m["extra"]["tag"] == "t2"),
+        (
+            Filter(modality=["text", "audio"], concept="c1"),
+            lambda m: m["modality"] != "image" and m["concept"] == "c1",
+        ),
+        (
+            Filter(where={"split": 1, "tag": "t2"}),
+            lambda m: m["extra"]["split"] == 1 and m["extra"]["tag"] == "t2",
+        ),
         (Filter(where={"source": "src/7"}), lambda m: m["source"] == "src/7"),
     ]:
         allowed = np.array([m["id"] for m in meta if pred(m)])

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
 from spaner.index import DuplicateIdError, EmbeddingSpace, Filter, StoreFormatError, VectorError
 from spaner.index.atomic_io import atomic_write_json
 from spaner.index.filters import to_milvus_expr, to_sql
@@ -43,14 +42,20 @@ def test_check_ids():
 
 
 def test_filter_translation():
-    f = Filter(modality="image", concept=["dog", "cat"], where={"split": 1, "source": None, "ok": True})
+    f = Filter(
+        modality="image", concept=["dog", "cat"], where={"split": 1, "source": None, "ok": True}
+    )
     assert f.modality == ("image",)
     clause, params = to_sql(f)
-    assert clause == ("modality IN (?) AND concept IN (?,?) AND json_extract(extra, ?) = ? "
-                      "AND source IS NULL AND json_extract(extra, ?) = ?")
+    assert clause == (
+        "modality IN (?) AND concept IN (?,?) AND json_extract(extra, ?) = ? "
+        "AND source IS NULL AND json_extract(extra, ?) = ?"
+    )
     assert params == ["image", "dog", "cat", '$."split"', 1, '$."ok"', 1]
-    assert to_milvus_expr(f) == ('modality in ["image"] and concept in ["dog", "cat"] and '
-                                 'extra["split"] == 1 and source is null and extra["ok"] == true')
+    assert to_milvus_expr(f) == (
+        'modality in ["image"] and concept in ["dog", "cat"] and '
+        'extra["split"] == 1 and source is null and extra["ok"] == true'
+    )
     assert to_sql(Filter()) == ("1", []) and to_milvus_expr(None) == ""
     with pytest.raises(ValueError):
         Filter(where={"a'); DROP TABLE items; --": 1})
@@ -64,7 +69,11 @@ def test_manifest_versioning(tmp_path):
     space = EmbeddingSpace("h", 8)
     StoreManifest("faiss", space, backend_config={"factory": "Flat"}).write(tmp_path)
     d = json.loads((tmp_path / "store.json").read_text())
-    assert d["format_version"] == 1 and d["dim"] == 8 and d["space"] == {"checkpoint_hash": "h", "dim": 8}
+    assert (
+        d["format_version"] == 1
+        and d["dim"] == 8
+        and d["space"] == {"checkpoint_hash": "h", "dim": 8}
+    )
     assert StoreManifest.read(tmp_path).space == space
     d["format_version"] = 99
     atomic_write_json(tmp_path / "store.json", d)
