@@ -11,8 +11,8 @@ import textwrap
 import time
 
 import pytest
-from conftest import DIM
 from spaner.index import FaissConfig, create_store, open_store
+from store_helpers import DIM
 
 BATCH = 40
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import faiss
 import numpy as np
 import pytest
-from conftest import DIM, items, unit
 from spaner.index import FaissConfig, Filter, IndexNotTrainedError, StoreError, open_store
 from spaner.index.atomic_io import TMP_PREFIX
 from spaner.index.exact_search import choose_exact_engine, topk_inner_product
+from store_helpers import DIM, items, unit
 
 
 def test_exact_search_matches_faiss_flat(make_store):

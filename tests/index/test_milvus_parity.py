@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import HAS_MILVUS, MILVUS_SKIP, items, unit
 from spaner.index import Filter
+from store_helpers import HAS_MILVUS, MILVUS_SKIP, items, unit
 
 pytestmark = pytest.mark.skipif(not HAS_MILVUS, reason=MILVUS_SKIP)
 

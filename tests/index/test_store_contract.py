@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import DIM, items, unit
 from spaner.index import (
     DuplicateIdError,
     EmbeddingSpace,
@@ -17,6 +16,7 @@ from spaner.index import (
     content_sha256,
     open_store,
 )
+from store_helpers import DIM, items, unit
 
 
 def brute(x: np.ndarray, q: np.ndarray, k: int, ids: np.ndarray) -> list[list[int]]:
