@@ -95,9 +95,28 @@ def load_image(source: RawInput, limits: Limits = DEFAULT_LIMITS, name: str | No
     except UnidentifiedImageError:
         raise InputError(label, "not a recognised image format (expected PNG, JPEG, WebP, GIF, BMP, TIFF)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(label, f"refused as a decompression bomb: {exc}") from None
+        raise InputError(label, f"refused as a decompression bomb (over the pixel limit): {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
         raise InputError(label, f"corrupt or truncated image: {exc}") from None
+
+
+def _wav_truncation(data: bytes) -> str | None:
+    """For RIFF/WAVE data, compare the declared ``data`` chunk size with the bytes present.
+
+    libsndfile silently decodes a truncated WAV up to where it ends; we refuse it instead.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if chunk == b"data":
+            have = len(data) - (pos + 8)
+            if size != 0xFFFFFFFF and size > have:  # 0xFFFFFFFF: streaming writers leave the size unset
+                return f"truncated WAV: the data chunk declares {size} bytes but only {have} are present"
+            return None
+        pos += 8 + size + (size & 1)
+    return "WAV file has no 'data' chunk (truncated?)"
 
 
 def load_audio(source: RawInput, limits: Limits = DEFAULT_LIMITS, name: str | None = None) -> tuple[np.ndarray, int]:
@@ -109,6 +128,9 @@ def load_audio(source: RawInput, limits: Limits = DEFAULT_LIMITS, name: str | No
 
     label = _name(source, name)
     data = read_bytes(source, limits, label)
+    problem = _wav_truncation(data)
+    if problem:
+        raise InputError(label, problem)
     try:
         info = sf.info(io.BytesIO(data))
     except Exception:

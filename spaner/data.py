@@ -93,12 +93,29 @@ def sample_few_shot(
         val = list(splits.val)
     else:
         rest = [i for i in pool if i.id not in chosen_ids]
-        if not rest:  # everything was chosen: hold out a slice of it
+        if not rest:  # everything was chosen: hold out a slice of it, stratified by label
             n = max(1, round(len(chosen) * val_fraction)) if len(chosen) > 4 else 0
-            val, chosen = chosen[:n], chosen[n:]
+            val = _stratified(chosen, n, splits.relevance, rng)
+            val_ids = {i.id for i in val}
+            chosen = [i for i in chosen if i.id not in val_ids]
         else:
             val = rest[: max(1, round(len(pool) * val_fraction))]
     return chosen, val
+
+
+def _stratified(items: list[ManifestItem], n: int, relevance: str, rng: random.Random) -> list[ManifestItem]:
+    """``n`` items taken round-robin across labels (one per concept in turn), in seeded order."""
+    groups: dict[str, list[ManifestItem]] = defaultdict(list)
+    for item in items:
+        groups[_label(item, relevance)].append(item)
+    order = sorted(groups)
+    rng.shuffle(order)
+    picked: list[ManifestItem] = []
+    while len(picked) < n and any(groups.values()):
+        for key in order:
+            if groups[key] and len(picked) < n:
+                picked.append(groups[key].pop(rng.randrange(len(groups[key]))))
+    return picked
 
 
 @dataclass
