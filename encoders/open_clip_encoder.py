@@ -67,9 +67,10 @@ class OpenClipBackbone:
         self.embed_dim = _embed_dim(model)
         visual = model.visual
         self.image_width = int(getattr(visual, "transformer", None).width) if hasattr(visual, "transformer") else self.embed_dim
+        # ViT towers can return patch tokens; the flag is switched on only inside our forward
+        # (under ``lock``) so the shared model keeps behaving normally for everyone else.
         self.image_tokens = hasattr(visual, "output_tokens") and hasattr(visual, "transformer")
-        if self.image_tokens:
-            visual.output_tokens = True
+        self.lock = threading.Lock()
         text = getattr(model, "text", None)
         self.text_width = int(text.width) if text is not None and hasattr(text, "width") else int(model.transformer.width)
 
@@ -135,7 +136,15 @@ class OpenClipImageEncoder(_OpenClipEncoder):
         return torch.stack([self.backbone.preprocess(img) for img in raws]).to(self.device)
 
     def _forward(self, batch: torch.Tensor) -> TokenBatch:
-        out = self.backbone.model.visual(batch)
+        visual = self.backbone.model.visual
+        with self.backbone.lock:
+            if self.backbone.image_tokens:
+                visual.output_tokens = True
+            try:
+                out = visual(batch)
+            finally:
+                if self.backbone.image_tokens:
+                    visual.output_tokens = False
         if isinstance(out, tuple):
             pooled, tokens = out
         else:  # towers without token output (ResNet, timm): the pooled vector is the one token
@@ -166,8 +175,12 @@ class OpenClipTextEncoder(_OpenClipEncoder):
         model = self.backbone.model
         tower = getattr(model, "text", None)
         if tower is not None:  # CustomTextCLIP: the text tower is its own module
-            tower.output_tokens = True
-            pooled, tokens = tower(text)
+            with self.backbone.lock:
+                tower.output_tokens = True
+                try:
+                    pooled, tokens = tower(text)
+                finally:
+                    tower.output_tokens = False
             mask = _text_mask(text, tokens.shape[1])
             return TokenBatch(tokens, mask, pooled)
         cast_dtype = model.transformer.get_cast_dtype()

@@ -49,7 +49,9 @@ def save_checkpoint(model: SpanerModel, path: str | Path, extra: dict[str, Any] 
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     try:
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "spaner", "version": str(model.config.format_version)})
+        # one metadata key only: safetensors writes a multi-key metadata map in arbitrary order,
+        # which would make the bytes (and the checkpoint hash) differ between identical saves
+        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": f"spaner-v{model.config.format_version}"})
         doc = {"spaner": model.config.to_dict(), "extra": extra or {}}
         with open(tmp / CONFIG_NAME, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=2, sort_keys=True)
