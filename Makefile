@@ -12,7 +12,7 @@ $(PY):
 
 # Re-install only when the packaging metadata changes.
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,milvus]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -22,7 +22,7 @@ __all__ = ["main", "build_parser", "SUBCOMMANDS"]
 log = logging.getLogger("spaner")
 
 #: Subcommand modules, in the order ``spaner --help`` lists them.
-SUBCOMMANDS = ["encoders", "train", "extend", "eval", "datasets"]
+SUBCOMMANDS = ["encoders", "train", "extend", "eval", "datasets", "ingest", "search", "delete", "serve", "demo"]
 
 
 def _add_global_flags(parser: argparse.ArgumentParser, default: object) -> None:
