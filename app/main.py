@@ -1,0 +1,76 @@
+"""The app factory: ``create_app(settings) -> FastAPI`` with the API under ``/v1`` and the UI at ``/ui``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import RedirectResponse
+
+from spaner import __version__
+
+from .body import BODY_MODELS
+from .errors import install_handlers
+from .routers import embed, fewshot, health, items, jobs, models, search, stats
+from .settings import Settings
+from .state import ServiceState
+from .uploads import BodySizeLimit
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+One embedding space for text, images and audio: embed, store and search across modalities,
+and adapt the space few-shot. Writes need the `X-API-Key` header when the server has a key.
+Errors are JSON `{"error": code, "detail": message}`: 413 over a limit, 415 not a decodable
+file type, 422 invalid input, 404 unknown id.
+"""
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    comps = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in BODY_MODELS:
+        doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in doc.pop("$defs", {}).items():
+            comps.setdefault(name, sub)
+        comps[model.__name__] = doc
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(settings: Settings | None = None, state: ServiceState | None = None) -> FastAPI:
+    """Build the service. Opens (or creates) the store unless an open ``state`` is given."""
+    settings = settings or (state.settings if state else Settings())
+    service = state or ServiceState.open(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if state is None:  # we opened it, we close it
+            service.close()
+
+    app = FastAPI(title="SPANER", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.service = service
+    install_handlers(app)
+    for module in (health, stats, embed, search, items, fewshot, jobs, models):
+        app.include_router(module.router, prefix="/v1")
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/ui/" if settings.ui else "/docs")
+
+    if settings.ui:
+        from .ui import mount_ui
+
+        app = mount_ui(app, service)
+    return app

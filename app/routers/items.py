@@ -1,0 +1,121 @@
+"""``/v1/items``: add (upload or JSON text), read metadata, serve content, delete."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Path, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from ..body import file_part, json_part, openapi_body, read_body
+from ..collection import NewItem, add_items
+from ..deps import StateDep, WriteAccess
+from ..errors import NotFound, Unprocessable
+from ..inputs import classify_upload
+from ..retrieval import item_out
+from ..schemas.common import ERROR_RESPONSES, ErrorOut, ItemOut
+from ..schemas.items import ItemsIn, ItemsOut, TextItemIn
+from ..uploads import sniff
+
+router = APIRouter(prefix="/items", tags=["items"])
+
+ItemId = Path(ge=0, description="the item's id", examples=[42])
+_NOT_FOUND = {404: {"model": ErrorOut, "description": "no item with this id"}}
+
+
+class _ItemsForm(ItemsIn):
+    items: list[TextItemIn] = []  # type: ignore[assignment]  # multipart: JSON items are optional
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ItemsOut,
+    dependencies=[WriteAccess],
+    summary="Store and index items: uploaded files (multipart) or texts (JSON)",
+    responses={**ERROR_RESPONSES, 401: {"model": ErrorOut, "description": "API key missing or wrong"}},
+    openapi_extra=openapi_body(
+        ItemsIn,
+        {
+            "files": file_part("images or audio files to store", many=True),
+            "concept": {"type": "string", "description": "concept label for every file"},
+            "source": {"type": "string", "description": "source label (default: the file name)"},
+            "extra": json_part("JSON object of metadata for every file, e.g. {\"license\": \"CC-BY\"}"),
+            "request": json_part("optional ItemsIn JSON with text items"),
+        },
+        "JSON ItemsIn (text items), or multipart/form-data with file parts and metadata fields",
+    ),
+)
+async def create_items(request: Request, state: StateDep) -> ItemsOut:
+    body = await read_body(request, _ItemsForm)
+    extra: dict = {}
+    raw_extra = body.field("extra")
+    if raw_extra:
+        try:
+            extra = json.loads(raw_extra)
+        except json.JSONDecodeError as exc:
+            raise Unprocessable(f"extra: not valid JSON ({exc.msg}); send a JSON object") from None
+        if not isinstance(extra, dict):
+            raise Unprocessable("extra: must be a JSON object such as {\"license\": \"CC-BY\"}")
+    texts: list[TextItemIn] = body.model.items
+    if not body.files and not texts:
+        raise Unprocessable("nothing to add: send JSON {\"items\": [{\"text\": ...}]} or multipart file parts")
+
+    def work() -> ItemsOut:
+        with state.reading() as active:
+            new = [NewItem(text=t.text, concept=t.concept, source=t.source, extra=t.extra) for t in texts]
+            for _, name, data in body.files:
+                up = classify_upload(active, data, name)
+                new.append(NewItem(upload=up, concept=body.field("concept"), source=body.field("source") or name, extra=extra))
+            ids, dups = add_items(active, new)
+            metas = active.store.get(ids)
+            return ItemsOut(items=[item_out(active, i, m) for i, m in zip(ids, metas)], duplicates=dups)
+
+    return await run_in_threadpool(work)
+
+
+@router.get("/{item_id}", response_model=ItemOut, summary="An item's metadata", responses=_NOT_FOUND)
+def get_item(state: StateDep, item_id: int = ItemId) -> ItemOut:
+    with state.reading() as active:
+        meta = active.store.get([item_id])[0]
+        return ItemOut(**item_out(active, item_id, meta))
+
+
+@router.get(
+    "/{item_id}/content",
+    summary="The original content (image, audio or text), served safely",
+    description="Served with the sniffed content type, `Content-Disposition` and `X-Content-Type-Options: nosniff`.",
+    responses={**_NOT_FOUND, 200: {"content": {"image/png": {}, "audio/wav": {}, "text/plain": {}}}},
+    response_class=Response,
+)
+def get_content(state: StateDep, item_id: int = ItemId) -> Response:
+    with state.reading() as active:
+        active.store.get([item_id])  # 404 for unknown ids
+        content = active.store.content(item_id)
+    headers = {
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+        "Cache-Control": "private, max-age=3600",
+    }
+    if isinstance(content, str):
+        headers["Content-Disposition"] = f'inline; filename="item-{item_id}.txt"'
+        return Response(content.encode("utf-8"), media_type="text/plain; charset=utf-8", headers=headers)
+    kind = sniff(content)
+    mime, ext = (kind.mime, kind.ext) if kind else ("application/octet-stream", "bin")
+    disposition = "inline" if kind else "attachment"
+    headers["Content-Disposition"] = f'{disposition}; filename="item-{item_id}.{ext}"'
+    return Response(content, media_type=mime, headers=headers)
+
+
+@router.delete(
+    "/{item_id}",
+    status_code=204,
+    dependencies=[WriteAccess],
+    summary="Delete an item (and its content when no other item uses it)",
+    responses={**_NOT_FOUND, 401: {"model": ErrorOut, "description": "API key missing or wrong"}},
+)
+def delete_item(state: StateDep, item_id: int = ItemId) -> Response:
+    with state.reading() as active:
+        if not active.store.delete([item_id]):
+            raise NotFound(f"no item with id {item_id} (already deleted?)")
+    return Response(status_code=204)

@@ -1,0 +1,67 @@
+"""``POST /v1/search``: examples of any modality -> ranked items of the target modalities."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+
+from ..body import file_part, json_part, openapi_body, read_body
+from ..deps import StateDep
+from ..errors import Unprocessable
+from ..inputs import classify_upload
+from ..retrieval import build_filter, query_vector, search
+from ..schemas.common import ERROR_RESPONSES
+from ..schemas.search import SearchIn, SearchOut
+
+router = APIRouter(tags=["search"])
+
+
+@router.post(
+    "/search",
+    response_model=SearchOut,
+    summary="Search by one or more examples (texts, stored items, uploaded files)",
+    description=(
+        "Every example is embedded into the unified space and their mean is the query, so "
+        "several examples of a concept make a few-shot query. Results come from the target "
+        "`modalities` (default: all), filtered by `filters`, best first. An empty collection "
+        "returns an empty result list."
+    ),
+    responses={**ERROR_RESPONSES, 404: {"description": "a query item_id does not exist"}},
+    openapi_extra=openapi_body(
+        SearchIn,
+        {"request": json_part("the SearchIn JSON (optional)"), "files": file_part("query examples (images, audio)", many=True)},
+        "JSON SearchIn, or multipart/form-data: a 'request' part with SearchIn JSON plus file parts",
+    ),
+)
+async def search_items(request: Request, state: StateDep) -> SearchOut:
+    settings = state.settings
+    body = await read_body(request, SearchIn, max_files=settings.max_queries)
+    req: SearchIn = body.model
+    n = len(req.queries) + len(body.files)
+    if n > settings.max_queries:
+        raise Unprocessable(f"{n} query examples; at most {settings.max_queries} per search")
+    if req.k > settings.max_k:
+        raise Unprocessable(f"k={req.k} is over this server's limit of {settings.max_k}")
+
+    def work() -> SearchOut:
+        t0 = time.perf_counter()
+        with state.reading() as active:
+            uploads = [classify_upload(active, data, name) for _, name, data in body.files]
+            flt = build_filter(
+                active,
+                req.modalities,
+                req.filters.concept if req.filters else None,
+                req.filters.where if req.filters else None,
+            )
+            q = query_vector(
+                active,
+                texts=[x.text for x in req.queries if x.text is not None],
+                item_ids=[x.item_id for x in req.queries if x.item_id is not None],
+                uploads=uploads,
+            )
+            results = search(active, q, req.k, flt)
+            return SearchOut(model_id=active.model_id, results=results, took_ms=(time.perf_counter() - t0) * 1e3)
+
+    return await run_in_threadpool(work)

@@ -1,0 +1,64 @@
+"""``POST /v1/search``."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .common import ItemOut
+
+__all__ = ["QueryIn", "FiltersIn", "SearchIn", "HitOut", "SearchOut", "Scalar"]
+
+Scalar = str | int | float | bool | None
+
+
+class QueryIn(BaseModel):
+    """One query example: a text, or a stored item (its stored vector is used)."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = Field(None, min_length=1, examples=["a dog barking"])
+    item_id: int | None = Field(None, description="use a stored item as the example", examples=[42])
+
+    @model_validator(mode="after")
+    def _one(self) -> QueryIn:
+        if (self.text is None) == (self.item_id is None):
+            raise ValueError("each query needs exactly one of 'text' or 'item_id' (files go in multipart parts)")
+        return self
+
+
+class FiltersIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    concept: str | list[str] | None = Field(None, description="only items of this concept (or any of these)")
+    where: dict[str, Scalar] = Field(
+        default_factory=dict,
+        description="equality on metadata: modality, concept, source, content_hash, or a key of extra",
+        examples=[{"license": "CC-BY"}],
+    )
+
+
+class SearchIn(BaseModel):
+    """Several query examples are averaged into one query (few-shot retrieval by example)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"queries": [{"text": "a dog barking"}], "k": 5},
+                {"queries": [{"item_id": 3}, {"item_id": 7}], "k": 10, "modalities": ["image", "audio"],
+                 "filters": {"where": {"license": "CC-BY"}}},
+            ]
+        },
+    )
+    queries: list[QueryIn] = Field(default_factory=list, description="examples; multipart files are added to them")
+    k: int = Field(10, ge=1, description="results to return")
+    modalities: list[str] | None = Field(None, description="target modalities (default: all)", examples=[["image"]])
+    filters: FiltersIn | None = None
+
+
+class HitOut(ItemOut):
+    score: float = Field(description="inner product with the query (cosine; higher is closer)", examples=[0.83])
+
+
+class SearchOut(BaseModel):
+    model_id: str = Field(examples=["3fa2c1d09b7e"])
+    results: list[HitOut]
+    took_ms: float = Field(examples=[12.5])

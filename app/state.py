@@ -1,0 +1,177 @@
+"""Service state: the active space (model + store), the models folder and the job runner.
+
+Store layout (``--store DIR``)::
+
+    DIR/                 a spaner.index store (store.json, metadata.sqlite, content/, index/)
+    DIR/checkpoint/      the model whose space the store holds (fixes the space)
+    DIR/models/<id>/     checkpoints trained by few-shot fit jobs, activatable by id
+
+Requests read :attr:`ServiceState.active` under a shared lock; activating a model builds a
+new store beside ``DIR`` and swaps it in under the exclusive lock, so a request sees either
+the old space or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from spaner.errors import ConfigError
+from spaner.index import EmbeddingSpace, VectorStore, create_store, open_store
+from spaner.pipeline import Spaner
+
+from .jobs import JobRunner
+from .rwlock import RWLock
+from .settings import Settings
+
+__all__ = ["ActiveSpace", "ServiceState", "CHECKPOINT_DIR", "MODELS_DIR"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoint"
+MODELS_DIR = "models"
+
+
+def model_id_of(space_id: str) -> str:
+    """Short model id: the first 12 hex digits of the checkpoint hash."""
+    return space_id[:12]
+
+
+@dataclass(frozen=True)
+class ActiveSpace:
+    """What a request uses: one model and the store of vectors in its space."""
+
+    spaner: Spaner
+    store: VectorStore
+    space: EmbeddingSpace
+
+    @property
+    def model_id(self) -> str:
+        return model_id_of(self.space.checkpoint_hash)
+
+
+def _apply_limits(spaner: Spaner, settings: Settings) -> Spaner:
+    limits = settings.limits()
+    for enc in spaner.encoders.values():
+        enc.limits = limits
+    return spaner
+
+
+def _space_of(spaner: Spaner) -> EmbeddingSpace:
+    assert spaner.space_id is not None, "model must be saved or loaded from a checkpoint"
+    return EmbeddingSpace(spaner.space_id, int(spaner.model.dim))
+
+
+def _new_store(settings: Settings) -> ActiveSpace:
+    """Create ``settings.store`` with its model: ``--checkpoint`` or an untrained ``--profile``."""
+    store_dir = settings.store
+    if store_dir.exists() and any(store_dir.iterdir()):
+        raise ConfigError(f"{store_dir} exists, is not empty and is not a SPANER store (no store.json)")
+    store_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=store_dir.parent, prefix=f".{store_dir.name}.ckpt-"))
+    try:
+        if settings.checkpoint is not None:
+            src = Spaner.load(settings.checkpoint, device=settings.device)
+            shutil.copytree(settings.checkpoint, tmp / "c")
+            spaner = Spaner(src.model, src.encoders, tmp / "c")
+        else:
+            spaner = Spaner.from_profile(settings.profile, device=settings.device)
+            spaner.save(tmp / "c", extra={"note": f"untrained {settings.profile} model, created by spaner serve"})
+        space = _space_of(spaner)
+        store = create_store(store_dir, space)
+        os.replace(tmp / "c", store_dir / CHECKPOINT_DIR)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    spaner.checkpoint = store_dir / CHECKPOINT_DIR
+    log.info("created store %s (model %s)", store_dir, model_id_of(space.checkpoint_hash))
+    return ActiveSpace(spaner, store, space)
+
+
+def _existing_store(settings: Settings) -> ActiveSpace:
+    store_dir = settings.store
+    ckpt = store_dir / CHECKPOINT_DIR
+    if not ckpt.is_dir():
+        if settings.checkpoint is None:
+            raise ConfigError(
+                f"{store_dir} has no {CHECKPOINT_DIR}/ folder: pass --checkpoint with the model "
+                "that produced its vectors"
+            )
+        shutil.copytree(settings.checkpoint, ckpt)
+    spaner = Spaner.load(ckpt, device=settings.device)
+    space = _space_of(spaner)
+    if settings.checkpoint is not None and Spaner.load(settings.checkpoint).space_id != space.checkpoint_hash:
+        raise ConfigError(
+            f"{store_dir} holds vectors of model {model_id_of(space.checkpoint_hash)}, not of "
+            f"--checkpoint {settings.checkpoint}; drop --checkpoint, or fit/activate through the API"
+        )
+    return ActiveSpace(spaner, open_store(store_dir, space), space)
+
+
+class ServiceState:
+    """Everything the routes share. Build with :meth:`open`; :meth:`close` on shutdown."""
+
+    def __init__(self, settings: Settings, active: ActiveSpace) -> None:
+        self.settings = settings
+        self._active = active
+        self.lock = RWLock()
+        self.jobs = JobRunner()
+
+    @classmethod
+    def open(cls, settings: Settings) -> ServiceState:
+        """Open ``settings.store``, creating it (and its model) when it does not exist."""
+        if (settings.store / "store.json").is_file():
+            active = _existing_store(settings)
+        else:
+            active = _new_store(settings)
+        _apply_limits(active.spaner, settings)
+        (settings.store / MODELS_DIR).mkdir(exist_ok=True)
+        return cls(settings, active)
+
+    @property
+    def store_dir(self) -> Path:
+        return self.settings.store
+
+    @property
+    def models_dir(self) -> Path:
+        return self.settings.store / MODELS_DIR
+
+    @property
+    def content_dir(self) -> Path:
+        return self.settings.store / "content"
+
+    @contextmanager
+    def reading(self) -> Iterator[ActiveSpace]:
+        """The active space, guaranteed not to be swapped out while the block runs."""
+        with self.lock.read():
+            yield self._active
+
+    @contextmanager
+    def writing(self) -> Iterator[ActiveSpace]:
+        """Exclusive access (writes and the space switch)."""
+        with self.lock.write():
+            yield self._active
+
+    def peek(self) -> ActiveSpace:
+        """The active space without locking (for cheap, read-only facts such as its id)."""
+        return self._active
+
+    def swap(self, new: ActiveSpace) -> ActiveSpace:
+        """Replace the active space; the caller holds :meth:`writing`. Returns the old one."""
+        old, self._active = self._active, _apply_limits_active(new, self.settings)
+        return old
+
+    def close(self) -> None:
+        self.jobs.shutdown()
+        with self.lock.write():
+            self._active.store.close()
+
+
+def _apply_limits_active(active: ActiveSpace, settings: Settings) -> ActiveSpace:
+    _apply_limits(active.spaner, settings)
+    return active
