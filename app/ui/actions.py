@@ -1,0 +1,195 @@
+"""What the UI's buttons do: the same service functions the REST routes call.
+
+Each function takes the :class:`ServiceState` first and plain values from the components;
+errors a user can cause become ``gr.Error`` with the API's message.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..activation import start_activation
+from ..collection import NewItem, add_items
+from ..errors import error_response
+from ..fewshot import SupportExample, check_support, start_fit
+from ..inputs import classify_upload
+from ..model_registry import list_models
+from ..retrieval import build_filter, query_vector, search
+from ..state import ServiceState
+
+__all__ = ["run_search", "add_to_collection", "support_add", "start_fit_job", "job_status",
+           "activate_model", "model_choices", "embedding_map", "TEXT_COLUMNS"]
+
+TEXT_COLUMNS = ["score", "modality", "concept", "text or source", "id"]
+MAX_AUDIO = 5
+MAP_POINTS = 2000
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the service's user errors into ``gr.Error`` (shown in the page)."""
+    import gradio as gr
+
+    try:
+        yield
+    except gr.Error:
+        raise
+    except Exception as exc:
+        resp = error_response(exc)
+        if resp is None:
+            raise
+        raise gr.Error(str(getattr(exc, "detail", exc))) from None
+
+
+def _check_key(state: ServiceState, key: str | None) -> None:
+    import gradio as gr
+
+    expected = state.settings.api_key.get_secret_value() if state.settings.api_key else None
+    if expected and not secrets.compare_digest((key or "").encode(), expected.encode()):
+        raise gr.Error("this server needs its API key for changes: enter it in the 'API key' box")
+
+
+def _read(path: str | None) -> tuple[str, bytes] | None:
+    if not path:
+        return None
+    p = Path(path)
+    return p.name, p.read_bytes()
+
+
+def _decode_image(data: bytes) -> Any:
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def _decode_audio(data: bytes) -> tuple[int, np.ndarray]:
+    import soundfile as sf
+
+    samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+    return int(rate), samples
+
+
+def run_search(
+    state: ServiceState, text: str | None, image: str | None, audio: str | None, targets: list[str], k: int
+) -> tuple[list[tuple[Any, str]], list[list[Any]], list[Any], str]:
+    """(gallery items, text rows, audio players' values, status line)."""
+    with user_errors(), state.reading() as active:
+        uploads = [classify_upload(active, data, name) for name, data in filter(None, (_read(image), _read(audio)))]
+        texts = [text.strip()] if text and text.strip() else []
+        if not texts and not uploads:
+            raise ValueError("type a query, or upload an image or a sound")
+        flt = build_filter(active, targets or None)
+        hits = search(active, query_vector(active, texts=texts, uploads=uploads), int(k), flt)
+        gallery, rows, sounds = [], [], []
+        for h in hits:
+            caption = f"{h['score']:.3f} · {h['concept'] or h['source'] or h['id']}"
+            if h["modality"] == "image":
+                gallery.append((_decode_image(active.store.content(h["id"])), caption))
+            elif h["modality"] == "audio" and len(sounds) < MAX_AUDIO:
+                sounds.append((_decode_audio(active.store.content(h["id"])), caption))
+            rows.append([round(h["score"], 4), h["modality"], h["concept"] or "", h["text"] or h["source"] or "", h["id"]])
+        status = f"{len(hits)} results from {active.store.count()} items (model {active.model_id})"
+    return gallery, rows, sounds, status
+
+
+def add_to_collection(
+    state: ServiceState, files: list[str] | None, texts: str | None, concept: str | None, key: str | None
+) -> str:
+    _check_key(state, key)
+    with user_errors(), state.reading() as active:
+        new = [NewItem(text=t.strip(), concept=concept or None) for t in (texts or "").splitlines() if t.strip()]
+        for path in files or []:
+            name, data = _read(path)  # type: ignore[misc]
+            new.append(NewItem(upload=classify_upload(active, data, name), concept=concept or None, source=name))
+        if not new:
+            raise ValueError("nothing to add: choose files or type texts (one per line)")
+        ids, dups = add_items(active, new)
+    return f"stored {len(ids) - len(dups)} new items" + (f"; {len(dups)} were already stored" if dups else "")
+
+
+def support_add(
+    state: ServiceState, support: list[dict[str, Any]], files: list[str] | None, texts: str | None, concept: str | None
+) -> tuple[list[dict[str, Any]], list[list[str]]]:
+    """Add examples of one concept to the support set (kept in the browser session)."""
+    import gradio as gr
+
+    if not concept or not concept.strip():
+        raise gr.Error("name the concept these examples show")
+    support = list(support or [])
+    with user_errors(), state.reading() as active:
+        for t in (texts or "").splitlines():
+            if t.strip():
+                support.append({"modality": "text", "content": t.strip(), "concept": concept.strip(), "name": t.strip()[:40]})
+        for path in files or []:
+            name, data = _read(path)  # type: ignore[misc]
+            up = classify_upload(active, data, name)
+            active.spaner.encoders[up.kind.modality].load(data, name)
+            support.append({"modality": up.kind.modality, "content": data, "concept": concept.strip(), "name": name})
+    return support, [[s["concept"], s["modality"], s["name"]] for s in support]
+
+
+def start_fit_job(state: ServiceState, support: list[dict[str, Any]], epochs: int, key: str | None) -> str:
+    _check_key(state, key)
+    examples = [SupportExample(s["modality"], s["content"], s["concept"], s["name"]) for s in support or []]
+    with user_errors():
+        with state.reading() as active:
+            check_support(active, examples)
+        job = start_fit(state, examples, int(epochs), 2e-3, 0)
+    return job.id
+
+
+def job_status(state: ServiceState, job_id: str | None) -> tuple[str, dict[str, Any]]:
+    """(progress bar HTML, metrics) of a job."""
+    job = state.jobs.get(job_id) if job_id else None
+    if job is None:
+        return "<p>no job yet</p>", {}
+    bar = (f'<progress value="{job.progress:.3f}" max="1" style="width:100%"></progress>'
+           f"<p>{job.kind} {job.id}: {job.status} · {job.progress:.0%} · {job.message}</p>")
+    if job.error:
+        bar += f"<p><b>error:</b> {job.error}</p>"
+    return bar, {"metrics": job.metrics, "result": job.result}
+
+
+def model_choices(state: ServiceState) -> list[tuple[str, str]]:
+    return [(f"{m['id']}{' (active)' if m['active'] else ''} · {m['info'].get('examples', '-')} examples", m["id"])
+            for m in list_models(state)]
+
+
+def activate_model(state: ServiceState, model_id: str | None, key: str | None) -> str:
+    import gradio as gr
+
+    _check_key(state, key)
+    if not model_id:
+        raise gr.Error("choose a model to activate")
+    with user_errors():
+        return start_activation(state, model_id).id
+
+
+def embedding_map(state: ServiceState, color_by: str) -> Any:
+    """A 2-D PCA projection of (up to MAP_POINTS) stored vectors, as a DataFrame."""
+    import pandas as pd
+
+    with state.reading() as active:
+        ids = [int(i) for i in active.store.meta.ids_matching(None)]  # type: ignore[attr-defined]
+        if len(ids) > MAP_POINTS:
+            ids = sorted(np.random.default_rng(0).choice(ids, MAP_POINTS, replace=False).tolist())
+        if len(ids) < 2:
+            return pd.DataFrame({"x": [], "y": [], "modality": [], "concept": [], "id": []})
+        vecs = active.store.vectors(ids)
+        metas = active.store.get(ids)
+    centred = vecs - vecs.mean(axis=0, keepdims=True)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    xy = centred @ vt[:2].T
+    return pd.DataFrame({
+        "x": xy[:, 0], "y": xy[:, 1] if xy.shape[1] > 1 else 0.0,
+        "modality": [m["modality"] for m in metas],
+        "concept": [m["concept"] or "(none)" for m in metas],
+        "id": ids,
+    })
