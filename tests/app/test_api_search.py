@@ -1,0 +1,95 @@
+"""POST /v1/search: by text, by stored item, by uploaded files, averaged examples, filters, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import png_bytes, wav_bytes
+
+
+@pytest.fixture(scope="module")
+def stored(client) -> dict[str, int]:
+    r = client.post("/v1/items", json={"items": [
+        {"text": "search: a red square", "concept": "red", "extra": {"license": "CC0"}},
+        {"text": "search: a green square", "concept": "green"},
+    ]})
+    ids = {"red_text": r.json()["items"][0]["id"], "green_text": r.json()["items"][1]["id"]}
+    r = client.post("/v1/items", files=[("files", ("red.png", png_bytes((250, 10, 10)), "image/png"))],
+                    data={"concept": "red"})
+    ids["red_image"] = r.json()["items"][0]["id"]
+    r = client.post("/v1/items", files=[("files", ("beep.wav", wav_bytes(880.0), "audio/wav"))],
+                    data={"concept": "beep"})
+    ids["beep_audio"] = r.json()["items"][0]["id"]
+    return ids
+
+
+def test_text_search_ranks_the_identical_text_first(client, stored) -> None:
+    r = client.post("/v1/search", json={"queries": [{"text": "search: a red square"}], "k": 3})
+    assert r.status_code == 200
+    res = r.json()["results"]
+    assert res[0]["id"] == stored["red_text"] and res[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert [h["score"] for h in res] == sorted((h["score"] for h in res), reverse=True)
+    assert res[0]["text"] == "search: a red square" and res[0]["content_url"].endswith("/content")
+
+
+def test_target_modalities_and_filters(client, stored) -> None:
+    r = client.post("/v1/search", json={"queries": [{"text": "red"}], "k": 50, "modalities": ["image"]})
+    assert {h["modality"] for h in r.json()["results"]} == {"image"}
+    r = client.post("/v1/search", json={"queries": [{"text": "red"}], "k": 50, "filters": {"concept": "red"}})
+    assert {h["concept"] for h in r.json()["results"]} == {"red"}
+    r = client.post("/v1/search", json={"queries": [{"text": "red"}], "k": 50,
+                                        "filters": {"where": {"license": "CC0"}}})
+    assert [h["id"] for h in r.json()["results"]] == [stored["red_text"]]
+
+
+def test_search_by_stored_item_and_averaged_examples(client, stored) -> None:
+    r = client.post("/v1/search", json={"queries": [{"item_id": stored["beep_audio"]}], "k": 1})
+    assert r.json()["results"][0]["id"] == stored["beep_audio"]
+    r = client.post("/v1/search", json={"queries": [{"item_id": stored["red_text"]}, {"item_id": stored["red_text"]}], "k": 1})
+    assert r.json()["results"][0]["id"] == stored["red_text"]
+    r = client.post("/v1/search", json={"queries": [{"text": "search: a red square"}, {"item_id": stored["red_image"]}], "k": 5})
+    assert r.status_code == 200 and len(r.json()["results"]) >= 2
+
+
+def test_search_by_uploaded_files(client, stored) -> None:
+    r = client.post("/v1/search", files=[("files", ("q.wav", wav_bytes(880.0), "audio/wav"))])
+    assert r.status_code == 200 and r.json()["results"][0]["id"] == stored["beep_audio"]
+    r = client.post(
+        "/v1/search",
+        data={"request": json.dumps({"queries": [{"text": "red"}], "k": 2, "modalities": ["image"]})},
+        files=[("files", ("q.png", png_bytes((250, 10, 10)), "image/png"))],
+    )
+    assert r.status_code == 200 and r.json()["results"][0]["modality"] == "image"
+
+
+def test_empty_store_returns_an_empty_list(fresh_service) -> None:
+    c, _ = fresh_service
+    r = c.post("/v1/search", json={"queries": [{"text": "a dog barking"}], "k": 5})
+    assert r.status_code == 200 and r.json()["results"] == []
+
+
+@pytest.mark.parametrize(("body", "status", "words"), [
+    ({"queries": [], "k": 5}, 422, "no query"),
+    ({"k": 5}, 422, "no query"),
+    ({"queries": [{"text": "a", "item_id": 1}]}, 422, "exactly one"),
+    ({"queries": [{"text": "a"}], "k": 0}, 422, "k"),
+    ({"queries": [{"text": "a"}], "k": 10_000}, 422, "limit"),
+    ({"queries": [{"text": "a"}], "modalities": ["smell"]}, 422, "smell"),
+    ({"queries": [{"text": "a"}], "filters": {"where": {"bad key!": 1}}}, 422, "filters"),
+    ({"queries": [{"text": "a"}], "filters": {"where": {"x": [1, 2]}}}, 422, "where"),
+    ({"queries": [{"item_id": 987654}]}, 404, "987654"),
+    ({"queries": [{"text": "a"}], "colour": "red"}, 422, "colour"),
+    ({"queries": [{"text": "a"}] * 40}, 422, "at most"),
+])
+def test_search_errors(client, body, status, words) -> None:
+    r = client.post("/v1/search", json=body)
+    assert r.status_code == status, r.text
+    assert words in json.dumps(r.json())
+
+
+def test_search_upload_errors(client) -> None:
+    r = client.post("/v1/search", files=[("files", ("x.png", b"<svg onload=alert(1)>", "image/png"))])
+    assert r.status_code == 415
+    r = client.post("/v1/search", data={"request": "{oops"}, files=[("files", ("q.wav", wav_bytes(), "audio/wav"))])
+    assert r.status_code == 422 and "request" in r.json()["detail"]
