@@ -95,6 +95,10 @@ def _swap_dirs(state: ServiceState, old: ActiveSpace, build: Path, parked: Path)
         raise
     if (parked / MODELS_DIR).is_dir():
         os.replace(parked / MODELS_DIR, live / MODELS_DIR)
+    keep = live / MODELS_DIR / old.model_id  # the previous model stays activatable
+    if not keep.exists():
+        keep.parent.mkdir(exist_ok=True)
+        os.replace(parked / CHECKPOINT_DIR, keep)
 
 
 def _run_activation(state: ServiceState, job: Job, model_id: str) -> dict[str, Any]:

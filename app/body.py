@@ -61,7 +61,7 @@ async def read_body(
         if not body.strip():
             raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "empty JSON body", "input": None}])
         return ParsedBody(_validate(model, body, "body"))
-    if ctype == "multipart/form-data":
+    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         form = await request.form(max_files=max_files, max_fields=256)
         files: list[tuple[str, str, bytes]] = []
         fields: dict[str, list[str]] = {}

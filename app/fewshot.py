@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from spaner.compare import evaluate_model
 from spaner.config import TrainConfig
@@ -99,7 +100,7 @@ def _run_fit(state: ServiceState, job: Job, examples: list[SupportExample], cfg:
             job.update(0.1 + 0.8 * steps / total, f"training: step {steps} of at most {total}")
 
     job.update(0.1, "training")
-    handle = torch.optim.optimizer.register_optimizer_step_post_hook(on_step)
+    handle = register_optimizer_step_post_hook(on_step)
     try:
         result = spaner.fit(data, cfg, progress=False)
     finally:
