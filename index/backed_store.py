@@ -26,6 +26,7 @@ from .base import RepairReport, VectorStore
 from .content_store import ContentStore
 from .errors import StoreError, UnknownIdError
 from .filters import Filter
+from .meta_cache import MetaCache, row_to_metadata
 from .metadata import MetadataDB
 from .records import Hit, Item, coerce_items
 from .space import MANIFEST_NAME, EmbeddingSpace, StoreManifest
@@ -48,6 +49,7 @@ class MetadataBackedStore(VectorStore):
         self._lock = threading.RLock()
         self.meta = MetadataDB(self.path / "metadata.sqlite", self.dim)
         self.contents = ContentStore(self.path / "content")
+        self.meta_cache = MetaCache(self.meta.meta_rows)
         self.last_repair = RepairReport()
         self._closed = False
 
@@ -145,6 +147,7 @@ class MetadataBackedStore(VectorStore):
         arr = np.asarray(list(ids), dtype=np.int64)
         with self._lock:
             gone, hashes, gen = self.meta.delete(arr.tolist())
+            self.meta_cache.forget(gone)
             if gone:
                 self._index_remove(np.asarray(gone, dtype=np.int64))
                 for h in set(hashes):
@@ -163,15 +166,20 @@ class MetadataBackedStore(VectorStore):
         space: EmbeddingSpace | None = None,
     ) -> list[list[Hit]]:
         scores, ids = self.search_ids(vectors, k, filters, space=space)
-        valid = ids >= 0
-        metas = self.meta.metadata(np.unique(ids[valid]).tolist()) if valid.any() else {}
+        return self.hits(scores, ids)
+
+    def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[list[Hit]]:
+        """:class:`Hit` lists from ``search_ids`` arrays (metadata from the in-memory cache)."""
+        id_rows = ids.tolist()
+        flat = [i for row in id_rows for i in row if i >= 0]
+        rows = self.meta_cache.rows(set(flat)) if flat else {}
         out: list[list[Hit]] = []
-        for srow, irow, vrow in zip(scores.tolist(), ids.tolist(), valid, strict=False):
+        for srow, irow in zip(scores.tolist(), id_rows, strict=True):
             out.append(
                 [
-                    Hit(i, s, metas[i])
-                    for s, i, ok in zip(srow, irow, vrow, strict=False)
-                    if ok and i in metas
+                    Hit(i, s, row_to_metadata(rows[i]))
+                    for s, i in zip(srow, irow, strict=True)
+                    if i in rows
                 ]
             )
         return out
@@ -233,6 +241,16 @@ class MetadataBackedStore(VectorStore):
             except FileNotFoundError as exc:
                 raise StoreError(f"content file of id {item_id} is missing ({digest})") from exc
         raise StoreError(f"id {item_id} was added without content")
+
+    def ids(self, filters: Filter | None = None) -> np.ndarray:
+        """Sorted ids of the items matching ``filters`` (all items when None)."""
+        self._check_open()
+        return np.sort(self.meta.ids_matching(filters))
+
+    def existing(self, ids: Iterable[int]) -> list[int]:
+        """The given ids that are in the store, sorted."""
+        self._check_open()
+        return self.meta.existing([int(i) for i in ids])
 
     def find_by_hash(self, content_hash: str) -> list[int]:
         self._check_open()

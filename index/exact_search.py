@@ -4,7 +4,15 @@ On CPU, torch's matmul (MKL/oneDNN sgemm, multi-threaded even for one query) fol
 ``torch.topk`` beats ``faiss.IndexFlatIP`` at every batch size on the machines measured (see
 BENCHMARKS.md), so it is the default engine; :func:`choose_exact_engine` keeps the choice in
 one place and :func:`calibrate` re-measures it on the running machine. The matrix is used
-zero-copy (``torch.from_numpy``), so the store keeps one copy of its vectors.
+zero-copy (``torch.from_numpy``).
+
+On CPUs with native bfloat16 matrix units (AMX / AVX512-BF16), batches of queries go through
+:func:`topk_two_stage`: a bfloat16 matmul over a bf16 mirror of the matrix picks candidates,
+and the float32 vectors rescore them. It stays *exact*: for unit vectors the bf16 score is
+within ``BF16_EPS`` of the float32 one (inputs and output each round with relative error
+2^-8, and ``sum |q_i x_i| <= |q| |x| = 1``), so every true top-k row has a bf16 score at
+least ``(k-th bf16 score) - 2 * BF16_EPS``; a query whose candidate list does not reach
+below that threshold is recomputed in float32. The mirror costs 2 bytes per dimension.
 """
 
 from __future__ import annotations
@@ -15,10 +23,36 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-__all__ = ["topk_inner_product", "choose_exact_engine", "calibrate"]
+__all__ = [
+    "topk_inner_product",
+    "topk_two_stage",
+    "choose_exact_engine",
+    "calibrate",
+    "bf16_matmul_is_native",
+    "BF16_EPS",
+]
 
 _NEG_INF = float("-inf")
 _ENGINE_BY_DEVICE: dict[str, str] = {"cpu": "torch", "cuda": "faiss"}
+#: Bound on |bf16 score - float32 score| for unit vectors: 3 roundings of 2^-8 (+ margin).
+BF16_EPS = 3.05 / 256
+#: Smallest batch sent to the two-stage bf16 engine (one query is a memory-bound matvec,
+#: where bf16 does not help on the CPUs measured).
+BF16_MIN_BATCH = 2
+_BF16_NATIVE: bool | None = None
+
+
+def bf16_matmul_is_native() -> bool:
+    """True when the CPU has bfloat16 matrix instructions (AMX-BF16 or AVX512-BF16)."""
+    global _BF16_NATIVE
+    if _BF16_NATIVE is None:
+        try:
+            with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
+                flags = next((ln for ln in fh if ln.startswith("flags")), "").split()
+        except OSError:
+            flags = []
+        _BF16_NATIVE = "amx_bf16" in flags or "avx512_bf16" in flags
+    return _BF16_NATIVE
 
 
 def choose_exact_engine(
@@ -30,11 +64,12 @@ def choose_exact_engine(
     (as produced by :func:`calibrate`); the measured default is torch on CPU.
     """
     table = table or {}
-    return (
-        table.get(f"{device}:{batch}")
-        or table.get(device)
-        or _ENGINE_BY_DEVICE.get(device, "torch")
-    )
+    chosen = table.get(f"{device}:{batch}") or table.get(device)
+    if chosen:
+        return chosen
+    if device == "cpu" and batch >= BF16_MIN_BATCH and bf16_matmul_is_native():
+        return "bf16"
+    return _ENGINE_BY_DEVICE.get(device, "torch")
 
 
 def topk_inner_product(
@@ -69,6 +104,37 @@ def topk_inner_product(
     kk = min(k, n_cand)
     vals, idx = torch.topk(scores, kk, dim=1)
     return vals.numpy(), idx.numpy().astype(np.int64, copy=False)
+
+
+def topk_two_stage(
+    matrix: np.ndarray,
+    matrix_bf16: torch.Tensor,
+    queries: np.ndarray,
+    k: int,
+    candidates: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` (same rows as :func:`topk_inner_product`) via a bf16 candidate stage.
+
+    ``matrix_bf16`` is ``torch.from_numpy(matrix).bfloat16()``; rows of both must be unit
+    vectors (the error bound assumes it). See the module docstring for why it is exact.
+    """
+    x = torch.from_numpy(matrix)
+    q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+    cand = max(candidates, 4 * k)
+    if cand >= len(matrix):
+        return topk_inner_product(matrix, queries, k)
+    approx = q.bfloat16() @ matrix_bf16.T
+    av, ai = torch.topk(approx, cand, dim=1)
+    threshold = av[:, k - 1].float() - 2 * BF16_EPS
+    complete = av[:, -1].float() < threshold  # every row above the threshold is a candidate
+    exact = torch.einsum("bd,bcd->bc", q, x[ai])
+    vals, j = torch.topk(exact, k, dim=1)
+    rows = torch.gather(ai, 1, j)
+    if not bool(complete.all()):
+        redo = (~complete).nonzero().flatten()
+        fv, fi = torch.topk(q[redo] @ x.T, k, dim=1)
+        vals[redo], rows[redo] = fv, fi
+    return vals.numpy(), rows.numpy().astype(np.int64, copy=False)
 
 
 def calibrate(

@@ -6,8 +6,10 @@
   on open the newest checkpoint is loaded and patched from SQLite (rows written after its
   generation, ids on one side only), so the two never disagree after a crash.
 * Exact search ("Flat") runs torch matmul + top-k on the FAISS flat storage itself
-  (zero-copy), which is faster than ``IndexFlatIP`` on CPU; ANN factories (IVF/PQ, HNSW)
-  search with FAISS. Filters follow :func:`.filter_plan.plan_search`.
+  (zero-copy), which is faster than ``IndexFlatIP`` on CPU; batches on CPUs with bf16 matrix
+  units use the exact two-stage engine of :mod:`.exact_search` (bf16 mirror built lazily).
+  ANN factories (IVF/PQ, HNSW) search with FAISS. Filters follow
+  :func:`.filter_plan.plan_search`.
 * With ``faiss.get_num_gpus() > 0`` searches use a GPU clone (Flat/IVF); the CPU index is
   the one mutated and persisted, and the GPU clone is refreshed lazily after mutations.
 """
@@ -22,12 +24,13 @@ from typing import Any
 
 import faiss
 import numpy as np
+import torch
 
 from .atomic_io import atomic_write_with
 from .backed_store import MetadataBackedStore
 from .base import RepairReport
 from .errors import IndexNotTrainedError, StoreError
-from .exact_search import choose_exact_engine, topk_inner_product
+from .exact_search import choose_exact_engine, topk_inner_product, topk_two_stage
 from .faiss_index import build_index, gpu_count, parse_factory, search_params, to_gpu
 from .filter_plan import Strategy, plan_search, widening_schedule
 from .filters import Filter
@@ -76,6 +79,7 @@ class FaissStore(MetadataBackedStore):
         self._gpu: faiss.Index | None = None
         self._dead: set[int] = set()  # ids still in an index that cannot remove (HNSW)
         self._view: tuple[np.ndarray, np.ndarray] | None = None
+        self._bf16: torch.Tensor | None = None
         self._allowed_cache: dict[tuple[str, str], np.ndarray] = {}
         self._cache_gen: int | None = None
         self.exact_engine_table: dict[str, str] = {}
@@ -101,6 +105,7 @@ class FaissStore(MetadataBackedStore):
     def _index_close(self) -> None:
         self._gpu = None
         self._view = None
+        self._bf16 = None
 
     def _cache_dir(self) -> Path:
         return self.path / "index"
@@ -124,6 +129,7 @@ class FaissStore(MetadataBackedStore):
     # -- index hooks --------------------------------------------------------------------
     def _invalidate(self) -> None:
         self._view = None
+        self._bf16 = None
         self._gpu = None
         self._allowed_cache.clear()
 
@@ -303,12 +309,18 @@ class FaissStore(MetadataBackedStore):
         s = plan.strategy
         if s is Strategy.EMPTY:
             return _pad(np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64), k)
+        engine = choose_exact_engine(len(q), "cpu", self.exact_engine_table)
         if (
             exact
             and s in (Strategy.EXACT, Strategy.EXACT_MASK, Strategy.EXACT_SUBSET)
-            and (choose_exact_engine(len(q), "cpu", self.exact_engine_table) == "torch" or filtered)
+            and (engine != "faiss" or filtered)
         ):
             row_ids, mat = self._flat_view()
+            if s is Strategy.EXACT and engine == "bf16":
+                if self._bf16 is None:
+                    self._bf16 = torch.from_numpy(mat).bfloat16()
+                d, rows = topk_two_stage(mat, self._bf16, q, k)
+                return _pad(d, row_ids[rows], k)
             mask = self._allowed(flt, "mask") if s is Strategy.EXACT_MASK else None
             subset = self._allowed(flt, "rows") if s is Strategy.EXACT_SUBSET else None
             d, rows = topk_inner_product(mat, q, k, mask=mask, subset=subset)
