@@ -1,0 +1,120 @@
+"""``spaner ingest``: embed files, folders and manifests into a vector store.
+
+PATHs are files, folders (walked recursively) or ``.jsonl`` manifests. Modality comes from
+the content (image/audio magic bytes) and the extension (.txt/.md are text, one item per
+file). Bad files are reported and skipped; the run goes on. Re-running skips content already
+stored, so an interrupted ingest resumes where it stopped.
+
+The first ingest creates the store: with --checkpoint (a trained SPANER checkpoint) or
+--profile (an untrained model of that profile, saved into the store as DIR/model). Later
+runs use the checkpoint recorded in the store.
+
+Exit status: 0 when every input went in (or was already there), 1 when some were skipped
+as bad or of unknown type (the summary lists them), 2 on errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from spaner.errors import ConfigError
+from spaner.profiles import PROFILES
+
+from .common import print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ingest",
+        help="embed files, folders and manifests into a vector store",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="file, folder or .jsonl manifest")
+    p.add_argument(
+        "--store", required=True, type=Path, help="vector store directory (created on first ingest)"
+    )
+    g = p.add_argument_group("model (first ingest; later runs use the store's)")
+    g.add_argument(
+        "--checkpoint", type=Path, default=None, help="trained SPANER checkpoint directory"
+    )
+    g.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default=None,
+        help="start from an untrained model of this profile (saved as STORE/model)",
+    )
+    g.add_argument(
+        "--modalities",
+        default=None,
+        help="comma-separated modalities to ingest (default: all the model has)",
+    )
+    g.add_argument("--device", default="cpu", help="torch device for encoders and model")
+    b = p.add_argument_group("store backend (first ingest only)")
+    b.add_argument("--backend", choices=["faiss", "milvus"], default="faiss")
+    b.add_argument(
+        "--factory",
+        default="Flat",
+        help="FAISS index factory: Flat (exact, default), HNSW32, 'IVF1024,PQ64np', ...",
+    )
+    b.add_argument("--nprobe", type=int, default=None, help="IVF lists probed per query")
+    b.add_argument(
+        "--milvus-uri",
+        default=None,
+        help="Milvus server URI (http://host:19530); default: Milvus Lite file in the store",
+    )
+    b.add_argument("--milvus-token", default="", help="Milvus token (user:password or API key)")
+    p.add_argument(
+        "--batch-size", type=int, default=32, help="items per encoder batch and store commit"
+    )
+    p.add_argument(
+        "--concept", default=None, help="concept label for items that carry none (plain files)"
+    )
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.set_defaults(func=run)
+
+
+def backend_config(args: argparse.Namespace):
+    if args.backend == "milvus":
+        from spaner.index import MilvusConfig
+
+        return MilvusConfig(uri=args.milvus_uri, token=args.milvus_token)
+    from spaner.index import FaissConfig
+
+    cfg = FaissConfig(factory=args.factory)
+    if args.nprobe is not None:
+        cfg.nprobe = args.nprobe
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from spaner.ingest import ingest
+
+    from .search import quiet_libraries
+
+    quiet_libraries(args)
+    if args.batch_size <= 0:
+        raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
+    mods = [m.strip() for m in args.modalities.split(",") if m.strip()] if args.modalities else None
+    report = ingest(
+        args.paths,
+        args.store,
+        checkpoint=args.checkpoint,
+        profile=args.profile,
+        backend=args.backend,
+        backend_config=backend_config(args),
+        batch_size=args.batch_size,
+        modalities=mods,
+        concept=args.concept,
+        device=args.device,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        for p in report.bad + report.unknown:
+            print(f"skipped {p.kind}: {p}", file=sys.stderr)
+        print(report.summary())
+    return 1 if report.skipped else 0

@@ -1,0 +1,224 @@
+"""``spaner search``: query a vector store with text, image or audio examples.
+
+Give one or more query items of any modality (--text, --image, --audio, each repeatable):
+they are embedded with the store's model and combined into one query by averaging their
+unit vectors and renormalising (few-shot retrieval by example). Targets can be limited to
+some modalities, a concept, or metadata equalities.
+
+    spaner search --store DIR --text "seven" -k 5
+    spaner search --store DIR --image a.png --image b.png --modality audio --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from spaner.errors import ConfigError, InputError
+
+from .common import print_json
+
+QUERY_FLAGS = ("text", "image", "audio")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search",
+        help="search a vector store by text, image or audio",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--store", required=True, type=Path, help="vector store directory")
+    q = p.add_argument_group("query (repeatable; several items are averaged into one query)")
+    q.add_argument("--text", action="append", default=[], help="query text")
+    q.add_argument("--image", action="append", default=[], type=Path, help="query image file")
+    q.add_argument("--audio", action="append", default=[], type=Path, help="query audio file")
+    p.add_argument("-k", "--k", type=int, default=10, help="number of results (default: 10)")
+    f = p.add_argument_group("filters")
+    f.add_argument(
+        "--modality", default=None, help="target modalities, comma-separated (e.g. image,audio)"
+    )
+    f.add_argument(
+        "--concept",
+        action="append",
+        default=None,
+        help="only items of this concept (repeatable: any of)",
+    )
+    f.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="metadata equality (source, content_hash or a meta key); VALUE parsed as JSON when possible",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="model checkpoint (default: the one recorded in the store; another is refused)",
+    )
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    p.set_defaults(func=run)
+
+
+class _LibraryChatter(logging.Filter):
+    """Drops INFO chatter of third-party model loaders (faiss CPU-feature probing, open_clip)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        return not (record.name.startswith("faiss") or "open_clip" in record.pathname)
+
+
+def quiet_libraries(args: argparse.Namespace) -> None:
+    """Hide library loading chatter unless -vv (shared by ingest, search and delete)."""
+    if getattr(args, "verbose", 0) >= 2:
+        return
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _LibraryChatter) for f in handler.filters):
+            handler.addFilter(_LibraryChatter())
+
+
+def parse_where(values: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for v in values:
+        key, sep, raw = v.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--where expects KEY=VALUE, got {v!r}")
+        try:
+            val = json.loads(raw)
+        except json.JSONDecodeError:
+            val = raw
+        if isinstance(val, (list, dict)):
+            val = raw
+        out[key.strip()] = val
+    return out
+
+
+def build_filter(args: argparse.Namespace):
+    from spaner.index import Filter
+
+    mods = [m.strip() for m in args.modality.split(",") if m.strip()] if args.modality else None
+    try:
+        flt = Filter(
+            modality=mods or None, concept=args.concept or None, where=parse_where(args.where)
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return None if flt.is_empty() else flt
+
+
+def query_items(args: argparse.Namespace) -> list[tuple[str, Any, str]]:
+    """(modality, raw input, label) per query item, files checked up front."""
+    items: list[tuple[str, Any, str]] = [("text", t, repr(t)) for t in args.text]
+    for modality in ("image", "audio"):
+        for path in getattr(args, modality):
+            if not path.is_file():
+                raise InputError(str(path), f"query {modality} file not found")
+            items.append((modality, str(path), str(path)))
+    if not items:
+        raise ConfigError("no query given: pass --text TEXT, --image FILE and/or --audio FILE")
+    return items
+
+
+def snippet(store: Any, hit: Any, width: int = 48) -> str:
+    meta = hit.metadata
+    if meta["modality"] == "text":
+        try:
+            text = store.content(hit.id)
+        except Exception:  # noqa: BLE001 - a display nicety only
+            text = None
+        if isinstance(text, str):
+            text = " ".join(text.split())
+            return text if len(text) <= width else text[: width - 1] + "…"
+    src = meta.get("source") or ""
+    return src if len(src) <= width else "…" + src[-(width - 1) :]
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from spaner.ingest_store import open_bound_store
+
+    quiet_libraries(args)
+    if args.k <= 0:
+        raise ConfigError(f"-k must be a positive number of results, got {args.k}")
+    items = query_items(args)
+    flt = build_filter(args)
+    bound = open_bound_store(args.store, checkpoint=args.checkpoint, device=args.device)
+    try:
+        sp = bound.spaner
+        vecs = []
+        for modality, raw, label in items:
+            if modality not in sp.encoders:
+                raise ConfigError(
+                    f"the store's model has no {modality} encoder (has: {', '.join(sp.modalities)})"
+                )
+            vecs.append(sp.embed(modality, [raw], names=[label if modality == "text" else raw])[0])
+        q = np.mean(np.stack(vecs), axis=0)
+        norm = float(np.linalg.norm(q))
+        if norm == 0.0:
+            raise ConfigError("the query items cancel out (their average is the zero vector)")
+        q = (q / norm).astype(np.float32)[None, :]
+        hits = bound.store.search(q, args.k, flt)[0]
+        rows = [
+            {
+                "rank": r,
+                "id": h.id,
+                "score": round(float(h.score), 6),
+                "modality": h.metadata["modality"],
+                "concept": h.metadata["concept"],
+                "source": h.metadata["source"],
+                "snippet": snippet(bound.store, h),
+                "extra": h.metadata["extra"],
+            }
+            for r, h in enumerate(hits, 1)
+        ]
+        if args.json:
+            print_json(
+                {
+                    "store": str(args.store),
+                    "query": [{"modality": m, "value": raw} for m, raw, _ in items],
+                    "k": args.k,
+                    "filter": None
+                    if flt is None
+                    else {
+                        "modality": flt.modality,
+                        "concept": flt.concept,
+                        "where": dict(flt.where),
+                    },
+                    "results": rows,
+                }
+            )
+            return 0
+        print(format_table(rows))
+        if not rows:
+            print("(no results)")
+    finally:
+        bound.close()
+    return 0
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    head = ("rank", "id", "score", "modality", "concept", "source / text")
+    body = [
+        (
+            str(r["rank"]),
+            str(r["id"]),
+            f"{r['score']:.4f}",
+            r["modality"],
+            r["concept"] or "-",
+            r["snippet"],
+        )
+        for r in rows
+    ]
+    widths = [
+        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)
+    ]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)).rstrip() for b in body]
+    return "\n".join(lines)
