@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from spaner.checkpoint import checkpoint_hash
 from spaner.errors import ConfigError
 from spaner.index import EmbeddingSpace, VectorStore, create_store, open_store
 from spaner.pipeline import Spaner
@@ -105,7 +106,7 @@ def _existing_store(settings: Settings) -> ActiveSpace:
         shutil.copytree(settings.checkpoint, ckpt)
     spaner = Spaner.load(ckpt, device=settings.device)
     space = _space_of(spaner)
-    if settings.checkpoint is not None and Spaner.load(settings.checkpoint).space_id != space.checkpoint_hash:
+    if settings.checkpoint is not None and checkpoint_hash(settings.checkpoint) != space.checkpoint_hash:
         raise ConfigError(
             f"{store_dir} holds vectors of model {model_id_of(space.checkpoint_hash)}, not of "
             f"--checkpoint {settings.checkpoint}; drop --checkpoint, or fit/activate through the API"
