@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from spaner.index import EmbeddingSpace, FaissConfig, Item, VectorStore, create_store, open_store
 
 from spaner.checkpoint import checkpoint_hash, load_checkpoint
-from spaner.index import EmbeddingSpace, FaissConfig, Item, VectorStore, create_store, open_store
 from spaner.pipeline import Spaner, build_encoders
 
 from .errors import Conflict
@@ -44,8 +44,13 @@ def _load_model(path: Path, current: Spaner, device: str) -> Spaner:
         else:
             other[m] = c
     if other:
-        encoders.update(build_encoders({m: c.encoder for m, c in other.items()},
-                                       {m: c.options for m, c in other.items()}, device))
+        encoders.update(
+            build_encoders(
+                {m: c.encoder for m, c in other.items()},
+                {m: c.options for m, c in other.items()},
+                device,
+            )
+        )
     return Spaner(model, encoders, path)
 
 
@@ -58,19 +63,24 @@ def _copy_items(old: VectorStore, new_sp: Spaner, new: VectorStore, ids: list[in
     metas = old.get(ids)
     skipped = 0
     by_mod: dict[str, list[int]] = {}
-    for i, m in zip(ids, metas):
+    for i, m in zip(ids, metas, strict=True):
         if m["modality"] in new_sp.encoders:
             by_mod.setdefault(m["modality"], []).append(i)
         else:
             skipped += 1
-    meta_of = dict(zip(ids, metas))
+    meta_of = dict(zip(ids, metas, strict=True))
     for modality, mids in by_mod.items():
         contents = [old.content(i) for i in mids]
         vecs = new_sp.embed(modality, contents, names=[f"item {i}" for i in mids])
         items = [
-            Item(modality, content=c, source=meta_of[i]["source"], concept=meta_of[i]["concept"],
-                 extra=meta_of[i]["extra"])
-            for i, c in zip(mids, contents)
+            Item(
+                modality,
+                content=c,
+                source=meta_of[i]["source"],
+                concept=meta_of[i]["concept"],
+                extra=meta_of[i]["extra"],
+            )
+            for i, c in zip(mids, contents, strict=True)
         ]
         new.add(np.asarray(vecs, np.float32), items, ids=mids)
     return skipped
@@ -125,8 +135,10 @@ def _run_activation(state: ServiceState, job: Job, model_id: str) -> dict[str, A
                 chunk = [int(i) for i in active.store.meta.existing(chunk)]  # type: ignore[attr-defined]
                 skipped += _copy_items(active.store, new_sp, new_store, chunk)
             done.update(chunk)
-            job.update(0.05 + 0.85 * min(1.0, len(done) / max(1, len(todo))),
-                       f"re-embedding: {len(done)} of {len(todo)} items")
+            job.update(
+                0.05 + 0.85 * min(1.0, len(done) / max(1, len(todo))),
+                f"re-embedding: {len(done)} of {len(todo)} items",
+            )
         job.update(0.92, "switching")
         with state.writing() as active:
             now = set(_all_ids(active.store))
@@ -153,12 +165,19 @@ def _run_activation(state: ServiceState, job: Job, model_id: str) -> dict[str, A
         shutil.rmtree(build, ignore_errors=True)
         raise
     log.info("activated model %s (%d items re-embedded)", model_id, count)
-    return {"model_id": model_id_of(space.checkpoint_hash), "previous": start.model_id, "items": count,
-            "skipped": skipped, "changed": True}
+    return {
+        "model_id": model_id_of(space.checkpoint_hash),
+        "previous": start.model_id,
+        "items": count,
+        "skipped": skipped,
+        "changed": True,
+    }
 
 
 def start_activation(state: ServiceState, model_id: str) -> Job:
     model_path(state, model_id)  # 404 now rather than in the job
     if state.jobs.running("activate"):
-        raise Conflict("another activation is running; wait for its job to finish (GET /v1/jobs/{id})")
+        raise Conflict(
+            "another activation is running; wait for its job to finish (GET /v1/jobs/{id})"
+        )
     return state.jobs.submit("activate", lambda job: _run_activation(state, job, model_id))

@@ -59,7 +59,9 @@ async def read_body(
     if ctype == "application/json":
         body = await request.body()
         if not body.strip():
-            raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "empty JSON body", "input": None}])
+            raise RequestValidationError(
+                [{"type": "missing", "loc": ("body",), "msg": "empty JSON body", "input": None}]
+            )
         return ParsedBody(_validate(model, body, "body"))
     if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         form = await request.form(max_files=max_files, max_fields=256)
@@ -82,7 +84,9 @@ async def read_body(
     )
 
 
-def openapi_body(json_model: type[BaseModel], multipart: dict[str, Any], description: str) -> dict[str, Any]:
+def openapi_body(
+    json_model: type[BaseModel], multipart: dict[str, Any], description: str
+) -> dict[str, Any]:
     """``openapi_extra`` documenting a JSON-or-multipart request body."""
     if json_model not in BODY_MODELS:
         BODY_MODELS.append(json_model)

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
 from spaner.index import Item, content_sha256
 
 from .inputs import Upload, embed_texts, embed_uploads
@@ -46,7 +45,15 @@ def add_items(active: ActiveSpace, items: Sequence[NewItem]) -> tuple[list[int],
     fresh: list[int] = []
     for i, it in enumerate(items):
         existing = active.store.find_by_hash(content_sha256(it.content))
-        same = [e for e, m in zip(existing, active.store.get(existing)) if m["modality"] == it.modality] if existing else []
+        same = (
+            [
+                e
+                for e, m in zip(existing, active.store.get(existing), strict=True)
+                if m["modality"] == it.modality
+            ]
+            if existing
+            else []
+        )
         if same:
             ids[i] = same[0]
             dups.append(same[0])
@@ -71,6 +78,6 @@ def add_items(active: ActiveSpace, items: Sequence[NewItem]) -> tuple[list[int],
             for i in fresh
         ]
         new_ids = active.store.add(vecs, records)
-        for i, new in zip(fresh, new_ids.tolist()):
+        for i, new in zip(fresh, new_ids.tolist(), strict=True):
             ids[i] = int(new)
     return [int(x) for x in ids if x is not None], dups

@@ -34,13 +34,17 @@ def get_settings(state: StateDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def require_write_key(settings: SettingsDep, key: Annotated[str | None, Security(_api_key_header)]) -> None:
+def require_write_key(
+    settings: SettingsDep, key: Annotated[str | None, Security(_api_key_header)]
+) -> None:
     """Writes need the configured key in ``X-API-Key`` (no key configured: open)."""
     expected = settings.api_key.get_secret_value() if settings.api_key else None
     if not expected:
         return
     if not key:
-        raise HTTPException(401, "this server requires an API key for writes: send it in the X-API-Key header")
+        raise HTTPException(
+            401, "this server requires an API key for writes: send it in the X-API-Key header"
+        )
     if not secrets.compare_digest(key.encode(), expected.encode()):
         raise HTTPException(401, "the X-API-Key header does not match the server's API key")
 

@@ -13,10 +13,10 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from spaner.index import SpaceMismatchError, StoreError, UnknownIdError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from spaner.errors import ConfigError, InputError, SpanerError
-from spaner.index import SpaceMismatchError, StoreError, UnknownIdError
 
 __all__ = ["ApiError", "NotFound", "Conflict", "UnsupportedMedia", "TooLarge", "install_handlers"]
 
@@ -107,13 +107,19 @@ def install_handlers(app: FastAPI) -> None:
         )
 
     async def validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = jsonable_encoder(exc.errors(), custom_encoder={bytes: lambda b: f"<{len(b)} bytes>"})
+        errors = jsonable_encoder(
+            exc.errors(), custom_encoder={bytes: lambda b: f"<{len(b)} bytes>"}
+        )
         parts = []
         for e in errors:
             where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
             parts.append(f"{where}: {e.get('msg')}")
         return JSONResponse(
-            {"error": "invalid_request", "detail": "; ".join(parts) or "invalid request", "errors": errors},
+            {
+                "error": "invalid_request",
+                "detail": "; ".join(parts) or "invalid request",
+                "errors": errors,
+            },
             status_code=422,
         )
 
@@ -121,7 +127,10 @@ def install_handlers(app: FastAPI) -> None:
         error_id = uuid.uuid4().hex[:12]
         log.exception("internal error %s on %s %s", error_id, request.method, request.url.path)
         return JSONResponse(
-            _body("internal_error", f"internal server error (id {error_id}); this is a bug, please report it"),
+            _body(
+                "internal_error",
+                f"internal server error (id {error_id}); this is a bug, please report it",
+            ),
             status_code=500,
         )
 

@@ -58,7 +58,9 @@ def check_support(active: ActiveSpace, examples: list[SupportExample]) -> None:
             "modalities (e.g. texts and images) so the aligners learn to bring them together"
         )
     if len({e.concept for e in examples}) < 2:
-        raise Unprocessable("the support set has one concept; give examples of at least two concepts")
+        raise Unprocessable(
+            "the support set has one concept; give examples of at least two concepts"
+        )
 
 
 def _manifest(examples: list[SupportExample], folder: Path) -> Manifest:
@@ -79,7 +81,9 @@ def _metrics(model: Any, features: Any) -> dict[str, Any]:
     return {"retrieval": retrieval, "coherence": coherence}
 
 
-def _run_fit(state: ServiceState, job: Job, examples: list[SupportExample], cfg: TrainConfig) -> dict[str, Any]:
+def _run_fit(
+    state: ServiceState, job: Job, examples: list[SupportExample], cfg: TrainConfig
+) -> dict[str, Any]:
     base = state.peek()
     job.update(0.02, "encoding the support set")
     spaner = Spaner(copy.deepcopy(base.spaner.model), base.spaner.encoders)
@@ -89,7 +93,9 @@ def _run_fit(state: ServiceState, job: Job, examples: list[SupportExample], cfg:
     scored = data.val if held_out else data.train
     before = _metrics(base.spaner.model, scored)
     mods = [m for m in data.train.modalities if m in spaner.model.aligners]
-    total = cfg.epochs * max(1, math.ceil(sum(len(data.train.modalities[m]) for m in mods) / cfg.batch_size))
+    total = cfg.epochs * max(
+        1, math.ceil(sum(len(data.train.modalities[m]) for m in mods) / cfg.batch_size)
+    )
     params = {id(p) for p in spaner.model.parameters()}
     steps = 0
 
@@ -108,14 +114,22 @@ def _run_fit(state: ServiceState, job: Job, examples: list[SupportExample], cfg:
     job.update(0.92, "scoring")
     after = _metrics(spaner.model, scored)
     train = {k: v for k, v in result.to_dict().items() if k not in ("train_loss", "val_loss")}
-    metrics = json_safe({"scored_on": "held-out support examples" if held_out else "the support set itself",
-                         "before": before, "after": after, "train": train})
+    metrics = json_safe(
+        {
+            "scored_on": "held-out support examples" if held_out else "the support set itself",
+            "before": before,
+            "after": after,
+            "train": train,
+        }
+    )
     info = {"job": job.id, "parent": base.model_id, "examples": len(examples), "metrics": metrics}
     mid = save_model(state, spaner, info)
     return {"model_id": mid, "parent": base.model_id, "metrics": metrics}
 
 
-def start_fit(state: ServiceState, examples: list[SupportExample], epochs: int | None, lr: float, seed: int) -> Job:
+def start_fit(
+    state: ServiceState, examples: list[SupportExample], epochs: int | None, lr: float, seed: int
+) -> Job:
     cfg = TrainConfig(epochs=epochs or state.settings.fit_epochs, lr=lr, seed=seed, patience=20)
     cfg.validate()
     return state.jobs.submit("fit", lambda job: _run_fit(state, job, examples, cfg))

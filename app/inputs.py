@@ -10,7 +10,14 @@ from .errors import Unprocessable, UnsupportedMedia
 from .state import ActiveSpace
 from .uploads import UPLOAD_TYPES, Sniffed, sniff
 
-__all__ = ["Upload", "classify_upload", "embed_texts", "embed_uploads", "check_modalities", "mean_query"]
+__all__ = [
+    "Upload",
+    "classify_upload",
+    "embed_texts",
+    "embed_uploads",
+    "check_modalities",
+    "mean_query",
+]
 
 
 @dataclass(frozen=True)
@@ -78,5 +85,7 @@ def mean_query(vectors: np.ndarray) -> np.ndarray:
     v = vectors.astype(np.float32).mean(axis=0, keepdims=True)
     norm = float(np.linalg.norm(v))
     if norm < 1e-8:
-        raise Unprocessable("the query examples cancel out (their mean is the zero vector); use fewer or other examples")
+        raise Unprocessable(
+            "the query examples cancel out (their mean is the zero vector); use fewer or other examples"
+        )
     return v / norm

@@ -35,7 +35,9 @@ file type, 422 invalid input, 404 unknown id.
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
-    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
     comps = schema.setdefault("components", {}).setdefault("schemas", {})
     for model in BODY_MODELS:
         doc = model.model_json_schema(ref_template="#/components/schemas/{model}")

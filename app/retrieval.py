@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
 from spaner.index import Filter, Hit
 
 from .errors import Unprocessable
@@ -21,7 +20,9 @@ from .state import ActiveSpace
 __all__ = ["query_vector", "search", "item_out"]
 
 
-def item_out(active: ActiveSpace, item_id: int, meta: Mapping[str, Any], with_text: bool = True) -> dict[str, Any]:
+def item_out(
+    active: ActiveSpace, item_id: int, meta: Mapping[str, Any], with_text: bool = True
+) -> dict[str, Any]:
     """An :class:`ItemOut`-shaped dict for a stored item."""
     text = None
     if with_text and meta.get("modality") == "text":

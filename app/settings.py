@@ -6,7 +6,6 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from spaner.encoders.decode import Limits
 
 __all__ = ["Settings"]
@@ -21,10 +20,14 @@ class Settings(BaseSettings):
     checkpoint: Path | None = Field(
         None, description="checkpoint for a new store (default: an untrained model of --profile)"
     )
-    profile: str = Field("offline", description="encoder profile for a new store without --checkpoint")
+    profile: str = Field(
+        "offline", description="encoder profile for a new store without --checkpoint"
+    )
     host: str = Field("127.0.0.1", description="bind address (loopback unless told otherwise)")
     port: int = Field(8000, ge=0, le=65535)
-    api_key: SecretStr | None = Field(None, description="when set, every write needs header X-API-Key")
+    api_key: SecretStr | None = Field(
+        None, description="when set, every write needs header X-API-Key"
+    )
     max_upload_mb: float = Field(50.0, gt=0, description="largest request body accepted, in MB")
     max_pixels: int = Field(40_000_000, gt=0, description="largest image accepted, in pixels")
     max_audio_seconds: float = Field(600.0, gt=0, description="longest audio accepted, in seconds")

@@ -22,9 +22,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from spaner.index import EmbeddingSpace, VectorStore, create_store, open_store
+
 from spaner.checkpoint import checkpoint_hash
 from spaner.errors import ConfigError
-from spaner.index import EmbeddingSpace, VectorStore, create_store, open_store
 from spaner.pipeline import Spaner
 
 from .jobs import JobRunner
@@ -73,7 +74,9 @@ def _new_store(settings: Settings) -> ActiveSpace:
     """Create ``settings.store`` with its model: ``--checkpoint`` or an untrained ``--profile``."""
     store_dir = settings.store
     if store_dir.exists() and any(store_dir.iterdir()):
-        raise ConfigError(f"{store_dir} exists, is not empty and is not a SPANER store (no store.json)")
+        raise ConfigError(
+            f"{store_dir} exists, is not empty and is not a SPANER store (no store.json)"
+        )
     store_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=store_dir.parent, prefix=f".{store_dir.name}.ckpt-"))
     try:
@@ -83,7 +86,10 @@ def _new_store(settings: Settings) -> ActiveSpace:
             spaner = Spaner(src.model, src.encoders, tmp / "c")
         else:
             spaner = Spaner.from_profile(settings.profile, device=settings.device)
-            spaner.save(tmp / "c", extra={"note": f"untrained {settings.profile} model, created by spaner serve"})
+            spaner.save(
+                tmp / "c",
+                extra={"note": f"untrained {settings.profile} model, created by spaner serve"},
+            )
         space = _space_of(spaner)
         store = create_store(store_dir, space)
         os.replace(tmp / "c", store_dir / CHECKPOINT_DIR)
@@ -106,7 +112,10 @@ def _existing_store(settings: Settings) -> ActiveSpace:
         shutil.copytree(settings.checkpoint, ckpt)
     spaner = Spaner.load(ckpt, device=settings.device)
     space = _space_of(spaner)
-    if settings.checkpoint is not None and checkpoint_hash(settings.checkpoint) != space.checkpoint_hash:
+    if (
+        settings.checkpoint is not None
+        and checkpoint_hash(settings.checkpoint) != space.checkpoint_hash
+    ):
         raise ConfigError(
             f"{store_dir} holds vectors of model {model_id_of(space.checkpoint_hash)}, not of "
             f"--checkpoint {settings.checkpoint}; drop --checkpoint, or fit/activate through the API"

@@ -23,7 +23,24 @@ from pathlib import Path
 
 import numpy as np
 
-WORDS = "red green blue dog cat bird barking singing square circle loud quiet bright dark small large".split()
+WORDS = [
+    "red",
+    "green",
+    "blue",
+    "dog",
+    "cat",
+    "bird",
+    "barking",
+    "singing",
+    "square",
+    "circle",
+    "loud",
+    "quiet",
+    "bright",
+    "dark",
+    "small",
+    "large",
+]
 
 
 def _texts(n: int, seed: int) -> list[str]:
@@ -42,10 +59,14 @@ def _free_port() -> int:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--profile", default="tiny")
     ap.add_argument("--items", type=int, default=2000, help="text items in the store")
-    ap.add_argument("--requests", type=int, default=300, help="searches per concurrency level (bounded)")
+    ap.add_argument(
+        "--requests", type=int, default=300, help="searches per concurrency level (bounded)"
+    )
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
@@ -53,7 +74,6 @@ def main() -> None:
 
     import httpx
     import uvicorn
-
     from spaner.app.collection import NewItem, add_items
     from spaner.app.main import create_app
     from spaner.app.retrieval import query_vector, search
@@ -61,7 +81,9 @@ def main() -> None:
     from spaner.app.state import ServiceState
 
     tmp = Path(tempfile.mkdtemp(prefix="spaner-api-bench-"))
-    state = ServiceState.open(Settings(store=tmp / "store", profile=args.profile, ui=False, max_k=max(100, args.k)))
+    state = ServiceState.open(
+        Settings(store=tmp / "store", profile=args.profile, ui=False, max_k=max(100, args.k))
+    )
     with state.reading() as active:
         texts = _texts(args.items, 0)
         for s in range(0, len(texts), 256):
@@ -75,10 +97,16 @@ def main() -> None:
             search(active, query_vector(active, texts=[q]), args.k)
         return time.perf_counter() - t0
 
-
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(state=state), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(state=state),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(200):  # bounded wait for startup
@@ -112,8 +140,12 @@ def main() -> None:
             t0 = time.perf_counter()
             lat = list(pool.map(one, queries))
             wall = time.perf_counter() - t0
-        levels[str(conc)] = {"requests": len(lat), "p50_ms": round(_pct(lat, 50), 2),
-                             "p99_ms": round(_pct(lat, 99), 2), "qps": round(len(lat) / wall, 1)}
+        levels[str(conc)] = {
+            "requests": len(lat),
+            "p50_ms": round(_pct(lat, 50), 2),
+            "p99_ms": round(_pct(lat, 99), 2),
+            "qps": round(len(lat) / wall, 1),
+        }
     server.should_exit = True
     thread.join(10)
     state.close()
@@ -121,9 +153,12 @@ def main() -> None:
     direct_p50 = _pct(direct_lat, 50)
     report = {
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {__import__('os').cpu_count()} cores, "
-                   f"Python {platform.python_version()}",
-        "profile": args.profile, "items": args.items, "k": args.k,
-        "direct_p50_ms": round(direct_p50, 2), "direct_p99_ms": round(_pct(direct_lat, 99), 2),
+        f"Python {platform.python_version()}",
+        "profile": args.profile,
+        "items": args.items,
+        "k": args.k,
+        "direct_p50_ms": round(direct_p50, 2),
+        "direct_p99_ms": round(_pct(direct_lat, 99), 2),
         "direct_qps": round(len(direct_lat) / sum(direct_lat), 1),
         "api": levels,
         "paired_api_p50_ms": round(_pct(paired_api, 50), 2),
@@ -131,11 +166,15 @@ def main() -> None:
         "overhead_mean_ms": round(float(np.mean(paired_api) - np.mean(direct_lat)) * 1e3, 2),
     }
     print("| concurrency | requests | p50 ms | p99 ms | req/s |\n|---|---|---|---|---|")
-    print(f"| direct (no HTTP) | {len(direct_lat)} | {report['direct_p50_ms']} | {report['direct_p99_ms']} | {report['direct_qps']} |")
+    print(
+        f"| direct (no HTTP) | {len(direct_lat)} | {report['direct_p50_ms']} | {report['direct_p99_ms']} | {report['direct_qps']} |"
+    )
     for c, v in levels.items():
         print(f"| {c} | {v['requests']} | {v['p50_ms']} | {v['p99_ms']} | {v['qps']} |")
-    print(f"API overhead (paired, interleaved, concurrency 1): p50 {report['overhead_p50_ms']} ms, "
-          f"mean {report['overhead_mean_ms']} ms")
+    print(
+        f"API overhead (paired, interleaved, concurrency 1): p50 {report['overhead_p50_ms']} ms, "
+        f"mean {report['overhead_mean_ms']} ms"
+    )
     if args.json:
         print(json.dumps(report))
 

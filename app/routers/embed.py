@@ -44,7 +44,11 @@ async def embed(request: Request, state: StateDep) -> EmbedOut:
             elif body.model.text:
                 vec, modality = embed_texts(active, [body.model.text])[0], "text"
             else:
-                raise Unprocessable('nothing to embed: send JSON {"text": "..."} or a multipart part named "file"')
-            return EmbedOut(modality=modality, model_id=active.model_id, dim=len(vec), vector=vec.tolist())
+                raise Unprocessable(
+                    'nothing to embed: send JSON {"text": "..."} or a multipart part named "file"'
+                )
+            return EmbedOut(
+                modality=modality, model_id=active.model_id, dim=len(vec), vector=vec.tolist()
+            )
 
     return await run_in_threadpool(work)

@@ -29,13 +29,20 @@ router = APIRouter(prefix="/fewshot", tags=["few-shot"])
         "is listed by `GET /v1/models` and becomes active only through "
         "`POST /v1/models/{id}/activate`."
     ),
-    responses={**ERROR_RESPONSES, 401: {"model": ErrorOut, "description": "API key missing or wrong"}},
+    responses={
+        **ERROR_RESPONSES,
+        401: {"model": ErrorOut, "description": "API key missing or wrong"},
+    },
     openapi_extra=openapi_body(
         FitIn,
         {
             "request": json_part("optional FitIn JSON (text / item_id examples, epochs, lr, seed)"),
             "files": file_part("example files", many=True),
-            "concept": {"type": "array", "items": {"type": "string"}, "description": "one concept per file, in order"},
+            "concept": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "one concept per file, in order",
+            },
         },
         "JSON FitIn, or multipart/form-data: file parts, one 'concept' field per file, optional 'request' JSON",
     ),
@@ -57,13 +64,21 @@ async def fit(request: Request, state: StateDep) -> JobOut:
                     examples.append(SupportExample("text", ex.text, ex.concept, "text"))
                 else:
                     meta = active.store.get([ex.item_id])[0]
-                    examples.append(SupportExample(meta["modality"], active.store.content(ex.item_id),
-                                                   ex.concept, f"item {ex.item_id}"))
-            for (_, name, data), concept in zip(body.files, concepts):
+                    examples.append(
+                        SupportExample(
+                            meta["modality"],
+                            active.store.content(ex.item_id),
+                            ex.concept,
+                            f"item {ex.item_id}",
+                        )
+                    )
+            for (_, name, data), concept in zip(body.files, concepts, strict=True):
                 if not concept.strip():
                     raise Unprocessable(f"{name}: empty concept label")
                 up = classify_upload(active, data, name)
-                active.spaner.encoders[up.kind.modality].load(data, name)  # decode now: 413/415/422 here
+                active.spaner.encoders[up.kind.modality].load(
+                    data, name
+                )  # decode now: 413/415/422 here
                 examples.append(SupportExample(up.kind.modality, data, concept.strip(), name))
             check_support(active, examples)
         job = start_fit(state, examples, req.epochs, req.lr, req.seed)

@@ -15,4 +15,6 @@ router = APIRouter(tags=["service"])
 @router.get("/health", response_model=HealthOut, summary="Liveness and the active model")
 def health(state: StateDep) -> HealthOut:
     with state.reading() as active:
-        return HealthOut(status="ok", version=__version__, model_id=active.model_id, items=active.store.count())
+        return HealthOut(
+            status="ok", version=__version__, model_id=active.model_id, items=active.store.count()
+        )

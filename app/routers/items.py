@@ -33,14 +33,17 @@ class _ItemsForm(ItemsIn):
     response_model=ItemsOut,
     dependencies=[WriteAccess],
     summary="Store and index items: uploaded files (multipart) or texts (JSON)",
-    responses={**ERROR_RESPONSES, 401: {"model": ErrorOut, "description": "API key missing or wrong"}},
+    responses={
+        **ERROR_RESPONSES,
+        401: {"model": ErrorOut, "description": "API key missing or wrong"},
+    },
     openapi_extra=openapi_body(
         ItemsIn,
         {
             "files": file_part("images or audio files to store", many=True),
             "concept": {"type": "string", "description": "concept label for every file"},
             "source": {"type": "string", "description": "source label (default: the file name)"},
-            "extra": json_part("JSON object of metadata for every file, e.g. {\"license\": \"CC-BY\"}"),
+            "extra": json_part('JSON object of metadata for every file, e.g. {"license": "CC-BY"}'),
             "request": json_part("optional ItemsIn JSON with text items"),
         },
         "JSON ItemsIn (text items), or multipart/form-data with file parts and metadata fields",
@@ -56,25 +59,42 @@ async def create_items(request: Request, state: StateDep) -> ItemsOut:
         except json.JSONDecodeError as exc:
             raise Unprocessable(f"extra: not valid JSON ({exc.msg}); send a JSON object") from None
         if not isinstance(extra, dict):
-            raise Unprocessable("extra: must be a JSON object such as {\"license\": \"CC-BY\"}")
+            raise Unprocessable('extra: must be a JSON object such as {"license": "CC-BY"}')
     texts: list[TextItemIn] = body.model.items
     if not body.files and not texts:
-        raise Unprocessable("nothing to add: send JSON {\"items\": [{\"text\": ...}]} or multipart file parts")
+        raise Unprocessable(
+            'nothing to add: send JSON {"items": [{"text": ...}]} or multipart file parts'
+        )
 
     def work() -> ItemsOut:
         with state.reading() as active:
-            new = [NewItem(text=t.text, concept=t.concept, source=t.source, extra=t.extra) for t in texts]
+            new = [
+                NewItem(text=t.text, concept=t.concept, source=t.source, extra=t.extra)
+                for t in texts
+            ]
             for _, name, data in body.files:
                 up = classify_upload(active, data, name)
-                new.append(NewItem(upload=up, concept=body.field("concept"), source=body.field("source") or name, extra=extra))
+                new.append(
+                    NewItem(
+                        upload=up,
+                        concept=body.field("concept"),
+                        source=body.field("source") or name,
+                        extra=extra,
+                    )
+                )
             ids, dups = add_items(active, new)
             metas = active.store.get(ids)
-            return ItemsOut(items=[item_out(active, i, m) for i, m in zip(ids, metas)], duplicates=dups)
+            return ItemsOut(
+                items=[item_out(active, i, m) for i, m in zip(ids, metas, strict=True)],
+                duplicates=dups,
+            )
 
     return await run_in_threadpool(work)
 
 
-@router.get("/{item_id}", response_model=ItemOut, summary="An item's metadata", responses=_NOT_FOUND)
+@router.get(
+    "/{item_id}", response_model=ItemOut, summary="An item's metadata", responses=_NOT_FOUND
+)
 def get_item(state: StateDep, item_id: int = ItemId) -> ItemOut:
     with state.reading() as active:
         meta = active.store.get([item_id])[0]
@@ -85,7 +105,10 @@ def get_item(state: StateDep, item_id: int = ItemId) -> ItemOut:
     "/{item_id}/content",
     summary="The original content (image, audio or text), served safely",
     description="Served with the sniffed content type, `Content-Disposition` and `X-Content-Type-Options: nosniff`.",
-    responses={**_NOT_FOUND, 200: {"content": {"image/png": {}, "audio/wav": {}, "text/plain": {}}}},
+    responses={
+        **_NOT_FOUND,
+        200: {"content": {"image/png": {}, "audio/wav": {}, "text/plain": {}}},
+    },
     response_class=Response,
 )
 def get_content(state: StateDep, item_id: int = ItemId) -> Response:
@@ -99,7 +122,9 @@ def get_content(state: StateDep, item_id: int = ItemId) -> Response:
     }
     if isinstance(content, str):
         headers["Content-Disposition"] = f'inline; filename="item-{item_id}.txt"'
-        return Response(content.encode("utf-8"), media_type="text/plain; charset=utf-8", headers=headers)
+        return Response(
+            content.encode("utf-8"), media_type="text/plain; charset=utf-8", headers=headers
+        )
     kind = sniff(content)
     mime, ext = (kind.mime, kind.ext) if kind else ("application/octet-stream", "bin")
     disposition = "inline" if kind else "attachment"

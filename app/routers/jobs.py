@@ -26,5 +26,7 @@ def list_jobs(state: StateDep) -> list[JobOut]:
 def get_job(job_id: str, state: StateDep) -> JobOut:
     job = state.jobs.get(job_id)
     if job is None:
-        raise NotFound(f"no job with id {job_id!r} (jobs are kept in memory until the server restarts)")
+        raise NotFound(
+            f"no job with id {job_id!r} (jobs are kept in memory until the server restarts)"
+        )
     return JobOut(**job.to_dict())

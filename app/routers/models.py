@@ -15,9 +15,13 @@ from ..schemas.models import ModelOut, ModelsOut
 router = APIRouter(prefix="/models", tags=["models"])
 
 
-@router.get("", response_model=ModelsOut, summary="The active model and the models trained by fit jobs")
+@router.get(
+    "", response_model=ModelsOut, summary="The active model and the models trained by fit jobs"
+)
 def models(state: StateDep) -> ModelsOut:
-    return ModelsOut(active=state.peek().model_id, models=[ModelOut(**m) for m in list_models(state)])
+    return ModelsOut(
+        active=state.peek().model_id, models=[ModelOut(**m) for m in list_models(state)]
+    )
 
 
 @router.post(

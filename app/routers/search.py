@@ -31,7 +31,10 @@ router = APIRouter(tags=["search"])
     responses={**ERROR_RESPONSES, 404: {"description": "a query item_id does not exist"}},
     openapi_extra=openapi_body(
         SearchIn,
-        {"request": json_part("the SearchIn JSON (optional)"), "files": file_part("query examples (images, audio)", many=True)},
+        {
+            "request": json_part("the SearchIn JSON (optional)"),
+            "files": file_part("query examples (images, audio)", many=True),
+        },
         "JSON SearchIn, or multipart/form-data: a 'request' part with SearchIn JSON plus file parts",
     ),
 )
@@ -62,6 +65,8 @@ async def search_items(request: Request, state: StateDep) -> SearchOut:
                 uploads=uploads,
             )
             results = search(active, q, req.k, flt)
-            return SearchOut(model_id=active.model_id, results=results, took_ms=(time.perf_counter() - t0) * 1e3)
+            return SearchOut(
+                model_id=active.model_id, results=results, took_ms=(time.perf_counter() - t0) * 1e3
+            )
 
     return await run_in_threadpool(work)

@@ -10,7 +10,9 @@ from ..schemas.stats import StatsOut
 router = APIRouter(tags=["service"])
 
 
-@router.get("/stats", response_model=StatsOut, summary="Items per modality, model, index type, device")
+@router.get(
+    "/stats", response_model=StatsOut, summary="Items per modality, model, index type, device"
+)
 def stats(state: StateDep) -> StatsOut:
     with state.reading() as active:
         s = active.store.stats()

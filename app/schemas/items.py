@@ -32,5 +32,6 @@ class ItemsIn(BaseModel):
 class ItemsOut(BaseModel):
     items: list[ItemOut]
     duplicates: list[int] = Field(
-        default_factory=list, description="ids of items that were already stored (same content) and were not added again"
+        default_factory=list,
+        description="ids of items that were already stored (same content) and were not added again",
     )

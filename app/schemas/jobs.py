@@ -15,8 +15,12 @@ class JobOut(BaseModel):
     status: Literal["queued", "running", "succeeded", "failed"]
     progress: float = Field(ge=0, le=1, examples=[0.4])
     message: str = Field(examples=["training"])
-    metrics: dict[str, Any] = Field(default_factory=dict, description="final metrics (fit: before/after retrieval scores)")
-    result: dict[str, Any] = Field(default_factory=dict, description="fit: {model_id}; activate: {model_id, items}")
+    metrics: dict[str, Any] = Field(
+        default_factory=dict, description="final metrics (fit: before/after retrieval scores)"
+    )
+    result: dict[str, Any] = Field(
+        default_factory=dict, description="fit: {model_id}; activate: {model_id, items}"
+    )
     error: str | None = None
     created: float
     started: float | None = None
@@ -32,7 +36,9 @@ class SupportExampleIn(BaseModel):
     @model_validator(mode="after")
     def _one(self) -> SupportExampleIn:
         if (self.text is None) == (self.item_id is None):
-            raise ValueError("each example needs exactly one of 'text' or 'item_id' (files go in multipart parts)")
+            raise ValueError(
+                "each example needs exactly one of 'text' or 'item_id' (files go in multipart parts)"
+            )
         return self
 
 
@@ -43,13 +49,21 @@ class FitIn(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"examples": [{"item_id": 1, "concept": "dog"}, {"text": "a dog barking", "concept": "dog"},
-                              {"item_id": 2, "concept": "cat"}, {"text": "a cat meowing", "concept": "cat"}],
-                 "epochs": 60}
+                {
+                    "examples": [
+                        {"item_id": 1, "concept": "dog"},
+                        {"text": "a dog barking", "concept": "dog"},
+                        {"item_id": 2, "concept": "cat"},
+                        {"text": "a cat meowing", "concept": "cat"},
+                    ],
+                    "epochs": 60,
+                }
             ]
         },
     )
     examples: list[SupportExampleIn] = Field(default_factory=list)
-    epochs: int | None = Field(None, ge=1, le=2000, description="maximum epochs (default: the server's --fit-epochs)")
+    epochs: int | None = Field(
+        None, ge=1, le=2000, description="maximum epochs (default: the server's --fit-epochs)"
+    )
     lr: float = Field(2e-3, gt=0, le=1)
     seed: int = 0

@@ -16,7 +16,9 @@ class ModelOut(BaseModel):
     dim: int = Field(examples=[512])
     profile: str | None = Field(None, examples=["tiny"])
     created: float | None = None
-    info: dict[str, Any] = Field(default_factory=dict, description="training record: job id, parent model, metrics")
+    info: dict[str, Any] = Field(
+        default_factory=dict, description="training record: job id, parent model, metrics"
+    )
 
 
 class ModelsOut(BaseModel):

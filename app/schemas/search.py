@@ -21,13 +21,17 @@ class QueryIn(BaseModel):
     @model_validator(mode="after")
     def _one(self) -> QueryIn:
         if (self.text is None) == (self.item_id is None):
-            raise ValueError("each query needs exactly one of 'text' or 'item_id' (files go in multipart parts)")
+            raise ValueError(
+                "each query needs exactly one of 'text' or 'item_id' (files go in multipart parts)"
+            )
         return self
 
 
 class FiltersIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    concept: str | list[str] | None = Field(None, description="only items of this concept (or any of these)")
+    concept: str | list[str] | None = Field(
+        None, description="only items of this concept (or any of these)"
+    )
     where: dict[str, Scalar] = Field(
         default_factory=dict,
         description="equality on metadata: modality, concept, source, content_hash, or a key of extra",
@@ -43,19 +47,29 @@ class SearchIn(BaseModel):
         json_schema_extra={
             "examples": [
                 {"queries": [{"text": "a dog barking"}], "k": 5},
-                {"queries": [{"item_id": 3}, {"item_id": 7}], "k": 10, "modalities": ["image", "audio"],
-                 "filters": {"where": {"license": "CC-BY"}}},
+                {
+                    "queries": [{"item_id": 3}, {"item_id": 7}],
+                    "k": 10,
+                    "modalities": ["image", "audio"],
+                    "filters": {"where": {"license": "CC-BY"}},
+                },
             ]
         },
     )
-    queries: list[QueryIn] = Field(default_factory=list, description="examples; multipart files are added to them")
+    queries: list[QueryIn] = Field(
+        default_factory=list, description="examples; multipart files are added to them"
+    )
     k: int = Field(10, ge=1, description="results to return")
-    modalities: list[str] | None = Field(None, description="target modalities (default: all)", examples=[["image"]])
+    modalities: list[str] | None = Field(
+        None, description="target modalities (default: all)", examples=[["image"]]
+    )
     filters: FiltersIn | None = None
 
 
 class HitOut(ItemOut):
-    score: float = Field(description="inner product with the query (cosine; higher is closer)", examples=[0.83])
+    score: float = Field(
+        description="inner product with the query (cosine; higher is closer)", examples=[0.83]
+    )
 
 
 class SearchOut(BaseModel):

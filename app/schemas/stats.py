@@ -21,6 +21,9 @@ class StatsOut(BaseModel):
     items_per_modality: dict[str, int] = Field(examples=[{"text": 400, "image": 500, "audio": 300}])
     items_per_concept: dict[str, int] = Field(default_factory=dict)
     model: dict[str, Any] = Field(description="id, profile, modalities, dim, encoders")
-    index: dict[str, Any] = Field(description="backend, index type (FAISS factory), count", examples=[{"backend": "faiss", "type": "Flat"}])
+    index: dict[str, Any] = Field(
+        description="backend, index type (FAISS factory), count",
+        examples=[{"backend": "faiss", "type": "Flat"}],
+    )
     device: str = Field(examples=["cpu"])
     jobs_running: int = 0

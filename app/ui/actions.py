@@ -24,8 +24,17 @@ from ..model_registry import list_models
 from ..retrieval import build_filter, query_vector, search
 from ..state import ServiceState
 
-__all__ = ["run_search", "add_to_collection", "support_add", "start_fit_job", "job_status",
-           "activate_model", "model_choices", "embedding_map", "TEXT_COLUMNS"]
+__all__ = [
+    "run_search",
+    "add_to_collection",
+    "support_add",
+    "start_fit_job",
+    "job_status",
+    "activate_model",
+    "model_choices",
+    "embedding_map",
+    "TEXT_COLUMNS",
+]
 
 TEXT_COLUMNS = ["score", "modality", "concept", "text or source", "id"]
 MAX_AUDIO = 5
@@ -77,11 +86,19 @@ def _decode_audio(data: bytes) -> tuple[int, np.ndarray]:
 
 
 def run_search(
-    state: ServiceState, text: str | None, image: str | None, audio: str | None, targets: list[str], k: int
+    state: ServiceState,
+    text: str | None,
+    image: str | None,
+    audio: str | None,
+    targets: list[str],
+    k: int,
 ) -> tuple[list[tuple[Any, str]], list[list[Any]], list[Any], str]:
     """(gallery items, text rows, audio players' values, status line)."""
     with user_errors(), state.reading() as active:
-        uploads = [classify_upload(active, data, name) for name, data in filter(None, (_read(image), _read(audio)))]
+        uploads = [
+            classify_upload(active, data, name)
+            for name, data in filter(None, (_read(image), _read(audio)))
+        ]
         texts = [text.strip()] if text and text.strip() else []
         if not texts and not uploads:
             raise ValueError("type a query, or upload an image or a sound")
@@ -94,28 +111,54 @@ def run_search(
                 gallery.append((_decode_image(active.store.content(h["id"])), caption))
             elif h["modality"] == "audio" and len(sounds) < MAX_AUDIO:
                 sounds.append((_decode_audio(active.store.content(h["id"])), caption))
-            rows.append([round(h["score"], 4), h["modality"], h["concept"] or "", h["text"] or h["source"] or "", h["id"]])
+            rows.append(
+                [
+                    round(h["score"], 4),
+                    h["modality"],
+                    h["concept"] or "",
+                    h["text"] or h["source"] or "",
+                    h["id"],
+                ]
+            )
         status = f"{len(hits)} results from {active.store.count()} items (model {active.model_id})"
     return gallery, rows, sounds, status
 
 
 def add_to_collection(
-    state: ServiceState, files: list[str] | None, texts: str | None, concept: str | None, key: str | None
+    state: ServiceState,
+    files: list[str] | None,
+    texts: str | None,
+    concept: str | None,
+    key: str | None,
 ) -> str:
     _check_key(state, key)
     with user_errors(), state.reading() as active:
-        new = [NewItem(text=t.strip(), concept=concept or None) for t in (texts or "").splitlines() if t.strip()]
+        new = [
+            NewItem(text=t.strip(), concept=concept or None)
+            for t in (texts or "").splitlines()
+            if t.strip()
+        ]
         for path in files or []:
             name, data = _read(path)  # type: ignore[misc]
-            new.append(NewItem(upload=classify_upload(active, data, name), concept=concept or None, source=name))
+            new.append(
+                NewItem(
+                    upload=classify_upload(active, data, name), concept=concept or None, source=name
+                )
+            )
         if not new:
             raise ValueError("nothing to add: choose files or type texts (one per line)")
         ids, dups = add_items(active, new)
-    return f"stored {len(ids) - len(dups)} new items" + (f"; {len(dups)} were already stored" if dups else "")
+    return f"stored {len(ids) - len(dups)} new items" + (
+        f"; {len(dups)} were already stored" if dups else ""
+    )
 
 
 def support_add(
-    state: ServiceState, support: list[dict[str, Any]], files: list[str] | None, texts: str | None, concept: str | None
+    state: ServiceState,
+    support: list[dict[str, Any]],
+    files: list[str] | None,
+    texts: str | None,
+    concept: str | None,
 ) -> tuple[list[dict[str, Any]], list[list[str]]]:
     """Add examples of one concept to the support set (kept in the browser session)."""
     import gradio as gr
@@ -126,18 +169,36 @@ def support_add(
     with user_errors(), state.reading() as active:
         for t in (texts or "").splitlines():
             if t.strip():
-                support.append({"modality": "text", "content": t.strip(), "concept": concept.strip(), "name": t.strip()[:40]})
+                support.append(
+                    {
+                        "modality": "text",
+                        "content": t.strip(),
+                        "concept": concept.strip(),
+                        "name": t.strip()[:40],
+                    }
+                )
         for path in files or []:
             name, data = _read(path)  # type: ignore[misc]
             up = classify_upload(active, data, name)
             active.spaner.encoders[up.kind.modality].load(data, name)
-            support.append({"modality": up.kind.modality, "content": data, "concept": concept.strip(), "name": name})
+            support.append(
+                {
+                    "modality": up.kind.modality,
+                    "content": data,
+                    "concept": concept.strip(),
+                    "name": name,
+                }
+            )
     return support, [[s["concept"], s["modality"], s["name"]] for s in support]
 
 
-def start_fit_job(state: ServiceState, support: list[dict[str, Any]], epochs: int, key: str | None) -> str:
+def start_fit_job(
+    state: ServiceState, support: list[dict[str, Any]], epochs: int, key: str | None
+) -> str:
     _check_key(state, key)
-    examples = [SupportExample(s["modality"], s["content"], s["concept"], s["name"]) for s in support or []]
+    examples = [
+        SupportExample(s["modality"], s["content"], s["concept"], s["name"]) for s in support or []
+    ]
     with user_errors():
         with state.reading() as active:
             check_support(active, examples)
@@ -150,16 +211,23 @@ def job_status(state: ServiceState, job_id: str | None) -> tuple[str, dict[str, 
     job = state.jobs.get(job_id) if job_id else None
     if job is None:
         return "<p>no job yet</p>", {}
-    bar = (f'<progress value="{job.progress:.3f}" max="1" style="width:100%"></progress>'
-           f"<p>{job.kind} {job.id}: {job.status} · {job.progress:.0%} · {job.message}</p>")
+    bar = (
+        f'<progress value="{job.progress:.3f}" max="1" style="width:100%"></progress>'
+        f"<p>{job.kind} {job.id}: {job.status} · {job.progress:.0%} · {job.message}</p>"
+    )
     if job.error:
         bar += f"<p><b>error:</b> {job.error}</p>"
     return bar, {"metrics": job.metrics, "result": job.result}
 
 
 def model_choices(state: ServiceState) -> list[tuple[str, str]]:
-    return [(f"{m['id']}{' (active)' if m['active'] else ''} · {m['info'].get('examples', '-')} examples", m["id"])
-            for m in list_models(state)]
+    return [
+        (
+            f"{m['id']}{' (active)' if m['active'] else ''} · {m['info'].get('examples', '-')} examples",
+            m["id"],
+        )
+        for m in list_models(state)
+    ]
 
 
 def activate_model(state: ServiceState, model_id: str | None, key: str | None) -> str:
@@ -187,9 +255,12 @@ def embedding_map(state: ServiceState, color_by: str) -> Any:
     centred = vecs - vecs.mean(axis=0, keepdims=True)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     xy = centred @ vt[:2].T
-    return pd.DataFrame({
-        "x": xy[:, 0], "y": xy[:, 1] if xy.shape[1] > 1 else 0.0,
-        "modality": [m["modality"] for m in metas],
-        "concept": [m["concept"] or "(none)" for m in metas],
-        "id": ids,
-    })
+    return pd.DataFrame(
+        {
+            "x": xy[:, 0],
+            "y": xy[:, 1] if xy.shape[1] > 1 else 0.0,
+            "modality": [m["modality"] for m in metas],
+            "concept": [m["concept"] or "(none)" for m in metas],
+            "id": ids,
+        }
+    )

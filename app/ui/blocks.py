@@ -19,18 +19,29 @@ def _search_tab(state: ServiceState) -> None:
         with gr.Column(scale=2):
             text = gr.Textbox(label="Search by text", placeholder="a dog barking", elem_id="query")
             with gr.Row():
-                image = gr.Image(label="…or by image", type="filepath", sources=["upload"], height=160)
-                audio = gr.Audio(label="…or by sound", type="filepath", sources=["upload", "microphone"])
+                image = gr.Image(
+                    label="…or by image", type="filepath", sources=["upload"], height=160
+                )
+                audio = gr.Audio(
+                    label="…or by sound", type="filepath", sources=["upload", "microphone"]
+                )
         with gr.Column(scale=1):
             targets = gr.CheckboxGroup(modalities, value=modalities, label="Find")
             k = gr.Slider(1, 50, value=10, step=1, label="Results")
             go = gr.Button("Search", variant="primary", elem_id="search-button")
     status = gr.Markdown(elem_id="search-status")
     gallery = gr.Gallery(label="Images", columns=5, height=260)
-    players = [gr.Audio(label=f"Sound {i + 1}", visible=False, interactive=False) for i in range(actions.MAX_AUDIO)]
-    table = gr.Dataframe(headers=actions.TEXT_COLUMNS, label="All results", elem_id="results", interactive=False)
+    players = [
+        gr.Audio(label=f"Sound {i + 1}", visible=False, interactive=False)
+        for i in range(actions.MAX_AUDIO)
+    ]
+    table = gr.Dataframe(
+        headers=actions.TEXT_COLUMNS, label="All results", elem_id="results", interactive=False
+    )
 
-    def do(text: str, image: str | None, audio: str | None, targets: list[str], k: int) -> list[Any]:
+    def do(
+        text: str, image: str | None, audio: str | None, targets: list[str], k: int
+    ) -> list[Any]:
         gal, rows, sounds, line = actions.run_search(state, text, image, audio, targets, k)
         updates = [gr.update(value=s[0], label=s[1], visible=True) for s in sounds]
         updates += [gr.update(value=None, visible=False)] * (actions.MAX_AUDIO - len(sounds))
@@ -52,7 +63,9 @@ def _add_tab(state: ServiceState) -> None:
 
 
 def _fewshot_tab(state: ServiceState) -> None:
-    gr.Markdown("Upload a handful of examples per concept (in two or more modalities), train, then activate.")
+    gr.Markdown(
+        "Upload a handful of examples per concept (in two or more modalities), train, then activate."
+    )
     support = gr.State([])
     job_id = gr.State(None)
     with gr.Row():
@@ -60,11 +73,17 @@ def _fewshot_tab(state: ServiceState) -> None:
         files = gr.File(label="Examples (images, sounds)", file_count="multiple", type="filepath")
         texts = gr.Textbox(label="Text examples (one per line)", lines=3)
     add = gr.Button("Add these examples")
-    table = gr.Dataframe(headers=["concept", "modality", "example"], label="Support set", interactive=False)
-    add.click(partial(actions.support_add, state), [support, files, texts, concept], [support, table])
+    table = gr.Dataframe(
+        headers=["concept", "modality", "example"], label="Support set", interactive=False
+    )
+    add.click(
+        partial(actions.support_add, state), [support, files, texts, concept], [support, table]
+    )
     with gr.Row():
         epochs = gr.Slider(1, 300, value=state.settings.fit_epochs, step=1, label="Epochs")
-        key = gr.Textbox(label="API key", type="password", visible=state.settings.api_key is not None)
+        key = gr.Textbox(
+            label="API key", type="password", visible=state.settings.api_key is not None
+        )
     fit = gr.Button("Start training", variant="primary")
     progress = gr.HTML("<p>no job yet</p>")
     metrics = gr.JSON(label="Job metrics")
@@ -80,11 +99,15 @@ def _fewshot_tab(state: ServiceState) -> None:
 
 
 def _map_tab(state: ServiceState) -> None:
-    gr.Markdown("A 2-D PCA projection of the stored vectors: when the space is aligned, "
-                "modalities mix and concepts cluster.")
+    gr.Markdown(
+        "A 2-D PCA projection of the stored vectors: when the space is aligned, "
+        "modalities mix and concepts cluster."
+    )
     color = gr.Radio(["modality", "concept"], value="modality", label="Colour by")
     draw = gr.Button("Draw map")
-    plot = gr.ScatterPlot(x="x", y="y", color="modality", tooltip=["modality", "concept", "id"], height=420)
+    plot = gr.ScatterPlot(
+        x="x", y="y", color="modality", tooltip=["modality", "concept", "id"], height=420
+    )
 
     def do(color_by: str) -> Any:
         return gr.update(value=actions.embedding_map(state, color_by), color=color_by)

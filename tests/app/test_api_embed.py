@@ -27,23 +27,31 @@ def test_declared_type_is_ignored_content_is_sniffed(client) -> None:
 
 
 def test_not_an_image_is_415_with_a_message(client) -> None:
-    r = client.post("/v1/embed", files={"file": ("not_an_image.png", b"hello, world\n", "image/png")})
+    r = client.post(
+        "/v1/embed", files={"file": ("not_an_image.png", b"hello, world\n", "image/png")}
+    )
     assert r.status_code == 415
     assert "not_an_image.png" in r.json()["detail"] and "PNG" in r.json()["detail"]
 
 
 def test_truncated_image_is_422(client) -> None:
-    r = client.post("/v1/embed", files={"file": ("cut.png", png_bytes(size=(64, 64))[:-30], "image/png")})
+    r = client.post(
+        "/v1/embed", files={"file": ("cut.png", png_bytes(size=(64, 64))[:-30], "image/png")}
+    )
     assert r.status_code == 422 and "cut.png" in r.json()["detail"]
 
 
 def test_too_many_pixels_is_413(client) -> None:
-    r = client.post("/v1/embed", files={"file": ("big.png", png_bytes(size=(600, 600)), "image/png")})
+    r = client.post(
+        "/v1/embed", files={"file": ("big.png", png_bytes(size=(600, 600)), "image/png")}
+    )
     assert r.status_code == 413 and "pixel" in r.json()["detail"]
 
 
 def test_too_long_audio_is_413(client) -> None:
-    r = client.post("/v1/embed", files={"file": ("long.wav", wav_bytes(seconds=6.0, rate=8000), "audio/wav")})
+    r = client.post(
+        "/v1/embed", files={"file": ("long.wav", wav_bytes(seconds=6.0, rate=8000), "audio/wav")}
+    )
     assert r.status_code == 413 and "second" in r.json()["detail"]
 
 
@@ -71,5 +79,9 @@ def test_bad_json_and_content_type(client) -> None:
 def test_nothing_to_embed_and_both_given(client) -> None:
     r = client.post("/v1/embed", data={"other": "x"})
     assert r.status_code == 422
-    r = client.post("/v1/embed", data={"request": '{"text": "a"}'}, files={"file": ("a.png", png_bytes(), "image/png")})
+    r = client.post(
+        "/v1/embed",
+        data={"request": '{"text": "a"}'},
+        files={"file": ("a.png", png_bytes(), "image/png")},
+    )
     assert r.status_code == 422 and "not both" in r.json()["detail"]

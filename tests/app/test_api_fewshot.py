@@ -28,7 +28,11 @@ def _support(client) -> list[dict]:
     for name, rgb in COLOURS.items():
         for shade in range(3):
             img = png_bytes(tuple(max(0, c - 15 * shade) for c in rgb))
-            r = client.post("/v1/items", files=[("files", (f"{name}{shade}.png", img, "image/png"))], data={"concept": name})
+            r = client.post(
+                "/v1/items",
+                files=[("files", (f"{name}{shade}.png", img, "image/png"))],
+                data={"concept": name},
+            )
             examples.append({"item_id": r.json()["items"][0]["id"], "concept": name})
             examples.append({"text": f"a {name} colour, shade {shade}", "concept": name})
     return examples
@@ -38,7 +42,10 @@ def _support(client) -> list[dict]:
 def test_fit_activate_switches_space_while_search_keeps_working(fresh_service) -> None:
     client, state = fresh_service
     examples = _support(client)
-    client.post("/v1/items", json={"items": [{"text": f"filler {i}", "concept": "filler"} for i in range(60)]})
+    client.post(
+        "/v1/items",
+        json={"items": [{"text": f"filler {i}", "concept": "filler"} for i in range(60)]},
+    )
     n_items = client.get("/v1/stats").json()["items"]
     old_id = client.get("/v1/health").json()["model_id"]
 
@@ -55,7 +62,9 @@ def test_fit_activate_switches_space_while_search_keeps_working(fresh_service) -
 
     models = client.get("/v1/models").json()
     assert models["active"] == old_id
-    assert [x["id"] for x in models["models"]][:1] == [old_id] and new_id in [x["id"] for x in models["models"]]
+    assert [x["id"] for x in models["models"]][:1] == [old_id] and new_id in [
+        x["id"] for x in models["models"]
+    ]
     assert client.get("/v1/health").json()["model_id"] == old_id  # fitted, not active yet
 
     seen: list[tuple[int, str]] = []
@@ -87,7 +96,9 @@ def test_fit_activate_switches_space_while_search_keeps_working(fresh_service) -
     r = client.post("/v1/search", json={"queries": [{"text": "a red colour"}], "k": 3})
     assert r.json()["model_id"] == new_id and r.json()["results"]
     models = client.get("/v1/models").json()
-    assert models["active"] == new_id and old_id in [x["id"] for x in models["models"]]  # can go back
+    assert models["active"] == new_id and old_id in [
+        x["id"] for x in models["models"]
+    ]  # can go back
     # ids and content survived the re-embedding
     first = examples[0]["item_id"]
     assert client.get(f"/v1/items/{first}/content").headers["content-type"] == "image/png"
@@ -100,22 +111,36 @@ def test_fit_activate_switches_space_while_search_keeps_working(fresh_service) -
 def test_fit_with_uploaded_files(fresh_service) -> None:
     client, _ = fresh_service
     files = [("files", (f"{n}.png", png_bytes(rgb), "image/png")) for n, rgb in COLOURS.items()]
-    files += [("files", (f"{n}.wav", wav_bytes(300.0 + 200 * i), "audio/wav")) for i, n in enumerate(COLOURS)]
+    files += [
+        ("files", (f"{n}.wav", wav_bytes(300.0 + 200 * i), "audio/wav"))
+        for i, n in enumerate(COLOURS)
+    ]
     concepts = list(COLOURS) * 2
-    r = client.post("/v1/fewshot/fit", files=files, data={"concept": concepts, "request": json.dumps({"epochs": 2})})
+    r = client.post(
+        "/v1/fewshot/fit",
+        files=files,
+        data={"concept": concepts, "request": json.dumps({"epochs": 2})},
+    )
     assert r.status_code == 202, r.text
     job = _wait(client, r.json()["id"])
     assert job["status"] == "succeeded", job["error"]
 
 
-@pytest.mark.parametrize(("body", "status", "words"), [
-    ({"examples": [{"text": "a", "concept": "x"}, {"text": "b", "concept": "y"}]}, 422, "two modalities"),
-    ({"examples": [{"text": "a", "concept": "x"}]}, 422, "two modalities"),
-    ({"examples": [{"concept": "x"}]}, 422, "exactly one"),
-    ({"examples": [{"text": "a", "concept": ""}]}, 422, "concept"),
-    ({"examples": [{"item_id": 99999, "concept": "x"}]}, 404, "99999"),
-    ({"examples": [], "epochs": 0}, 422, "epochs"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        (
+            {"examples": [{"text": "a", "concept": "x"}, {"text": "b", "concept": "y"}]},
+            422,
+            "two modalities",
+        ),
+        ({"examples": [{"text": "a", "concept": "x"}]}, 422, "two modalities"),
+        ({"examples": [{"concept": "x"}]}, 422, "exactly one"),
+        ({"examples": [{"text": "a", "concept": ""}]}, 422, "concept"),
+        ({"examples": [{"item_id": 99999, "concept": "x"}]}, 404, "99999"),
+        ({"examples": [], "epochs": 0}, 422, "epochs"),
+    ],
+)
 def test_fit_errors(client, body, status, words) -> None:
     r = client.post("/v1/fewshot/fit", json=body)
     assert r.status_code == status, r.text
@@ -126,10 +151,17 @@ def test_fit_needs_two_concepts_and_matching_concept_fields(client) -> None:
     img = png_bytes()
     r = client.post("/v1/fewshot/fit", files=[("files", ("a.png", img, "image/png"))], data={})
     assert r.status_code == 422 and "concept" in r.json()["detail"]
-    r = client.post("/v1/fewshot/fit", files=[("files", ("a.png", img, "image/png"))],
-                    data={"concept": "x", "request": json.dumps({"examples": [{"text": "t", "concept": "x"}]})})
+    r = client.post(
+        "/v1/fewshot/fit",
+        files=[("files", ("a.png", img, "image/png"))],
+        data={"concept": "x", "request": json.dumps({"examples": [{"text": "t", "concept": "x"}]})},
+    )
     assert r.status_code == 422 and "two concepts" in r.json()["detail"]
-    r = client.post("/v1/fewshot/fit", files=[("files", ("a.txt", b"plain", "text/plain"))], data={"concept": "x"})
+    r = client.post(
+        "/v1/fewshot/fit",
+        files=[("files", ("a.txt", b"plain", "text/plain"))],
+        data={"concept": "x"},
+    )
     assert r.status_code == 415
 
 

@@ -6,7 +6,14 @@ from conftest import png_bytes, wav_bytes
 
 
 def test_add_text_items_get_and_content(client) -> None:
-    r = client.post("/v1/items", json={"items": [{"text": "items: a cat", "concept": "cat", "source": "s.txt", "extra": {"n": 1}}]})
+    r = client.post(
+        "/v1/items",
+        json={
+            "items": [
+                {"text": "items: a cat", "concept": "cat", "source": "s.txt", "extra": {"n": 1}}
+            ]
+        },
+    )
     assert r.status_code == 201
     item = r.json()["items"][0]
     got = client.get(f"/v1/items/{item['id']}").json()
@@ -20,8 +27,11 @@ def test_add_text_items_get_and_content(client) -> None:
 
 def test_add_files_with_metadata_and_serve_them_back(client) -> None:
     img, wav = png_bytes((1, 2, 3)), wav_bytes(300.0)
-    r = client.post("/v1/items", files=[("files", ("a.png", img, "image/png")), ("files", ("b.wav", wav, "audio/wav"))],
-                    data={"concept": "misc", "extra": '{"license": "CC-BY"}'})
+    r = client.post(
+        "/v1/items",
+        files=[("files", ("a.png", img, "image/png")), ("files", ("b.wav", wav, "audio/wav"))],
+        data={"concept": "misc", "extra": '{"license": "CC-BY"}'},
+    )
     assert r.status_code == 201
     a, b = r.json()["items"]
     assert (a["modality"], b["modality"]) == ("image", "audio")
@@ -42,10 +52,15 @@ def test_duplicates_are_not_stored_twice(client) -> None:
 
 
 def test_delete_then_404(client) -> None:
-    item = client.post("/v1/items", json={"items": [{"text": "items: to delete"}]}).json()["items"][0]
+    item = client.post("/v1/items", json={"items": [{"text": "items: to delete"}]}).json()["items"][
+        0
+    ]
     assert client.delete(f"/v1/items/{item['id']}").status_code == 204
-    for r in (client.get(f"/v1/items/{item['id']}"), client.get(f"/v1/items/{item['id']}/content"),
-              client.delete(f"/v1/items/{item['id']}")):
+    for r in (
+        client.get(f"/v1/items/{item['id']}"),
+        client.get(f"/v1/items/{item['id']}/content"),
+        client.delete(f"/v1/items/{item['id']}"),
+    ):
         assert r.status_code == 404 and str(item["id"]) in r.json()["detail"]
 
 
@@ -56,17 +71,28 @@ def test_item_errors(client) -> None:
     assert client.post("/v1/items", json={"items": [{"text": ""}]}).status_code == 422
     r = client.post("/v1/items", data={"concept": "x"})
     assert r.status_code == 422 and "nothing to add" in r.json()["detail"]
-    r = client.post("/v1/items", files=[("files", ("x.png", png_bytes(), "image/png"))], data={"extra": "[1]"})
+    r = client.post(
+        "/v1/items", files=[("files", ("x.png", png_bytes(), "image/png"))], data={"extra": "[1]"}
+    )
     assert r.status_code == 422 and "extra" in r.json()["detail"]
-    r = client.post("/v1/items", files=[("files", ("x.png", png_bytes(), "image/png"))], data={"extra": "{bad"})
+    r = client.post(
+        "/v1/items", files=[("files", ("x.png", png_bytes(), "image/png"))], data={"extra": "{bad"}
+    )
     assert r.status_code == 422
-    r = client.post("/v1/items", files=[("files", ("page.html", b"<html><script>x</script>", "text/html"))])
+    r = client.post(
+        "/v1/items", files=[("files", ("page.html", b"<html><script>x</script>", "text/html"))]
+    )
     assert r.status_code == 415
 
 
 def test_failed_batch_adds_nothing(client) -> None:
     before = client.get("/v1/stats").json()["items"]
-    r = client.post("/v1/items", files=[("files", ("ok.png", png_bytes((9, 9, 9)), "image/png")),
-                                        ("files", ("bad.png", b"\x89PNG\r\n\x1a\nxx", "image/png"))])
+    r = client.post(
+        "/v1/items",
+        files=[
+            ("files", ("ok.png", png_bytes((9, 9, 9)), "image/png")),
+            ("files", ("bad.png", b"\x89PNG\r\n\x1a\nxx", "image/png")),
+        ],
+    )
     assert r.status_code in (415, 422)
     assert client.get("/v1/stats").json()["items"] == before

@@ -10,16 +10,27 @@ from conftest import png_bytes, wav_bytes
 
 @pytest.fixture(scope="module")
 def stored(client) -> dict[str, int]:
-    r = client.post("/v1/items", json={"items": [
-        {"text": "search: a red square", "concept": "red", "extra": {"license": "CC0"}},
-        {"text": "search: a green square", "concept": "green"},
-    ]})
+    r = client.post(
+        "/v1/items",
+        json={
+            "items": [
+                {"text": "search: a red square", "concept": "red", "extra": {"license": "CC0"}},
+                {"text": "search: a green square", "concept": "green"},
+            ]
+        },
+    )
     ids = {"red_text": r.json()["items"][0]["id"], "green_text": r.json()["items"][1]["id"]}
-    r = client.post("/v1/items", files=[("files", ("red.png", png_bytes((250, 10, 10)), "image/png"))],
-                    data={"concept": "red"})
+    r = client.post(
+        "/v1/items",
+        files=[("files", ("red.png", png_bytes((250, 10, 10)), "image/png"))],
+        data={"concept": "red"},
+    )
     ids["red_image"] = r.json()["items"][0]["id"]
-    r = client.post("/v1/items", files=[("files", ("beep.wav", wav_bytes(880.0), "audio/wav"))],
-                    data={"concept": "beep"})
+    r = client.post(
+        "/v1/items",
+        files=[("files", ("beep.wav", wav_bytes(880.0), "audio/wav"))],
+        data={"concept": "beep"},
+    )
     ids["beep_audio"] = r.json()["items"][0]["id"]
     return ids
 
@@ -34,21 +45,39 @@ def test_text_search_ranks_the_identical_text_first(client, stored) -> None:
 
 
 def test_target_modalities_and_filters(client, stored) -> None:
-    r = client.post("/v1/search", json={"queries": [{"text": "red"}], "k": 50, "modalities": ["image"]})
+    r = client.post(
+        "/v1/search", json={"queries": [{"text": "red"}], "k": 50, "modalities": ["image"]}
+    )
     assert {h["modality"] for h in r.json()["results"]} == {"image"}
-    r = client.post("/v1/search", json={"queries": [{"text": "red"}], "k": 50, "filters": {"concept": "red"}})
+    r = client.post(
+        "/v1/search", json={"queries": [{"text": "red"}], "k": 50, "filters": {"concept": "red"}}
+    )
     assert {h["concept"] for h in r.json()["results"]} == {"red"}
-    r = client.post("/v1/search", json={"queries": [{"text": "red"}], "k": 50,
-                                        "filters": {"where": {"license": "CC0"}}})
+    r = client.post(
+        "/v1/search",
+        json={"queries": [{"text": "red"}], "k": 50, "filters": {"where": {"license": "CC0"}}},
+    )
     assert [h["id"] for h in r.json()["results"]] == [stored["red_text"]]
 
 
 def test_search_by_stored_item_and_averaged_examples(client, stored) -> None:
     r = client.post("/v1/search", json={"queries": [{"item_id": stored["beep_audio"]}], "k": 1})
     assert r.json()["results"][0]["id"] == stored["beep_audio"]
-    r = client.post("/v1/search", json={"queries": [{"item_id": stored["red_text"]}, {"item_id": stored["red_text"]}], "k": 1})
+    r = client.post(
+        "/v1/search",
+        json={
+            "queries": [{"item_id": stored["red_text"]}, {"item_id": stored["red_text"]}],
+            "k": 1,
+        },
+    )
     assert r.json()["results"][0]["id"] == stored["red_text"]
-    r = client.post("/v1/search", json={"queries": [{"text": "search: a red square"}, {"item_id": stored["red_image"]}], "k": 5})
+    r = client.post(
+        "/v1/search",
+        json={
+            "queries": [{"text": "search: a red square"}, {"item_id": stored["red_image"]}],
+            "k": 5,
+        },
+    )
     assert r.status_code == 200 and len(r.json()["results"]) >= 2
 
 
@@ -57,7 +86,9 @@ def test_search_by_uploaded_files(client, stored) -> None:
     assert r.status_code == 200 and r.json()["results"][0]["id"] == stored["beep_audio"]
     r = client.post(
         "/v1/search",
-        data={"request": json.dumps({"queries": [{"text": "red"}], "k": 2, "modalities": ["image"]})},
+        data={
+            "request": json.dumps({"queries": [{"text": "red"}], "k": 2, "modalities": ["image"]})
+        },
         files=[("files", ("q.png", png_bytes((250, 10, 10)), "image/png"))],
     )
     assert r.status_code == 200 and r.json()["results"][0]["modality"] == "image"
@@ -69,19 +100,22 @@ def test_empty_store_returns_an_empty_list(fresh_service) -> None:
     assert r.status_code == 200 and r.json()["results"] == []
 
 
-@pytest.mark.parametrize(("body", "status", "words"), [
-    ({"queries": [], "k": 5}, 422, "no query"),
-    ({"k": 5}, 422, "no query"),
-    ({"queries": [{"text": "a", "item_id": 1}]}, 422, "exactly one"),
-    ({"queries": [{"text": "a"}], "k": 0}, 422, "k"),
-    ({"queries": [{"text": "a"}], "k": 10_000}, 422, "limit"),
-    ({"queries": [{"text": "a"}], "modalities": ["smell"]}, 422, "smell"),
-    ({"queries": [{"text": "a"}], "filters": {"where": {"bad key!": 1}}}, 422, "filters"),
-    ({"queries": [{"text": "a"}], "filters": {"where": {"x": [1, 2]}}}, 422, "where"),
-    ({"queries": [{"item_id": 987654}]}, 404, "987654"),
-    ({"queries": [{"text": "a"}], "colour": "red"}, 422, "colour"),
-    ({"queries": [{"text": "a"}] * 40}, 422, "at most"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"queries": [], "k": 5}, 422, "no query"),
+        ({"k": 5}, 422, "no query"),
+        ({"queries": [{"text": "a", "item_id": 1}]}, 422, "exactly one"),
+        ({"queries": [{"text": "a"}], "k": 0}, 422, "k"),
+        ({"queries": [{"text": "a"}], "k": 10_000}, 422, "limit"),
+        ({"queries": [{"text": "a"}], "modalities": ["smell"]}, 422, "smell"),
+        ({"queries": [{"text": "a"}], "filters": {"where": {"bad key!": 1}}}, 422, "filters"),
+        ({"queries": [{"text": "a"}], "filters": {"where": {"x": [1, 2]}}}, 422, "where"),
+        ({"queries": [{"item_id": 987654}]}, 404, "987654"),
+        ({"queries": [{"text": "a"}], "colour": "red"}, 422, "colour"),
+        ({"queries": [{"text": "a"}] * 40}, 422, "at most"),
+    ],
+)
 def test_search_errors(client, body, status, words) -> None:
     r = client.post("/v1/search", json=body)
     assert r.status_code == status, r.text
@@ -89,7 +123,13 @@ def test_search_errors(client, body, status, words) -> None:
 
 
 def test_search_upload_errors(client) -> None:
-    r = client.post("/v1/search", files=[("files", ("x.png", b"<svg onload=alert(1)>", "image/png"))])
+    r = client.post(
+        "/v1/search", files=[("files", ("x.png", b"<svg onload=alert(1)>", "image/png"))]
+    )
     assert r.status_code == 415
-    r = client.post("/v1/search", data={"request": "{oops"}, files=[("files", ("q.wav", wav_bytes(), "audio/wav"))])
+    r = client.post(
+        "/v1/search",
+        data={"request": "{oops"},
+        files=[("files", ("q.wav", wav_bytes(), "audio/wav"))],
+    )
     assert r.status_code == 422 and "request" in r.json()["detail"]

@@ -22,9 +22,19 @@ def test_stats_reports_model_index_device(client) -> None:
 def test_openapi_lists_every_route_with_examples(client) -> None:
     doc = client.get("/openapi.json").json()
     paths = doc["paths"]
-    for p in ["/v1/embed", "/v1/search", "/v1/items", "/v1/items/{item_id}", "/v1/items/{item_id}/content",
-              "/v1/fewshot/fit", "/v1/jobs/{job_id}", "/v1/models", "/v1/models/{model_id}/activate",
-              "/v1/health", "/v1/stats"]:
+    for p in [
+        "/v1/embed",
+        "/v1/search",
+        "/v1/items",
+        "/v1/items/{item_id}",
+        "/v1/items/{item_id}/content",
+        "/v1/fewshot/fit",
+        "/v1/jobs/{job_id}",
+        "/v1/models",
+        "/v1/models/{model_id}/activate",
+        "/v1/health",
+        "/v1/stats",
+    ]:
         assert p in paths, p
     search_body = paths["/v1/search"]["post"]["requestBody"]["content"]
     assert set(search_body) == {"application/json", "multipart/form-data"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from spaner.app.settings import Settings
+
 from spaner.cli.main import build_parser
 from spaner.errors import ConfigError
 
@@ -24,10 +24,30 @@ def test_serve_flags_override_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     from spaner.cli.serve import settings_from_args
 
     monkeypatch.setenv("SPANER_PORT", "9999")
-    args = build_parser().parse_args(["serve", "--store", str(tmp_path), "--profile", "tiny", "--port", "18765",
-                                      "--api-key", "x", "--max-upload-mb", "3", "--no-ui"])
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--store",
+            str(tmp_path),
+            "--profile",
+            "tiny",
+            "--port",
+            "18765",
+            "--api-key",
+            "x",
+            "--max-upload-mb",
+            "3",
+            "--no-ui",
+        ]
+    )
     s = settings_from_args(args)
-    assert (s.store, s.profile, s.port, s.max_upload_mb, s.ui) == (tmp_path, "tiny", 18765, 3.0, False)
+    assert (s.store, s.profile, s.port, s.max_upload_mb, s.ui) == (
+        tmp_path,
+        "tiny",
+        18765,
+        3.0,
+        False,
+    )
     with pytest.raises(ConfigError, match="port"):
         settings_from_args(build_parser().parse_args(["serve", "--port", "99999"]))
 
@@ -61,7 +81,6 @@ def test_a_non_store_directory_is_refused(tmp_path: Path) -> None:
 
 def test_bugs_are_500_with_an_error_id(service_state, monkeypatch: pytest.MonkeyPatch) -> None:
     from fastapi.testclient import TestClient
-
     from spaner.app.main import create_app
     from spaner.app.routers import stats
 
@@ -69,4 +88,8 @@ def test_bugs_are_500_with_an_error_id(service_state, monkeypatch: pytest.Monkey
     monkeypatch.setattr(stats, "StatsOut", None)  # a bug in the route
     with TestClient(app, raise_server_exceptions=False) as c:
         r = c.get("/v1/stats")
-    assert r.status_code == 500 and r.json()["error"] == "internal_error" and "id " in r.json()["detail"]
+    assert (
+        r.status_code == 500
+        and r.json()["error"] == "internal_error"
+        and "id " in r.json()["detail"]
+    )

@@ -13,12 +13,22 @@ import httpx
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed (apt-get install chromium)"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason=f"{CHROMIUM} is not installed (apt-get install chromium)",
+    ),
 ]
 
 
@@ -31,11 +41,26 @@ def _free_port() -> int:
 @pytest.fixture()
 def live_server(tmp_path: Path):
     port = _free_port()
-    log = open(tmp_path / "server.log", "wb")
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 (closed in finally)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "spaner.cli.main", "-q", "serve", "--profile", "tiny", "--store", str(tmp_path / "store"),
-         "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
+        [
+            sys.executable,
+            "-m",
+            "spaner.cli.main",
+            "-q",
+            "serve",
+            "--profile",
+            "tiny",
+            "--store",
+            str(tmp_path / "store"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -63,8 +88,15 @@ def live_server(tmp_path: Path):
 def test_ui_search_shows_results(live_server: str, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    r = httpx.post(f"{live_server}/v1/items", json={"items": [{"text": "a dog barking in the park", "concept": "dog"},
-                                                              {"text": "a cat on a mat", "concept": "cat"}]})
+    r = httpx.post(
+        f"{live_server}/v1/items",
+        json={
+            "items": [
+                {"text": "a dog barking in the park", "concept": "dog"},
+                {"text": "a cat on a mat", "concept": "cat"},
+            ]
+        },
+    )
     assert r.status_code == 201
     # Gradio's file route serves nothing outside the collection (and its own cache)
     for path in ("/etc/passwd", str(Path(__file__).resolve())):

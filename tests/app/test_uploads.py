@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 from conftest import png_bytes, wav_bytes
-
 from spaner.app.uploads import BodySizeLimit, sniff
 
 
@@ -44,8 +43,10 @@ def test_streamed_body_is_cut_off_at_the_limit() -> None:
 
 
 def test_streamed_body_under_the_limit_passes() -> None:
-    chunks = [{"type": "http.request", "body": b"x" * 100, "more_body": True},
-              {"type": "http.request", "body": b"x", "more_body": False}]
+    chunks = [
+        {"type": "http.request", "body": b"x" * 100, "more_body": True},
+        {"type": "http.request", "body": b"x", "more_body": False},
+    ]
 
     async def app(scope, receive, send):
         while (await receive()).get("more_body"):
@@ -60,26 +61,35 @@ def test_streamed_body_under_the_limit_passes() -> None:
     async def receive():
         return chunks.pop(0)
 
-    asyncio.run(BodySizeLimit(app, 4500)({"type": "http", "headers": [(b"content-length", b"101")]}, receive, send))
+    asyncio.run(
+        BodySizeLimit(app, 4500)(
+            {"type": "http", "headers": [(b"content-length", b"101")]}, receive, send
+        )
+    )
     assert sent[0]["status"] == 200
 
 
-@pytest.mark.parametrize(("data", "modality", "mime"), [
-    (png_bytes(), "image", "image/png"),
-    (b"\xff\xd8\xff\xe0" + b"0" * 20, "image", "image/jpeg"),
-    (b"GIF89a" + b"0" * 20, "image", "image/gif"),
-    (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image", "image/webp"),
-    (wav_bytes(), "audio", "audio/wav"),
-    (b"fLaC" + b"0" * 20, "audio", "audio/flac"),
-    (b"OggS" + b"0" * 20, "audio", "audio/ogg"),
-    (b"ID3" + b"0" * 20, "audio", "audio/mpeg"),
-])
+@pytest.mark.parametrize(
+    ("data", "modality", "mime"),
+    [
+        (png_bytes(), "image", "image/png"),
+        (b"\xff\xd8\xff\xe0" + b"0" * 20, "image", "image/jpeg"),
+        (b"GIF89a" + b"0" * 20, "image", "image/gif"),
+        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image", "image/webp"),
+        (wav_bytes(), "audio", "audio/wav"),
+        (b"fLaC" + b"0" * 20, "audio", "audio/flac"),
+        (b"OggS" + b"0" * 20, "audio", "audio/ogg"),
+        (b"ID3" + b"0" * 20, "audio", "audio/mpeg"),
+    ],
+)
 def test_sniff_known_types(data, modality, mime) -> None:
     s = sniff(data)
     assert s is not None and (s.modality, s.mime) == (modality, mime)
 
 
-@pytest.mark.parametrize("data", [b"", b"hello", b"<svg xmlns='http://www.w3.org/2000/svg'/>", b"%PDF-1.7", b"<html>"])
+@pytest.mark.parametrize(
+    "data", [b"", b"hello", b"<svg xmlns='http://www.w3.org/2000/svg'/>", b"%PDF-1.7", b"<html>"]
+)
 def test_sniff_refuses_other_types(data) -> None:
     assert sniff(data) is None
 
