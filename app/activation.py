@@ -24,7 +24,7 @@ from spaner.pipeline import Spaner, build_encoders
 from .errors import Conflict
 from .jobs import Job
 from .model_registry import model_path
-from .state import CHECKPOINT_DIR, MODELS_DIR, ActiveSpace, ServiceState, model_id_of
+from .state import CHECKPOINT_DIR, MODELS_DIR, ActiveSpace, ServiceState, model_id_of, write_binding
 
 __all__ = ["start_activation"]
 
@@ -125,6 +125,7 @@ def _run_activation(state: ServiceState, job: Job, model_id: str) -> dict[str, A
     new_store = _create_like(start.store, build, space)
     try:
         shutil.copytree(src, build / CHECKPOINT_DIR)
+        write_binding(build, space.checkpoint_hash, space.dim, new_sp.model.config.profile)
         with state.reading() as active:
             todo = _all_ids(active.store)
         done: set[int] = set()

@@ -13,6 +13,7 @@ the old space or the new one, never a mix.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -38,6 +39,28 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
 MODELS_DIR = "models"
+#: the store -> model record that ``spaner ingest`` / ``spaner search`` read (spaner.ingest_store)
+BINDING_NAME = "spaner.json"
+
+
+def write_binding(store_dir: Path, space_id: str, dim: int, profile: str | None) -> None:
+    """Record ``checkpoint/`` as the store's model, so the ingest/search CLIs use it too."""
+    doc = {"checkpoint": CHECKPOINT_DIR, "space_id": space_id, "dim": dim, "profile": profile}
+    tmp = store_dir / f".{BINDING_NAME}.tmp"
+    tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    os.replace(tmp, store_dir / BINDING_NAME)
+
+
+def _bound_checkpoint(store_dir: Path) -> Path | None:
+    """The checkpoint ``spaner ingest`` recorded for this store, if any."""
+    f = store_dir / BINDING_NAME
+    if not f.is_file():
+        return None
+    rec = json.loads(f.read_text(encoding="utf-8")).get("checkpoint")
+    if not rec:
+        return None
+    p = Path(rec)
+    return p if p.is_absolute() else store_dir / p
 
 
 def model_id_of(space_id: str) -> str:
@@ -96,6 +119,7 @@ def _new_store(settings: Settings) -> ActiveSpace:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     spaner.checkpoint = store_dir / CHECKPOINT_DIR
+    write_binding(store_dir, space.checkpoint_hash, space.dim, spaner.model.config.profile)
     log.info("created store %s (model %s)", store_dir, model_id_of(space.checkpoint_hash))
     return ActiveSpace(spaner, store, space)
 
@@ -104,12 +128,16 @@ def _existing_store(settings: Settings) -> ActiveSpace:
     store_dir = settings.store
     ckpt = store_dir / CHECKPOINT_DIR
     if not ckpt.is_dir():
-        if settings.checkpoint is None:
+        bound = _bound_checkpoint(store_dir)  # a store made by `spaner ingest`
+        if settings.checkpoint is None and bound is not None and bound.is_dir():
+            shutil.copytree(bound, ckpt)
+        elif settings.checkpoint is None:
             raise ConfigError(
                 f"{store_dir} has no {CHECKPOINT_DIR}/ folder: pass --checkpoint with the model "
                 "that produced its vectors"
             )
-        shutil.copytree(settings.checkpoint, ckpt)
+        else:
+            shutil.copytree(settings.checkpoint, ckpt)
     spaner = Spaner.load(ckpt, device=settings.device)
     space = _space_of(spaner)
     if (
@@ -120,7 +148,9 @@ def _existing_store(settings: Settings) -> ActiveSpace:
             f"{store_dir} holds vectors of model {model_id_of(space.checkpoint_hash)}, not of "
             f"--checkpoint {settings.checkpoint}; drop --checkpoint, or fit/activate through the API"
         )
-    return ActiveSpace(spaner, open_store(store_dir, space), space)
+    store = open_store(store_dir, space)
+    write_binding(store_dir, space.checkpoint_hash, space.dim, spaner.model.config.profile)
+    return ActiveSpace(spaner, store, space)
 
 
 class ServiceState:

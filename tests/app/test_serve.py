@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,8 @@ def test_store_is_created_then_reopened_with_the_same_space(tmp_path: Path) -> N
     first = ServiceState.open(s)
     mid = first.peek().model_id
     assert (s.store / "checkpoint" / "model.safetensors").is_file()
+    binding = json.loads((s.store / "spaner.json").read_text())  # what `spaner ingest/search` read
+    assert binding["checkpoint"] == "checkpoint" and binding["space_id"].startswith(mid)
     first.close()
     again = ServiceState.open(s)
     assert again.peek().model_id == mid
