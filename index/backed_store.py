@@ -171,8 +171,10 @@ class MetadataBackedStore(VectorStore):
     def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[list[Hit]]:
         """:class:`Hit` lists from ``search_ids`` arrays (metadata from the in-memory cache)."""
         id_rows = ids.tolist()
-        flat = [i for row in id_rows for i in row if i >= 0]
-        rows = self.meta_cache.rows(set(flat)) if flat else {}
+        flat = {i for row in id_rows for i in row if i >= 0}
+        if flat:
+            self.meta_cache.warm(self.meta.count())
+        rows = self.meta_cache.rows(flat) if flat else {}
         out: list[list[Hit]] = []
         for srow, irow in zip(scores.tolist(), id_rows, strict=True):
             out.append(

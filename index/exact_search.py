@@ -30,6 +30,7 @@ __all__ = [
     "calibrate",
     "bf16_matmul_is_native",
     "BF16_EPS",
+    "ExactSearcher",
 ]
 
 _NEG_INF = float("-inf")
@@ -65,11 +66,7 @@ def choose_exact_engine(
     """
     table = table or {}
     chosen = table.get(f"{device}:{batch}") or table.get(device)
-    if chosen:
-        return chosen
-    if device == "cpu" and batch >= BF16_MIN_BATCH and bf16_matmul_is_native():
-        return "bf16"
-    return _ENGINE_BY_DEVICE.get(device, "torch")
+    return chosen or _ENGINE_BY_DEVICE.get(device, "torch")
 
 
 def topk_inner_product(
@@ -160,3 +157,72 @@ def calibrate(
             times[name] = time.perf_counter() - t0
         table[f"cpu:{b}"] = min(times, key=times.__getitem__)
     return table
+
+
+class ExactSearcher:
+    """Exact top-k over one (changing) matrix, choosing the engine by measurement.
+
+    One query is a memory-bound matvec: float32 torch. For batches on CPUs with native bf16
+    the two-stage engine usually wins once the matrix outgrows the caches, but not on small
+    matrices; so the first batch of each size bucket (powers of two) is answered by both
+    engines, timed (best of two runs each, interleaved), and the faster one is remembered
+    until the matrix size changes by more than 2x. Results are the same either way.
+    ``table`` (``{"cpu": "torch"}``, ``{"cpu:16": "bf16"}``) forces a choice.
+    """
+
+    def __init__(self, table: dict[str, str] | None = None) -> None:
+        self.table = table if table is not None else {}
+        self.choices: dict[int, str] = {}
+        self._calibrated_n = 0
+        self._bf16: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        """The matrix changed: drop the bf16 mirror (rebuilt on the next batch that uses it)."""
+        self._bf16 = None
+
+    def _mirror(self, matrix: np.ndarray) -> torch.Tensor:
+        if self._bf16 is None or self._bf16.shape[0] != len(matrix):
+            self._bf16 = torch.from_numpy(matrix).bfloat16()
+        return self._bf16
+
+    def engine_for(self, batch: int, n: int, k: int) -> str | None:
+        """The engine for this call, or None when it must be measured first."""
+        forced = self.table.get(f"cpu:{batch}") or self.table.get("cpu")
+        if forced in ("torch", "bf16"):
+            return forced
+        if batch < BF16_MIN_BATCH or n <= 2 * max(64, 4 * k) or not bf16_matmul_is_native():
+            return "torch"
+        if not self._calibrated_n // 2 <= n <= 2 * self._calibrated_n:
+            self.choices.clear()
+            self._calibrated_n = n
+        return self.choices.get(_bucket(batch))
+
+    def search(
+        self, matrix: np.ndarray, queries: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        engine = self.engine_for(len(queries), len(matrix), k)
+        if engine == "torch":
+            return topk_inner_product(matrix, queries, k)
+        if engine == "bf16":
+            return topk_two_stage(matrix, self._mirror(matrix), queries, k)
+        mirror = self._mirror(matrix)
+        runs = {
+            "torch": lambda: topk_inner_product(matrix, queries, k),
+            "bf16": lambda: topk_two_stage(matrix, mirror, queries, k),
+        }
+        best = dict.fromkeys(runs, float("inf"))
+        out = None
+        for _ in range(2):
+            for name, fn in runs.items():
+                t0 = time.perf_counter()
+                out = fn()
+                best[name] = min(best[name], time.perf_counter() - t0)
+        winner = min(best, key=best.__getitem__)
+        self.choices[_bucket(len(queries))] = winner
+        if winner == "torch" and "bf16" not in self.choices.values():
+            self._bf16 = None  # free the mirror while nothing uses it
+        return out
+
+
+def _bucket(batch: int) -> int:
+    return min(1 << (batch - 1).bit_length(), 1024)

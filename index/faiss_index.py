@@ -8,7 +8,15 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-__all__ = ["FactoryInfo", "parse_factory", "build_index", "search_params", "to_gpu", "gpu_count"]
+__all__ = [
+    "FactoryInfo",
+    "parse_factory",
+    "build_index",
+    "configure_training",
+    "search_params",
+    "to_gpu",
+    "gpu_count",
+]
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,28 @@ def build_index(dim: int, info: FactoryInfo) -> faiss.IndexIDMap2:
             f"FAISS cannot build factory {info.factory!r} at dim {dim}: {exc}"
         ) from exc
     return faiss.IndexIDMap2(inner)
+
+
+def configure_training(index: faiss.Index, iterations: int, points_per_centroid: int) -> None:
+    """Make training fast: few k-means iterations, a bounded sample per centroid, and no
+    polysemous training (FAISS' factory turns it on for IVF-PQ; it is a slow annealing that
+    only helps Hamming-distance filtering, which the store does not use)."""
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        ivf = None
+    if ivf is not None:
+        ivf.cp.niter = iterations
+        ivf.cp.max_points_per_centroid = points_per_centroid
+        if hasattr(ivf, "do_polysemous_training"):
+            ivf.do_polysemous_training = False
+        pq = getattr(ivf, "pq", None)
+        if pq is not None:
+            pq.cp.niter = iterations
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+    if isinstance(inner, faiss.IndexPQ):
+        inner.do_polysemous_training = False
+        inner.pq.cp.niter = iterations
 
 
 def search_params(

@@ -24,14 +24,20 @@ from typing import Any
 
 import faiss
 import numpy as np
-import torch
 
 from .atomic_io import atomic_write_with
 from .backed_store import MetadataBackedStore
 from .base import RepairReport
 from .errors import IndexNotTrainedError, StoreError
-from .exact_search import choose_exact_engine, topk_inner_product, topk_two_stage
-from .faiss_index import build_index, gpu_count, parse_factory, search_params, to_gpu
+from .exact_search import ExactSearcher, choose_exact_engine, topk_inner_product
+from .faiss_index import (
+    build_index,
+    configure_training,
+    gpu_count,
+    parse_factory,
+    search_params,
+    to_gpu,
+)
 from .filter_plan import Strategy, plan_search, widening_schedule
 from .filters import Filter
 from .space import EmbeddingSpace, StoreManifest
@@ -55,6 +61,8 @@ class FaissConfig:
     normalize: bool = False  # True: normalise any non-zero vector instead of refusing non-unit ones
     use_gpu: bool | None = None  # None: use a GPU when FAISS sees one
     train_size: int = 100_000  # max vectors sampled from the store to train an ANN index
+    train_per_centroid: int = 50  # ... and at most this many per IVF list (k-means sample)
+    train_iterations: int = 10  # k-means iterations (IVF coarse quantizer and PQ codebooks)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,10 +87,10 @@ class FaissStore(MetadataBackedStore):
         self._gpu: faiss.Index | None = None
         self._dead: set[int] = set()  # ids still in an index that cannot remove (HNSW)
         self._view: tuple[np.ndarray, np.ndarray] | None = None
-        self._bf16: torch.Tensor | None = None
         self._allowed_cache: dict[tuple[str, str], np.ndarray] = {}
         self._cache_gen: int | None = None
         self.exact_engine_table: dict[str, str] = {}
+        self.exact = ExactSearcher(self.exact_engine_table)
 
     # -- lifecycle ----------------------------------------------------------------------
     @classmethod
@@ -105,7 +113,7 @@ class FaissStore(MetadataBackedStore):
     def _index_close(self) -> None:
         self._gpu = None
         self._view = None
-        self._bf16 = None
+        self.exact.reset()
 
     def _cache_dir(self) -> Path:
         return self.path / "index"
@@ -129,7 +137,7 @@ class FaissStore(MetadataBackedStore):
     # -- index hooks --------------------------------------------------------------------
     def _invalidate(self) -> None:
         self._view = None
-        self._bf16 = None
+        self.exact.reset()
         self._gpu = None
         self._allowed_cache.clear()
 
@@ -173,12 +181,22 @@ class FaissStore(MetadataBackedStore):
                     self.info.min_train,
                 )
             return False
-        self._train_on(self.meta.sample_vectors(self.config.train_size))
+        self._train_on(self.meta.sample_vectors(self.train_sample_size()))
         self._add_from_db()
         return True
 
+    def train_sample_size(self) -> int:
+        """How many stored vectors an automatic training samples: ``train_size``, and for IVF
+        at most ``train_per_centroid`` per list (k-means gains little from more; time grows
+        linearly), but never fewer than the minimum the index needs."""
+        n = self.config.train_size
+        if self.info.nlist:
+            n = min(n, max(self.info.min_train, self.config.train_per_centroid * self.info.nlist))
+        return n
+
     def _train_on(self, vecs: np.ndarray) -> None:
         log.info("training %s on %d vectors", self.config.factory, len(vecs))
+        configure_training(self.index, self.config.train_iterations, self.config.train_per_centroid)
         self.index.train(vecs)
         self._invalidate()
 
@@ -316,10 +334,8 @@ class FaissStore(MetadataBackedStore):
             and (engine != "faiss" or filtered)
         ):
             row_ids, mat = self._flat_view()
-            if s is Strategy.EXACT and engine == "bf16":
-                if self._bf16 is None:
-                    self._bf16 = torch.from_numpy(mat).bfloat16()
-                d, rows = topk_two_stage(mat, self._bf16, q, k)
+            if s is Strategy.EXACT:
+                d, rows = self.exact.search(mat, q, k)
                 return _pad(d, row_ids[rows], k)
             mask = self._allowed(flt, "mask") if s is Strategy.EXACT_MASK else None
             subset = self._allowed(flt, "rows") if s is Strategy.EXACT_SUBSET else None

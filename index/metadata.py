@@ -192,11 +192,15 @@ class MetadataDB:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
 
-    def meta_rows(self, ids: Sequence[int]) -> dict[int, tuple]:
-        """id -> compact row ``(modality, source, concept, content_hash, extra JSON text)``."""
-        q = f"SELECT {_META_COLS} FROM items WHERE id IN (SELECT value FROM json_each(?))"
+    def meta_rows(self, ids: Sequence[int] | None) -> dict[int, tuple]:
+        """id -> compact row ``(modality, source, concept, content_hash, extra JSON text)``
+        for ``ids`` (every item when None)."""
         with self._lock:
-            rows = self._conn.execute(q, (json.dumps([int(i) for i in ids]),)).fetchall()
+            if ids is None:
+                rows = self._conn.execute(f"SELECT {_META_COLS} FROM items").fetchall()
+            else:
+                q = f"SELECT {_META_COLS} FROM items WHERE id IN (SELECT value FROM json_each(?))"
+                rows = self._conn.execute(q, (json.dumps([int(i) for i in ids]),)).fetchall()
         return {r[0]: tuple(r[1:]) for r in rows}
 
     def metadata(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
