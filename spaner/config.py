@@ -88,7 +88,9 @@ class TrainConfig:
     lr: float = _f(2e-3, "AdamW learning rate")
     weight_decay: float = _f(0.01, "AdamW weight decay")
     val_fraction: float = _f(0.15, "share of the training pool held out for validation when the manifest has no 'val' split")
-    patience: int = _f(20, "early-stopping patience in epochs (validation loss)")
+    patience: int = _f(20, "early-stopping patience in epochs")
+    min_epochs: int = _f(40, "epochs before early stopping may trigger (the one-cycle warm-up makes early validation noisy)")
+    monitor: str = _f("recall", "early-stopping signal on the validation set: 'recall' (mean R@1 over directions) or 'loss'")
     seed: int = _f(0, "seed for sampling, initialisation and shuffling")
     augment: bool = _f(False, "apply token-level augmentation (dropout of tokens) during training")
 
@@ -99,7 +101,9 @@ class TrainConfig:
             raise ConfigError(f"--shots must be >= 1, got {self.shots}")
         if self.fraction is not None and not 0.0 < self.fraction <= 1.0:
             raise ConfigError(f"--fraction must be in (0, 1], got {self.fraction}")
-        if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.patience < 1:
+        if self.monitor not in ("recall", "loss"):
+            raise ConfigError(f"monitor must be 'recall' or 'loss', got {self.monitor!r}")
+        if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.patience < 1 or self.min_epochs < 0:
             raise ConfigError("epochs >= 1, batch size >= 2, lr > 0 and patience >= 1 are required")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")

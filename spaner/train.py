@@ -38,6 +38,7 @@ class TrainResult:
     best_val_loss: float | None
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
+    val_recall: list[float] = field(default_factory=list)
     initial_loss: float | None = None
     train_items: int = 0
     val_items: int = 0
@@ -72,6 +73,20 @@ def _pairs(modalities: Sequence[str], only: Sequence[str] | None) -> list[tuple[
     return [(a, b) for a, b in combinations(modalities, 2) if only is None or a in only or b in only]
 
 
+def feature_recall(model: SpanerModel, fs: FeatureSet, only: Sequence[str] | None = None) -> float:
+    """Mean Recall@1 over the directions training optimises (eval mode): the early-stopping signal."""
+    from .evaluate import retrieval_metrics
+
+    embs = {m: embed_items(model, m, f.items) for m, f in fs.modalities.items() if m in model.aligners}
+    pairs = _pairs(sorted(embs), only)
+    if not pairs:
+        return float("nan")
+    metrics = retrieval_metrics(embs, fs, ks=(1,))
+    directions = [f"{a}->{b}" for a, b in pairs] + [f"{b}->{a}" for a, b in pairs]
+    vals = [metrics[d]["R@1"] for d in directions if d in metrics]
+    return float(sum(vals) / len(vals)) if vals else float("nan")
+
+
 def feature_loss(model: SpanerModel, fs: FeatureSet, only: Sequence[str] | None = None) -> float:
     """The full-set contrastive loss (eval mode), over the modality pairs training optimises."""
     embs = {m: embed_items(model, m, f.items) for m, f in fs.modalities.items() if m in model.aligners}
@@ -93,7 +108,7 @@ def fit(
 ) -> TrainResult:
     """Train ``model`` in place; returns the loss history. See the module docstring."""
     cfg.validate()
-    modalities = [m for m in train.modalities if m in model.aligners]
+    modalities = sorted(m for m in train.modalities if m in model.aligners)  # order-independent of the manifest
     if len(modalities) < 2:
         raise ValueError(f"training needs at least two modalities with data, got {modalities}")
     if only is not None:
@@ -155,16 +170,22 @@ def fit(
         train_loss = sum(losses) / max(len(losses), 1)
         result.train_loss.append(train_loss)
         result.epochs_run = epoch + 1
-        monitor = feature_loss(model, val, only) if val is not None and len(val) else train_loss
-        if val is not None and len(val):
-            result.val_loss.append(monitor)
-        if monitor < best - 1e-4:
+        has_val = val is not None and len(val) > 0
+        if has_val:
+            result.val_loss.append(feature_loss(model, val, only))
+        if has_val and cfg.monitor == "recall":
+            recall = feature_recall(model, val, only)
+            result.val_recall.append(recall)
+            monitor = -recall + 1e-3 * result.val_loss[-1]  # recall first, loss breaks ties
+        else:
+            monitor = result.val_loss[-1] if has_val else train_loss
+        if monitor < best - 1e-6:
             best, stale, result.best_epoch = monitor, 0, epoch + 1
             best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
         bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{monitor:.3f}")
-        if stale >= cfg.patience:
+        if stale >= cfg.patience and epoch + 1 >= cfg.min_epochs:
             log.info("early stop at epoch %d (best %d, monitor %.4f)", epoch + 1, result.best_epoch, best)
             break
     bar.close()
@@ -172,7 +193,8 @@ def fit(
     model.eval()
     for n, p in model.named_parameters():
         p.requires_grad_(saved_flags.get(n, True))
-    result.best_val_loss = best if val is not None and len(val) else None
+    if val is not None and len(val) and result.best_epoch:
+        result.best_val_loss = result.val_loss[result.best_epoch - 1]
     log.info("trained %d epochs; loss %.4f -> %.4f (best epoch %d)", result.epochs_run,
              result.initial_loss or float("nan"), result.train_loss[-1] if result.train_loss else float("nan"),
              result.best_epoch)
