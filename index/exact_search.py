@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ __all__ = [
     "bf16_matmul_is_native",
     "BF16_EPS",
     "ExactSearcher",
+    "topk_split",
 ]
 
 _NEG_INF = float("-inf")
@@ -134,6 +136,30 @@ def topk_two_stage(
     return vals.numpy(), rows.numpy().astype(np.int64, copy=False)
 
 
+def topk_split(
+    matrix: np.ndarray, queries: np.ndarray, k: int, pool: ThreadPoolExecutor, parts: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` with the rows split in ``parts`` slices searched on ``pool`` threads
+    and merged (torch releases the GIL). One query is a memory-bound matvec that torch runs
+    on fewer cores than the machine has; slicing the rows keeps every core streaming."""
+    x = torch.from_numpy(matrix)
+    q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+    n = len(matrix)
+    bounds = [(n * i) // parts for i in range(parts + 1)]
+
+    def part(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = bounds[i], bounds[i + 1]
+        v, idx = torch.topk(q @ x[lo:hi].T, min(k, hi - lo), dim=1)
+        return v, idx + lo
+
+    got = list(pool.map(part, range(parts)))
+    vals = torch.cat([g[0] for g in got], dim=1)
+    rows = torch.cat([g[1] for g in got], dim=1)
+    kk = min(k, vals.shape[1])
+    v, j = torch.topk(vals, kk, dim=1)
+    return v.numpy(), torch.gather(rows, 1, j).numpy().astype(np.int64, copy=False)
+
+
 def calibrate(
     matrix: np.ndarray,
     faiss_search: Callable[[np.ndarray, int], object],
@@ -162,12 +188,13 @@ def calibrate(
 class ExactSearcher:
     """Exact top-k over one (changing) matrix, choosing the engine by measurement.
 
-    One query is a memory-bound matvec: float32 torch. For batches on CPUs with native bf16
-    the two-stage engine usually wins once the matrix outgrows the caches, but not on small
-    matrices; so the first batch of each size bucket (powers of two) is answered by both
-    engines, timed (best of two runs each, interleaved), and the faster one is remembered
-    until the matrix size changes by more than 2x. Results are the same either way.
-    ``table`` (``{"cpu": "torch"}``, ``{"cpu:16": "bf16"}``) forces a choice.
+    Candidates: ``torch`` (float32 matmul + top-k), ``split`` (the same over row slices on a
+    small thread pool: helps the memory-bound single-query matvec) and, for batches on CPUs
+    with native bf16, ``bf16`` (the exact two-stage engine, which wins once the matrix
+    outgrows the caches). The first call of each batch-size bucket (powers of two) runs every
+    candidate twice, interleaved, and remembers the fastest until the matrix size changes by
+    more than 2x. Results are the same whichever engine answers. ``table``
+    (``{"cpu": "torch"}``, ``{"cpu:16": "bf16"}``) forces a choice.
     """
 
     def __init__(self, table: dict[str, str] | None = None) -> None:
@@ -175,41 +202,64 @@ class ExactSearcher:
         self.choices: dict[int, str] = {}
         self._calibrated_n = 0
         self._bf16: torch.Tensor | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self.threads = max(1, torch.get_num_threads())
 
     def reset(self) -> None:
         """The matrix changed: drop the bf16 mirror (rebuilt on the next batch that uses it)."""
         self._bf16 = None
+
+    def close(self) -> None:
+        self._bf16 = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
 
     def _mirror(self, matrix: np.ndarray) -> torch.Tensor:
         if self._bf16 is None or self._bf16.shape[0] != len(matrix):
             self._bf16 = torch.from_numpy(matrix).bfloat16()
         return self._bf16
 
-    def engine_for(self, batch: int, n: int, k: int) -> str | None:
-        """The engine for this call, or None when it must be measured first."""
+    def _runner(self, engine: str, matrix: np.ndarray, queries: np.ndarray, k: int):
+        if engine == "bf16":
+            mirror = self._mirror(matrix)
+            return lambda: topk_two_stage(matrix, mirror, queries, k)
+        if engine == "split":
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="spaner-exact")
+            pool = self._pool
+            return lambda: topk_split(matrix, queries, k, pool, self.threads)
+        return lambda: topk_inner_product(matrix, queries, k)
+
+    def candidates(self, batch: int, n: int, k: int) -> list[str]:
+        """Engines worth timing for this call (one means no choice to make)."""
         forced = self.table.get(f"cpu:{batch}") or self.table.get("cpu")
-        if forced in ("torch", "bf16"):
-            return forced
-        if batch < BF16_MIN_BATCH or n <= 2 * max(64, 4 * k) or not bf16_matmul_is_native():
-            return "torch"
-        if not self._calibrated_n // 2 <= n <= 2 * self._calibrated_n:
-            self.choices.clear()
-            self._calibrated_n = n
-        return self.choices.get(_bucket(batch))
+        if forced in ("torch", "bf16", "split"):
+            return [forced]
+        if n <= 2 * max(64, 4 * k) * self.threads:
+            return ["torch"]
+        out = ["torch"]
+        if self.threads > 1:
+            out.append("split")
+        if batch >= BF16_MIN_BATCH and bf16_matmul_is_native():
+            out.append("bf16")
+        return out
 
     def search(
         self, matrix: np.ndarray, queries: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        engine = self.engine_for(len(queries), len(matrix), k)
-        if engine == "torch":
-            return topk_inner_product(matrix, queries, k)
-        if engine == "bf16":
-            return topk_two_stage(matrix, self._mirror(matrix), queries, k)
-        mirror = self._mirror(matrix)
-        runs = {
-            "torch": lambda: topk_inner_product(matrix, queries, k),
-            "bf16": lambda: topk_two_stage(matrix, mirror, queries, k),
-        }
+        n = len(matrix)
+        cands = self.candidates(len(queries), n, k)
+        if len(cands) == 1:
+            return self._runner(cands[0], matrix, queries, k)()
+        if not self._calibrated_n // 2 <= n <= 2 * self._calibrated_n:
+            self.choices.clear()
+            self._calibrated_n = n
+        bucket = _bucket(len(queries))
+        chosen = self.choices.get(bucket)
+        if chosen is not None:
+            return self._runner(chosen, matrix, queries, k)()
+        runs = {name: self._runner(name, matrix, queries, k) for name in cands}
         best = dict.fromkeys(runs, float("inf"))
         out = None
         for _ in range(2):
@@ -218,8 +268,8 @@ class ExactSearcher:
                 out = fn()
                 best[name] = min(best[name], time.perf_counter() - t0)
         winner = min(best, key=best.__getitem__)
-        self.choices[_bucket(len(queries))] = winner
-        if winner == "torch" and "bf16" not in self.choices.values():
+        self.choices[bucket] = winner
+        if "bf16" not in self.choices.values():
             self._bf16 = None  # free the mirror while nothing uses it
         return out
 

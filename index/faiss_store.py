@@ -113,7 +113,7 @@ class FaissStore(MetadataBackedStore):
     def _index_close(self) -> None:
         self._gpu = None
         self._view = None
-        self.exact.reset()
+        self.exact.close()
 
     def _cache_dir(self) -> Path:
         return self.path / "index"
