@@ -96,3 +96,15 @@ def test_argparse_errors_exit_2_without_traceback():
 def test_console_script_is_installed():
     exe = Path(sys.executable).parent / "spaner"
     assert exe.is_file(), "pip install -e . should install the `spaner` console script"
+
+
+def test_datasets_synthetic_builds_a_manifest_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "syn"
+    code, _, err = run_cli(["datasets", "synthetic", "--out", str(out), "--concepts", "3", "--per-concept", "2"], capsys)
+    assert code == 0, err
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 3 * 2 * 3  # concepts x per concept x modalities
+    code, _, err = run_cli(["datasets", "synthetic", "--out", str(out)], capsys)
+    assert code == 2 and "not empty" in err
+    code, _, err = run_cli(["datasets", "synthetic", "--out", str(tmp_path / "b"), "--concepts", "99"], capsys)
+    assert code == 2 and "concepts must be" in err
