@@ -276,3 +276,19 @@ def test_sigkill_mid_ingest_then_resume(tmp_path, checkpoints) -> None:
                     content_sha256(ln[m] if m == "text" else (manifest.parent / ln[m]).read_bytes())
                 )
     assert set(hashes) == expected
+
+
+@pytest.mark.slow
+def test_ingest_and_search_on_milvus_lite(tmp_path, checkpoints, small_set) -> None:
+    pytest.importorskip("pymilvus")
+    pytest.importorskip("milvus_lite")
+    store_dir = tmp_path / "store"
+    rep = ingest([small_set], store_dir, checkpoint=checkpoints[0], backend="milvus")
+    assert rep.added > 0 and rep.skipped == 0
+    again = ingest([small_set], store_dir)
+    assert again.added == 0 and again.skipped_present == rep.added
+    with open_store(store_dir, None) as store:
+        assert store.backend == "milvus" and store.count() == rep.added
+        vec = store.vectors([0])
+        hits = store.search(vec, 3)[0]
+        assert hits[0].id == 0
