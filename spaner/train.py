@@ -73,29 +73,27 @@ def _pairs(modalities: Sequence[str], only: Sequence[str] | None) -> list[tuple[
     return [(a, b) for a, b in combinations(modalities, 2) if only is None or a in only or b in only]
 
 
-def feature_recall(model: SpanerModel, fs: FeatureSet, only: Sequence[str] | None = None) -> float:
-    """Mean Recall@1 over the directions training optimises (eval mode): the early-stopping signal."""
+def validation_metrics(model: SpanerModel, fs: FeatureSet, only: Sequence[str] | None = None) -> tuple[float, float]:
+    """(contrastive loss, mean Recall@1) over the modality pairs training optimises, in eval mode,
+    embedding every item once."""
     from .evaluate import retrieval_metrics
 
     embs = {m: embed_items(model, m, f.items) for m, f in fs.modalities.items() if m in model.aligners}
     pairs = _pairs(sorted(embs), only)
     if not pairs:
-        return float("nan")
+        return float("nan"), float("nan")
+    with torch.no_grad():
+        loss = torch.stack([info_nce(embs[a], embs[b], fs.modalities[a].labels, fs.modalities[b].labels,
+                                     model.logit_scale) for a, b in pairs]).mean()
     metrics = retrieval_metrics(embs, fs, ks=(1,))
     directions = [f"{a}->{b}" for a, b in pairs] + [f"{b}->{a}" for a, b in pairs]
-    vals = [metrics[d]["R@1"] for d in directions if d in metrics]
-    return float(sum(vals) / len(vals)) if vals else float("nan")
+    recalls = [metrics[d]["R@1"] for d in directions if d in metrics]
+    return float(loss), float(sum(recalls) / len(recalls)) if recalls else float("nan")
 
 
 def feature_loss(model: SpanerModel, fs: FeatureSet, only: Sequence[str] | None = None) -> float:
     """The full-set contrastive loss (eval mode), over the modality pairs training optimises."""
-    embs = {m: embed_items(model, m, f.items) for m, f in fs.modalities.items() if m in model.aligners}
-    pairs = _pairs(list(embs), only)
-    if not pairs:
-        return float("nan")
-    with torch.no_grad():
-        losses = [info_nce(embs[a], embs[b], fs.modalities[a].labels, fs.modalities[b].labels, model.logit_scale) for a, b in pairs]
-    return float(torch.stack(losses).mean())
+    return validation_metrics(model, fs, only)[0]
 
 
 def fit(
@@ -172,10 +170,10 @@ def fit(
         result.epochs_run = epoch + 1
         has_val = val is not None and len(val) > 0
         if has_val:
-            result.val_loss.append(feature_loss(model, val, only))
-        if has_val and cfg.monitor == "recall":
-            recall = feature_recall(model, val, only)
+            val_loss, recall = validation_metrics(model, val, only)
+            result.val_loss.append(val_loss)
             result.val_recall.append(recall)
+        if has_val and cfg.monitor == "recall":
             monitor = -recall + 1e-3 * result.val_loss[-1]  # recall first, loss breaks ties
         else:
             monitor = result.val_loss[-1] if has_val else train_loss

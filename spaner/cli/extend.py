@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from spaner.manifest import load_manifest
     from spaner.pipeline import Spaner
 
-    from .train import report_line
+    from .train import best_summary, report_line
 
     sp = Spaner.load(args.checkpoint)
     manifest = load_manifest(args.manifest)
@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"checkpoint": str(args.out), **record})
         return 0
-    print(f"extended {args.modality!r} in {seconds:.1f}s: {result.epochs_run} epochs, best epoch {result.best_epoch}, "
-          f"loss {result.initial_loss:.4f} -> best val {result.best_val_loss}")
+    print(f"extended {args.modality!r} in {seconds:.1f}s: {result.epochs_run} epochs, "
+          f"train loss {result.initial_loss:.3f} -> {result.train_loss[-1]:.3f}; {best_summary(result)}")
     if "test" in record:
         print(f"test R@1: {report_line(record['test']['retrieval'])}")
     print(f"checkpoint: {args.out}")

@@ -70,15 +70,19 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     from rich.logging import RichHandler
 
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    # Third-party libraries log at INFO on the root logger (open_clip's model-creation chatter);
+    # the root stays at WARNING unless -vv, and SPANER's own loggers get the chosen level.
     logging.basicConfig(
-        level=level,
+        level=logging.DEBUG if verbose > 1 else logging.WARNING,
         format="%(message)s",
         datefmt="[%X]",
         handlers=[RichHandler(show_path=verbose > 1, rich_tracebacks=False, markup=False)],
         force=True,
     )
-    for noisy in ("urllib3", "httpx", "PIL", "filelock", "huggingface_hub", "transformers"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    logging.getLogger("spaner").setLevel(level)
+    if verbose <= 1:
+        # open_clip warns on purpose-built random presets ("No pretrained weights loaded")
+        logging.getLogger().addFilter(lambda r: "No pretrained weights loaded" not in r.getMessage())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

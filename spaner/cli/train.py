@@ -31,6 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def best_summary(result) -> str:
+    """The kept epoch and its validation figures."""
+    if not result.val_loss:
+        return f"kept epoch {result.best_epoch} (no validation set)"
+    i = result.best_epoch - 1
+    recall = f", val R@1 {result.val_recall[i]:.3f}" if result.val_recall else ""
+    return f"kept epoch {result.best_epoch}: val loss {result.val_loss[i]:.3f}{recall}"
+
+
 def report_line(report: dict) -> str:
     return "  ".join(f"{d} {m['R@1']:.3f}" for d, m in report.items())
 
@@ -58,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"checkpoint": str(args.out), **record})
         return 0
-    print(f"trained {result.epochs_run} epochs in {seconds:.1f}s on {result.train_items} items "
-          f"(val {result.val_items}); loss {result.initial_loss:.4f} -> best val {result.best_val_loss} at epoch {result.best_epoch}")
+    print(f"trained {result.epochs_run} epochs in {seconds:.1f}s on {result.train_items} items (val {result.val_items}); "
+          f"train loss {result.initial_loss:.3f} -> {result.train_loss[-1]:.3f}; {best_summary(result)}")
     if "test" in record:
         print(f"test R@1 ({data.splits.relevance}): {report_line(record['test']['retrieval'])}")
     print(f"checkpoint: {args.out}")
