@@ -179,7 +179,7 @@ class MetadataBackedStore(VectorStore):
         for srow, irow in zip(scores.tolist(), id_rows, strict=True):
             out.append(
                 [
-                    Hit(i, s, row_to_metadata(rows[i]))
+                    Hit(i, s, row=rows[i], build=row_to_metadata)
                     for s, i in zip(srow, irow, strict=True)
                     if i in rows
                 ]

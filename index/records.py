@@ -65,13 +65,46 @@ def coerce_items(metadata: Any, n: int) -> list[Item]:
     return out
 
 
-@dataclass(frozen=True)
 class Hit:
     """One search result: the item's id, its inner-product score and its metadata.
 
-    ``metadata`` holds ``modality``, ``source``, ``concept``, ``content_hash`` and ``extra``.
+    ``metadata`` holds ``modality``, ``source``, ``concept``, ``content_hash`` and ``extra``
+    (a fresh dict per hit, built on first access: searches that only read ids and scores do
+    not pay for it). Hits are immutable.
     """
 
-    id: int
-    score: float
-    metadata: dict[str, Any]
+    __slots__ = ("id", "score", "_meta", "_row", "_build")
+
+    def __init__(
+        self,
+        id: int,
+        score: float,
+        metadata: dict[str, Any] | None = None,
+        *,
+        row: Any = None,
+        build: Any = None,
+    ) -> None:
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "score", score)
+        object.__setattr__(self, "_meta", metadata)
+        object.__setattr__(self, "_row", row)
+        object.__setattr__(self, "_build", build)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        if self._meta is None:
+            object.__setattr__(self, "_meta", self._build(self._row) if self._build else {})
+        return self._meta
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Hit is immutable (cannot set {name!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Hit):
+            return NotImplemented
+        return (self.id, self.score, self.metadata) == (other.id, other.score, other.metadata)
+
+    __hash__ = None  # type: ignore[assignment]  # metadata is a dict
+
+    def __repr__(self) -> str:
+        return f"Hit(id={self.id!r}, score={self.score!r}, metadata={self.metadata!r})"

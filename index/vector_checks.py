@@ -32,10 +32,13 @@ def check_vectors(vectors: object, dim: int, *, normalize: bool = False) -> np.n
         raise VectorError(f"vectors must be 2-D [n, {dim}], got shape {arr.shape}")
     if arr.shape[1] != dim:
         raise VectorError(f"vectors have dimension {arr.shape[1]}, the store expects {dim}")
-    if not np.isfinite(arr).all():
+    with np.errstate(over="ignore", invalid="ignore"):
+        norms = np.sqrt(np.einsum("ij,ij->i", arr, arr))
+    if not np.isfinite(norms).all():  # NaN/inf anywhere in a row makes its norm non-finite
         bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))[:5].tolist()
-        raise VectorError(f"vectors contain NaN or inf (rows {bad})")
-    norms = np.linalg.norm(arr, axis=1)
+        if bad:
+            raise VectorError(f"vectors contain NaN or inf (rows {bad})")
+        norms = np.linalg.norm(arr.astype(np.float64), axis=1).astype(np.float32)  # overflow
     if (norms == 0).any():
         raise VectorError(
             f"zero vectors cannot be normalised (rows {np.flatnonzero(norms == 0)[:5].tolist()})"
