@@ -8,8 +8,11 @@ under ``torch.no_grad()`` with the backbone in eval mode.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,9 +22,54 @@ import torch
 
 from .decode import DEFAULT_LIMITS, Limits, RawInput
 
-__all__ = ["TokenBatch", "ItemTokens", "Encoder", "EncoderSpec", "InputKind"]
+__all__ = ["TokenBatch", "ItemTokens", "Encoder", "EncoderSpec", "InputKind", "PRECISIONS", "resolve_precision",
+           "bf16_supported"]
 
 InputKind = Literal["text", "file"]
+#: ``auto``: bf16 where the hardware runs it natively (CPUs with AMX or AVX-512-BF16, CUDA GPUs with bf16),
+#: else fp32; ``SPANER_PRECISION`` overrides ``auto``. ``bf16``/``fp32`` force a precision.
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def bf16_supported(device: str | torch.device = "cpu") -> bool:
+    """True when ``device`` runs bf16 matmuls natively (AMX / AVX-512-BF16 CPUs, bf16-capable GPUs)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    if _cpu_flags() & {"amx_bf16", "avx512_bf16"}:
+        return True
+    try:  # no /proc/cpuinfo (macOS, Windows): ask oneDNN through torch
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:
+        return False
+
+
+def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu") -> str:
+    """``"bf16"`` or ``"fp32"`` for an encoder option value (see :data:`PRECISIONS`)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        env = os.environ.get("SPANER_PRECISION", "auto").strip().lower() or "auto"
+        if env not in PRECISIONS:
+            raise ValueError(f"SPANER_PRECISION must be one of {', '.join(PRECISIONS)}, got {env!r}")
+        precision = env
+    if precision == "auto":
+        return "bf16" if bf16_supported(device) else "fp32"
+    return precision
 
 
 @dataclass
@@ -97,6 +145,11 @@ class Encoder(ABC):
     native_dim: int | None = None
     #: Human-readable description of where weights came from (tag, bundle, path, or "random (seed N)").
     weights: str = ""
+    #: False for fixed transforms (FFT front ends, tiny nets) that gain nothing from bf16: they always run fp32.
+    bf16_capable: bool = True
+    #: The requested precision (``auto``/``bf16``/``fp32``); :func:`spaner.encoders.build_encoder` sets it
+    #: from the ``precision`` option. See :attr:`compute_precision` for what actually runs.
+    precision: str = "auto"
 
     def __init__(self) -> None:
         self.device = torch.device("cpu")
@@ -120,9 +173,27 @@ class Encoder(ABC):
         """JSON-serialisable arguments that rebuild this encoder through its spec's factory."""
 
     # -- provided -----------------------------------------------------------------------
+    @property
+    def compute_precision(self) -> str:
+        """``"bf16"`` (autocast) or ``"fp32"``: :attr:`precision` resolved for this device and encoder."""
+        if not self.bf16_capable:
+            return "fp32"
+        return resolve_precision(self.precision, self.device)
+
+    def set_precision(self, precision: str) -> Encoder:
+        resolve_precision(precision, self.device)  # validates
+        self.precision = precision
+        return self
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.compute_precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def forward(self, batch: Any) -> TokenBatch:
-        """Frozen forward: no gradients, float32 features on CPU."""
-        with torch.no_grad():
+        """Frozen forward: no gradients, bf16 autocast when :attr:`compute_precision` says so,
+        float32 features on CPU."""
+        with torch.no_grad(), self._autocast():
             out = self._forward(batch)
         native = out.native.float().cpu() if out.native is not None else None
         return TokenBatch(out.tokens.float().cpu(), out.mask.cpu(), native)
@@ -145,7 +216,10 @@ class Encoder(ABC):
 
     def fingerprint(self) -> str:
         """Stable id of encoder + weights + preprocessing; keys the feature cache."""
-        payload = json.dumps({"name": self.name, "config": self.config(), "v": 1}, sort_keys=True)
+        payload = {"name": self.name, "config": self.config(), "v": 1}
+        if self.compute_precision != "fp32":  # fp32 keys are unchanged, so existing caches stay valid
+            payload["precision"] = self.compute_precision
+        payload = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
     def __repr__(self) -> str:

@@ -27,6 +27,7 @@ class RandomConvImageEncoder(Encoder):
 
     modality = "image"
     input_kind = "file"
+    bf16_capable = False  # a few thousand multiply-adds per pixel: bf16 buys no speed, only rounding
 
     def __init__(self, name: str, size: int = 32, channels: Sequence[int] = (32, 64), seed: int = 0,
                  grayscale: bool = True, weights: str | None = None, device: str = "cpu") -> None:
@@ -86,6 +87,7 @@ class LogMelAudioEncoder(Encoder):
 
     modality = "audio"
     input_kind = "file"
+    bf16_capable = False  # an FFT front end: stays fp32
 
     def __init__(self, name: str, sample_rate: int = 16000, n_mels: int = 40, stack: int = 3,
                  max_seconds: float = 30.0, weights: str | None = None, device: str = "cpu") -> None:

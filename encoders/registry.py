@@ -118,9 +118,13 @@ def get_spec(name: str) -> EncoderSpec:
 
 
 def build_encoder(name: str, **kwargs: Any) -> Encoder:
-    """Instantiate a registered encoder. ``kwargs`` go to its factory (e.g. ``weights=PATH``)."""
+    """Instantiate a registered encoder. ``kwargs`` go to its factory (e.g. ``weights=PATH``), except
+    ``precision`` (``auto``/``bf16``/``fp32``, default ``auto``: bf16 autocast where the hardware runs it
+    natively, overridable with ``SPANER_PRECISION``), which every encoder takes."""
     spec = get_spec(name)
+    precision = kwargs.pop("precision", "auto")
     encoder = spec.factory(**kwargs)
+    encoder.set_precision(precision)
     if encoder.modality != spec.modality:
         raise ConfigError(f"encoder {name!r} declared modality {spec.modality!r} but built {encoder.modality!r}")
     return encoder
