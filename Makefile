@@ -23,9 +23,14 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
+# The embedded offline demo: digits data set -> few-shot training -> store -> API + UI on
+# http://127.0.0.1:7860 (everything cached under .spaner-demo/, so later runs start in seconds).
+demo: $(STAMP)
+	$(VENV)/bin/spaner demo --workdir .spaner-demo --host 127.0.0.1 --port 7860
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check spaner encoders index app tests benchmarks
 	$(VENV)/bin/ruff format --check spaner encoders index app tests benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .spaner-demo
