@@ -111,6 +111,7 @@ def topk_two_stage(
     queries: np.ndarray,
     k: int,
     candidates: int = 64,
+    block_rows: int = 65536,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` (same rows as :func:`topk_inner_product`) via a bf16 candidate stage.
 
@@ -122,8 +123,20 @@ def topk_two_stage(
     cand = max(candidates, 4 * k)
     if cand >= len(matrix):
         return topk_inner_product(matrix, queries, k)
-    approx = q.bfloat16() @ matrix_bf16.T
-    av, ai = torch.topk(approx, cand, dim=1)
+    qb = q.bfloat16()
+    n = len(matrix)
+    if n <= block_rows:
+        av, ai = torch.topk(qb @ matrix_bf16.T, cand, dim=1)
+    else:  # row blocks keep the score block in cache; merge the per-block candidates
+        vals, rows = [], []
+        for lo in range(0, n, block_rows):
+            hi = min(n, lo + block_rows)
+            v, i = torch.topk(qb @ matrix_bf16[lo:hi].T, min(cand, hi - lo), dim=1)
+            vals.append(v)
+            rows.append(i + lo)
+        v_all, i_all = torch.cat(vals, dim=1), torch.cat(rows, dim=1)
+        av, j = torch.topk(v_all, cand, dim=1)
+        ai = torch.gather(i_all, 1, j)
     threshold = av[:, k - 1].float() - 2 * BF16_EPS
     complete = av[:, -1].float() < threshold  # every row above the threshold is a candidate
     exact = torch.einsum("bd,bcd->bc", q, x[ai])

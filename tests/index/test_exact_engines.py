@@ -32,7 +32,7 @@ def test_two_stage_and_split_return_the_exact_top_k(data) -> None:
     q = x[:40] + 0.01 * unit(40, 64, seed=2)
     q = q / np.linalg.norm(q, axis=1, keepdims=True)
     ref_v, ref_i = topk_inner_product(x, q, 10)
-    v2, i2 = topk_two_stage(x, torch.from_numpy(x).bfloat16(), q, 10, candidates=16)
+    v2, i2 = topk_two_stage(x, torch.from_numpy(x).bfloat16(), q, 10, candidates=16, block_rows=700)
     with ThreadPoolExecutor(2) as pool:
         v3, i3 = topk_split(x, q, 10, pool, 3)
     for v, i in ((v2, i2), (v3, i3)):
