@@ -37,13 +37,15 @@ class AlignerConfig:
     positional: bool = _f(True, "add fixed sinusoidal positions to projected tokens")
     dim: int = _f(128, "dimension of the unified space (forced to the native dim when a native space is used)")
     init_temperature: float = _f(0.07, "initial InfoNCE temperature (learnable)")
+    linear_segments: int = _f(4, "linear baseline only: pool tokens as the means of this many equal, consecutive "
+                              "segments (1 = plain mean; a plain mean of per-utterance-normalised frames is ~0)")
 
     def validate(self) -> None:
         if self.kind not in ("cross_attention", "linear"):
             raise ConfigError(f"aligner kind must be 'cross_attention' or 'linear', got {self.kind!r}")
         if self.prompt_mode not in ("shared", "separate"):
             raise ConfigError(f"prompt_mode must be 'shared' or 'separate', got {self.prompt_mode!r}")
-        for name in ("prompt_len", "width", "depth", "heads", "ff_mult", "dim"):
+        for name in ("prompt_len", "width", "depth", "heads", "ff_mult", "dim", "linear_segments"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"aligner {name} must be >= 1, got {getattr(self, name)}")
         if self.width % self.heads:
@@ -93,6 +95,8 @@ class TrainConfig:
     monitor: str = _f("recall", "early-stopping signal on the validation set: 'recall' (mean R@1 over directions) or 'loss'")
     seed: int = _f(0, "seed for sampling, initialisation and shuffling")
     augment: bool = _f(False, "apply token-level augmentation (dropout of tokens) during training")
+    audio_augment: int = _f(0, "augmented copies of each training audio clip (speed/pitch, telephone band, "
+                            "reverberation, noise; see spaner.augment); 0 = off")
 
     def validate(self) -> None:
         if self.shots is not None and self.fraction is not None:
@@ -105,6 +109,8 @@ class TrainConfig:
             raise ConfigError(f"monitor must be 'recall' or 'loss', got {self.monitor!r}")
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.patience < 1 or self.min_epochs < 0:
             raise ConfigError("epochs >= 1, batch size >= 2, lr > 0 and patience >= 1 are required")
+        if self.audio_augment < 0:
+            raise ConfigError(f"audio_augment must be >= 0, got {self.audio_augment}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 

@@ -12,8 +12,9 @@ text towers), the head is a zero-initialised residual on the native vector, so a
 untrained model *is* the native space and training can only start from there:
 ``z = normalize(g * normalize(native) + head_m(mean(Q)))`` with a learnable gate ``g`` (init 1).
 
-The ``linear`` aligner (baseline) is a masked mean-pool and one linear map, with the same
-native residual. ``prompt_mode="separate"`` gives each modality its own prompt (ablation).
+The ``linear`` aligner (baseline) pools the tokens as the means of ``linear_segments``
+consecutive stretches (a plain mean of per-utterance-normalised audio frames is zero, which
+put the baseline at chance) and applies one linear map, with the same native residual. ``prompt_mode="separate"`` gives each modality its own prompt (ablation).
 """
 
 from __future__ import annotations
@@ -107,17 +108,30 @@ class ModalityAligner(nn.Module):
         return self.head(q.mean(dim=1), batch.native)
 
 
+def segment_means(tokens: torch.Tensor, mask: torch.Tensor, segments: int) -> torch.Tensor:
+    """Means of ``segments`` equal, consecutive stretches of each item's real tokens, concatenated:
+    ``[B, segments * width]`` (``segments=1`` is the masked mean). Keeps coarse order/layout, which a
+    plain mean throws away."""
+    lengths = mask.sum(1, keepdim=True).clamp_min(1)  # [B, 1]
+    pos = torch.cumsum(mask.long(), dim=1) - 1  # rank of each real token
+    seg = (pos * segments // lengths).clamp(0, segments - 1)  # [B, T]
+    onehot = F.one_hot(seg, segments).to(tokens.dtype) * mask.unsqueeze(-1).to(tokens.dtype)  # [B, T, S]
+    sums = torch.einsum("bts,btw->bsw", onehot, tokens)
+    counts = onehot.sum(1).unsqueeze(-1)  # [B, S, 1]
+    means = torch.where(counts > 0, sums / counts.clamp_min(1.0), sums.sum(1, keepdim=True) / lengths.unsqueeze(-1))
+    return means.flatten(1)
+
+
 class LinearAligner(nn.Module):
-    """Baseline: masked mean of tokens, then one linear map (same native residual, same loss)."""
+    """Baseline: masked segment means of the tokens, then one linear map (same native residual, same loss)."""
 
     def __init__(self, in_width: int, cfg: AlignerConfig, use_native: bool) -> None:
         super().__init__()
-        self.head = _NativeHead(in_width, cfg.dim, use_native)
+        self.segments = int(cfg.linear_segments)
+        self.head = _NativeHead(in_width * self.segments, cfg.dim, use_native)
 
     def forward(self, prompt: torch.Tensor | None, batch: TokenBatch) -> torch.Tensor:
-        m = batch.mask.unsqueeze(-1).to(batch.tokens.dtype)
-        pooled = (batch.tokens * m).sum(1) / m.sum(1).clamp_min(1.0)
-        return self.head(pooled, batch.native)
+        return self.head(segment_means(batch.tokens, batch.mask, self.segments), batch.native)
 
 
 class SpanerModel(nn.Module):
