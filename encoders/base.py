@@ -14,9 +14,9 @@ import hashlib
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 
@@ -31,7 +31,7 @@ InputKind = Literal["text", "file"]
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cpu_flags() -> frozenset[str]:
     try:
         with open("/proc/cpuinfo") as fh:
@@ -201,7 +201,7 @@ class Encoder(ABC):
     def encode(self, sources: Sequence[RawInput], names: Sequence[str] | None = None) -> TokenBatch:
         """Load, preprocess and run a batch of raw inputs."""
         names = list(names) if names is not None else [None] * len(sources)  # type: ignore[list-item]
-        raws = [self.load(s, n) for s, n in zip(sources, names)]
+        raws = [self.load(s, n) for s, n in zip(sources, names, strict=True)]
         return self.forward(self.preprocess(raws))
 
     def to(self, device: str | torch.device) -> Encoder:

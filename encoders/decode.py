@@ -20,7 +20,7 @@ from spaner.errors import InputError
 
 __all__ = ["Limits", "DEFAULT_LIMITS", "RawInput", "read_bytes", "load_image", "load_audio", "load_text"]
 
-RawInput = Union[str, os.PathLike, bytes]
+RawInput = Union[str, os.PathLike, bytes]  # noqa: UP007 (a runtime alias; `|` on os.PathLike needs 3.10+ at runtime)
 
 
 @dataclass(frozen=True)

@@ -43,9 +43,8 @@ def save_checkpoint(model: SpanerModel, path: str | Path, extra: dict[str, Any] 
     """Atomically write ``model`` to the directory ``path`` (replacing an existing checkpoint)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and not (path / CONFIG_NAME).is_file():
-        if any(path.iterdir()):
-            raise CheckpointError(f"{path} exists and is not a SPANER checkpoint; refusing to overwrite it")
+    if path.exists() and not (path / CONFIG_NAME).is_file() and any(path.iterdir()):
+        raise CheckpointError(f"{path} exists and is not a SPANER checkpoint; refusing to overwrite it")
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     try:
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}

@@ -104,7 +104,7 @@ def encode_items(
         for start in range(0, len(todo), batch_size):
             idx = todo[start : start + batch_size]
             batch = encoder.encode([values[i] for i in idx], names=[values[i] if encoder.input_kind == "file" else None for i in idx])
-            for i, item in zip(idx, batch.split()):
+            for i, item in zip(idx, batch.split(), strict=True):
                 out[i] = item
                 if cache is not None:
                     cache.put(encoder, keys[i], item)  # type: ignore[arg-type]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 from PIL import Image
-
 from spaner.encoders.decode import Limits, load_audio, load_image, load_text
+
 from spaner.errors import InputError
 
 

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from spaner.encoders.base import TokenBatch
 
 from spaner.checkpoint import checkpoint_hash, load_checkpoint, save_checkpoint
 from spaner.config import AlignerConfig, ModalityConfig, SpanerConfig
-from spaner.encoders.base import TokenBatch
 from spaner.errors import CheckpointError, ConfigError
 from spaner.model import SpanerModel, info_nce
 

@@ -9,10 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from spaner.encoders import (
+    EncoderSpec,
+    build_encoder,
+    get_spec,
+    list_encoders,
+    plugin_errors,
+    register_encoder,
+    reload_plugins,
+    unregister_encoder,
+)
 
 from spaner.compare import evaluate_model
 from spaner.config import TrainConfig
-from spaner.encoders import EncoderSpec, build_encoder, get_spec, list_encoders, plugin_errors, register_encoder, reload_plugins, unregister_encoder
 from spaner.errors import ConfigError
 
 PLUGIN_DIR = Path(__file__).parent / "plugins"

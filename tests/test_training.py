@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -107,7 +109,7 @@ def test_feature_cache_reuses_and_invalidates(paired_set, tmp_path, monkeypatch)
     assert torch.equal(a, second.train.modalities["image"].items[0].tokens)
     # change one image's bytes: only that one is recomputed
     item = load_manifest(paired_set).items[0]
-    original = open(item.fields["image"], "rb").read()
+    original = Path(item.fields["image"]).read_bytes()
     try:
         from PIL import Image
 
@@ -115,7 +117,7 @@ def test_feature_cache_reuses_and_invalidates(paired_set, tmp_path, monkeypatch)
         sp.prepare(paired_set, cfg, cache)
         assert calls["n"] == n_first + 1
     finally:
-        open(item.fields["image"], "wb").write(original)
+        Path(item.fields["image"]).write_bytes(original)
 
 
 @pytest.mark.slow

@@ -11,7 +11,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_aligner_args, add_cache_args, add_model_args, add_train_args, feature_cache, print_json, train_config
+from .common import (
+    add_aligner_args,
+    add_cache_args,
+    add_model_args,
+    add_train_args,
+    feature_cache,
+    print_json,
+    train_config,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

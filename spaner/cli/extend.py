@@ -13,7 +13,14 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from .common import add_cache_args, add_train_args, encoder_choice, feature_cache, print_json, train_config
+from .common import (
+    add_cache_args,
+    add_train_args,
+    encoder_choice,
+    feature_cache,
+    print_json,
+    train_config,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

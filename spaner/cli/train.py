@@ -13,7 +13,15 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from .common import add_aligner_args, add_cache_args, add_model_args, add_train_args, feature_cache, print_json, train_config
+from .common import (
+    add_aligner_args,
+    add_cache_args,
+    add_model_args,
+    add_train_args,
+    feature_cache,
+    print_json,
+    train_config,
+)
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from spaner.encoders import Encoder, EncoderSpec, TokenBatch
 from spaner.encoders.decode import read_bytes
+
 from spaner.errors import InputError
 
 
