@@ -172,7 +172,7 @@ class MetadataBackedStore(VectorStore):
         """:class:`Hit` lists from ``search_ids`` arrays (metadata from the in-memory cache)."""
         id_rows = ids.tolist()
         flat = {i for row in id_rows for i in row if i >= 0}
-        if flat:
+        if flat and not self.meta_cache.is_warm:
             self.meta_cache.warm(self.meta.count())
         rows = self.meta_cache.rows(flat) if flat else {}
         out: list[list[Hit]] = []

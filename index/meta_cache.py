@@ -54,6 +54,10 @@ class MetaCache:
     def __len__(self) -> int:
         return len(self._rows)
 
+    @property
+    def is_warm(self) -> bool:
+        return self._warm
+
     def warm(self, count: int) -> None:
         """Load every row at once (first call only) when ``count`` items fit in the cache."""
         if self._warm:
