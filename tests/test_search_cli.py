@@ -190,7 +190,7 @@ def test_delete_cli(built, tmp_path, capsys) -> None:
         (["search", "--store", "{store}", "--text", "a", "--where", "nokey"], "KEY=VALUE"),
         (["delete", "--store", "{missing}", "1"], "not a vector store"),
         (["delete", "--store", "{store}"], "nothing to delete"),
-        (["ingest", "{missing}/nothing", "--store", "{missing}"], "--checkpoint"),
+        (["ingest", "{store}", "--store", "{store}", "--profile", "offline"], "profile"),
     ],
 )
 def test_error_paths_exit_2_with_one_line(built, tmp_path, capsys, argv, needle) -> None:

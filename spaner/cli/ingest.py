@@ -6,8 +6,9 @@ file). Bad files are reported and skipped; the run goes on. Re-running skips con
 stored, so an interrupted ingest resumes where it stopped.
 
 The first ingest creates the store: with --checkpoint (a trained SPANER checkpoint) or
---profile (an untrained model of that profile, saved into the store as DIR/model). Later
-runs use the checkpoint recorded in the store.
+--profile (an untrained model of that profile, saved into the store as DIR/model; without
+either, the offline profile, which needs no network). Later runs use the checkpoint
+recorded in the store.
 
 Exit status: 0 when every input went in (or was already there), 1 when some were skipped
 as bad or of unknown type (the summary lists them), 2 on errors.
@@ -16,6 +17,7 @@ as bad or of unknown type (the summary lists them), 2 on errors.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -23,6 +25,11 @@ from spaner.errors import ConfigError
 from spaner.profiles import PROFILES
 
 from .common import print_json
+
+log = logging.getLogger(__name__)
+
+#: Model of a new store when neither --checkpoint nor --profile is given: runs offline.
+DEFAULT_PROFILE = "offline"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -95,6 +102,18 @@ def run(args: argparse.Namespace) -> int:
     from .search import quiet_libraries
 
     quiet_libraries(args)
+    if (
+        args.checkpoint is None
+        and args.profile is None
+        and not (args.store / "store.json").is_file()
+    ):
+        args.profile = DEFAULT_PROFILE
+        log.warning(
+            "new store without --checkpoint/--profile: using an untrained %r model "
+            "(saved as %s/model); train one with `spaner train` for better search",
+            DEFAULT_PROFILE,
+            args.store,
+        )
     if args.batch_size <= 0:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
     mods = [m.strip() for m in args.modalities.split(",") if m.strip()] if args.modalities else None
