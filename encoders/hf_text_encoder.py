@@ -61,6 +61,10 @@ class HFTextEncoder(Encoder):
         self._args = {"model": source, "tokenizer": tok_source, "tiny": tiny, "seed": seed, "max_length": max_length}
         if source is None or tok_source is None:
             raise EncoderLoadError(f"text encoder {name!r} needs a model id or local directory")
+        if not log.isEnabledFor(logging.DEBUG):  # no "Loading weights" bar on every load
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(tok_source)
             if tiny is not None:  # random, seeded, small: the same code path for tests
