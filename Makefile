@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.spaner-installed
 
-.PHONY: install test test-fast lint demo clean
+.PHONY: install test test-fast lint demo soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test-fast: $(STAMP)
 # http://127.0.0.1:7860 (everything cached under .spaner-demo/, so later runs start in seconds).
 demo: $(STAMP)
 	$(VENV)/bin/spaner demo --workdir .spaner-demo --host 127.0.0.1 --port 7860
+
+# Bounded 60 s load run over loopback (searches of every modality + adds + deletes); see RELIABILITY.md.
+soak: $(STAMP)
+	$(PY) benchmarks/soak.py --seconds 60
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check spaner encoders index app tests benchmarks
