@@ -1,0 +1,358 @@
+"""Crash-safety harness: SIGKILL ``spaner ingest`` and ``spaner serve`` mid-write, then check.
+
+Two scenarios, each run for N kill points:
+
+* **ingest**: a fresh synthetic data set (``make_synthetic``, a new seed per round) is ingested
+  with ``spaner ingest --batch-size 8``; once the store's item count starts to grow the process
+  is killed (SIGKILL) after a random delay. Acknowledged = every item committed in SQLite just
+  before the kill (read through a separate read-only connection).
+* **server**: ``spaner serve --profile tiny --no-ui`` receives concurrent ``POST /v1/items``
+  (unique PNG, WAV and text items) from a few threads; after a random delay past the first
+  201 it is killed. Acknowledged = every item whose POST answered 201 with an id.
+
+After each kill the store is reopened in this process (``open_store``, which repairs) and
+checked: it opens; FAISS and SQLite agree (same count, same id set); every acknowledged item
+is present with exactly the content that was sent and is found by a search with its own
+vector; every visible item is whole (vector, metadata, content matching its sha256).
+
+    .venv/bin/python benchmarks/crash_harness.py                      # 10 + 10 kill points
+    .venv/bin/python benchmarks/crash_harness.py --ingest-kills 2 --server-kills 2 --json
+
+Exit status 0 when every check passed. Everything runs on 127.0.0.1 and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SPANER = [str(BIN / "spaner")] if (BIN / "spaner").exists() else [sys.executable, "-m", "spaner"]
+
+
+@dataclass
+class Tally:
+    kills: int = 0
+    completed_before_kill: int = 0
+    acknowledged: int = 0
+    present: int = 0
+    searchable: int = 0
+    repaired: int = 0
+    items_checked: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _committed(store: Path) -> dict[int, str]:
+    """id -> content_hash of the items committed in the store's SQLite (read-only)."""
+    db = store / "metadata.sqlite"
+    if not db.exists():
+        return {}
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0)
+        try:
+            return dict(conn.execute("SELECT id, content_hash FROM items").fetchall())
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return {}
+
+
+def verify(store_dir: Path, acked: dict[int, bytes | str | None], tally: Tally, label: str) -> None:
+    """Reopen ``store_dir`` and check it (see the module doc); failures go to ``tally``."""
+    from spaner.index import content_sha256, open_store
+
+    def fail(msg: str) -> None:
+        tally.failures.append(f"{label}: {msg}")
+
+    try:
+        store = open_store(store_dir, None)
+    except Exception as exc:  # noqa: BLE001 - any failure to open is the finding
+        fail(f"store does not open: {exc!r}")
+        return
+    try:
+        if not store.last_repair.clean:
+            tally.repaired += 1
+        st = store.stats()
+        if st["count"] != st["index_count"]:
+            fail(f"count mismatch: metadata {st['count']} vs FAISS {st['index_count']}")
+        import faiss
+
+        db_ids = set(int(i) for i in store.meta.ids_matching(None))
+        idx_ids = set(int(i) for i in faiss.vector_to_array(store.index.id_map))
+        if db_ids != idx_ids:
+            fail(
+                f"id sets differ: {len(db_ids - idx_ids)} only in SQLite, {len(idx_ids - db_ids)} only in FAISS"
+            )
+        # every visible item is whole
+        ids = sorted(db_ids)
+        metas = store.get(ids) if ids else []
+        vecs = store.vectors(ids) if ids else np.zeros((0, 1), np.float32)
+        for i, meta, vec in zip(ids, metas, vecs, strict=True):
+            tally.items_checked += 1
+            if not np.all(np.isfinite(vec)) or abs(float(np.linalg.norm(vec)) - 1.0) > 1e-3:
+                fail(f"item {i}: vector not a finite unit vector")
+            try:
+                content = store.content(i)
+            except Exception as exc:  # noqa: BLE001
+                fail(f"item {i}: content unreadable ({exc!r})")
+                continue
+            if meta.get("content_hash") and content_sha256(content) != meta["content_hash"]:
+                fail(f"item {i}: content does not match its sha256")
+        # every acknowledged item is present, intact and searchable by its own vector
+        present = [i for i in acked if i in db_ids]
+        tally.acknowledged += len(acked)
+        tally.present += len(present)
+        for i in acked:
+            if i not in db_ids:
+                fail(f"acknowledged item {i} missing")
+                continue
+            want = acked[i]
+            if want is not None and store.content(i) != want:
+                fail(f"acknowledged item {i}: content differs from what was sent")
+        if present:
+            q = store.vectors(present)
+            hits = store.search(q, k=10)
+            for i, row in zip(present, hits, strict=True):
+                if i in {h.id for h in row}:
+                    tally.searchable += 1
+                else:
+                    fail(f"acknowledged item {i} not found by its own vector")
+    finally:
+        store.close()
+
+
+# -- ingest ------------------------------------------------------------------------------
+def run_ingest(work: Path, kills: int, rng: random.Random, tally: Tally, log) -> None:
+    from spaner.datasets.synthetic import make_synthetic
+
+    store = work / "ingest-store"
+    seed_dir = work / "ingest-warmup"
+    make_synthetic(seed_dir, concepts=2, per_concept=2, seed=10_000)
+    cmd = [*SPANER, "ingest", "--store", str(store), "--profile", "tiny", "-q"]
+    subprocess.run([*cmd, str(seed_dir)], env=_env(), check=True, capture_output=True, timeout=300)
+    for r in range(kills):
+        data = work / f"ingest-data-{r}"
+        make_synthetic(data, concepts=10, per_concept=8, seed=r + 1)
+        before = _committed(store)
+        proc = subprocess.Popen(
+            [*cmd, "--batch-size", "8", str(data)],
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if len(_committed(store)) > len(before):
+                break
+            time.sleep(0.05)
+        end = time.monotonic() + rng.uniform(0.0, 2.0)
+        while proc.poll() is None and time.monotonic() < end:
+            time.sleep(0.02)
+        acked_ids = _committed(store)  # committed before the kill: must survive it
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            tally.kills += 1
+        else:
+            tally.completed_before_kill += 1
+        proc.wait(timeout=30)
+        new = {i: None for i in acked_ids}
+        verify(store, new, tally, f"ingest round {r}")
+        log(
+            f"ingest round {r}: {len(acked_ids) - len(before)} committed this round, "
+            f"store {len(_committed(store))}"
+        )
+
+
+# -- server ------------------------------------------------------------------------------
+def _png(rng: np.random.Generator) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _wav(rng: np.random.Generator) -> bytes:
+    import soundfile as sf
+
+    t = np.arange(4000) / 16000
+    x = 0.3 * np.sin(2 * np.pi * rng.uniform(200, 2000) * t) + 0.01 * rng.standard_normal(4000)
+    buf = io.BytesIO()
+    sf.write(buf, x.astype(np.float32), 16000, format="WAV")
+    return buf.getvalue()
+
+
+def _uploader(
+    url: str, seed: int, stop: threading.Event, acked: dict, lock: threading.Lock
+) -> None:
+    import httpx
+
+    rng = np.random.default_rng(seed)
+    with httpx.Client(timeout=15.0) as client:
+        n = 0
+        while not stop.is_set() and n < 5000:
+            n += 1
+            kind = n % 3
+            try:
+                if kind == 2:
+                    text = f"crash harness text {uuid.uuid4().hex}"
+                    r = client.post(f"{url}/v1/items", json={"items": [{"text": text}]})
+                    sent: list[bytes | str] = [text]
+                else:
+                    data = _png(rng) if kind == 0 else _wav(rng)
+                    r = client.post(f"{url}/v1/items", files=[("files", ("x", data))])
+                    sent = [data]
+            except httpx.HTTPError:
+                if stop.is_set():
+                    return
+                time.sleep(0.05)
+                continue
+            if r.status_code == 201:
+                body = r.json()
+                with lock:
+                    for item, content in zip(body["items"], sent, strict=True):
+                        acked[int(item["id"])] = content
+
+
+def _start_server(store: Path, port: int) -> subprocess.Popen:
+    cmd = [
+        *SPANER,
+        "serve",
+        "--profile",
+        "tiny",
+        "--store",
+        str(store),
+        "--no-ui",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-q",
+    ]
+    return subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before it was healthy")
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("server not healthy in time")
+
+
+def run_server(work: Path, kills: int, rng: random.Random, tally: Tally, log, threads: int) -> None:
+    store = work / "server-store"
+    for r in range(kills):
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = _start_server(store, port)
+        stop = threading.Event()
+        acked: dict[int, bytes | str] = {}
+        lock = threading.Lock()
+        workers: list[threading.Thread] = []
+        try:
+            _wait_healthy(url, proc)
+            workers = [
+                threading.Thread(
+                    target=_uploader, args=(url, r * 100 + t, stop, acked, lock), daemon=True
+                )
+                for t in range(threads)
+            ]
+            for w in workers:
+                w.start()
+            deadline = time.monotonic() + 60
+            while not acked and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.1, 2.0))
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                tally.kills += 1
+            proc.wait(timeout=30)
+            stop.set()
+            for w in workers:
+                w.join(timeout=20)
+        with lock:
+            got = dict(acked)
+        verify(store, got, tally, f"server round {r}")
+        log(f"server round {r}: {len(got)} acknowledged, store {len(_committed(store))}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ingest-kills", type=int, default=10)
+    ap.add_argument("--server-kills", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=3, help="concurrent uploaders (server)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workdir", type=Path, default=None, help="keep stores here (default: temp)")
+    ap.add_argument("--json", action="store_true", help="print the tally as one JSON object")
+    args = ap.parse_args(argv)
+    rng = random.Random(args.seed)
+    tally = Tally()
+    t0 = time.monotonic()
+
+    def log(msg: str) -> None:
+        print(f"[{time.monotonic() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="spaner-crash-") as tmp:
+        work = args.workdir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        if args.ingest_kills:
+            run_ingest(work, args.ingest_kills, rng, tally, log)
+        if args.server_kills:
+            run_server(work, args.server_kills, rng, tally, log, args.threads)
+    out = {**asdict(tally), "seconds": round(time.monotonic() - t0, 1)}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(
+            f"kills {tally.kills} (+{tally.completed_before_kill} runs finished first)  "
+            f"acknowledged {tally.acknowledged}  present {tally.present}  "
+            f"searchable {tally.searchable}  repaired {tally.repaired}  "
+            f"items checked {tally.items_checked}  failures {len(tally.failures)}  "
+            f"({out['seconds']} s)"
+        )
+        for f in tally.failures[:50]:
+            print("FAIL", f)
+    return 0 if not tally.failures and tally.present == tally.acknowledged else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
