@@ -18,6 +18,7 @@ The last line with ``--json`` is one JSON object.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -67,7 +68,7 @@ def _inputs(kind: str, n: int, audio_seconds: float, rng: np.random.Generator) -
 
         return [Image.fromarray(rng.integers(0, 255, (256, 320, 3), dtype=np.uint8)) for _ in range(n)]
     if kind == "text":
-        words = "a photo of the dog cat barking seven handwritten digit spoken red car street night".split()
+        words = ["a", "photo", "of", "the", "dog", "cat", "barking", "seven", "handwritten", "digit", "spoken", "red", "car", "street", "night"]
         return [" ".join(rng.choice(words, size=int(rng.integers(4, 14)))) for _ in range(n)]
     return [torch.from_numpy(rng.standard_normal(int(audio_seconds * 16000)).astype(np.float32) * 0.1) for _ in range(n)]
 
@@ -81,14 +82,31 @@ def _bare(kind: str, enc: Any) -> Callable[[Any], torch.Tensor]:
     return lambda b: enc.model(b[0], b[1])[0]
 
 
+def _ingest(enc: Any, model: Any, kind: str, raws: list[Any]) -> torch.Tensor:
+    """spaner's ingest path on decoded inputs: preprocess, frozen forward, aligner."""
+    batch = enc.forward(enc.preprocess(raws))
+    with torch.no_grad():
+        model.embed(kind, batch)
+    if batch.native is not None:
+        return batch.native
+    return (batch.tokens * batch.mask.unsqueeze(-1)).sum(1) / batch.mask.sum(1, keepdim=True)
+
+
+def _backbone(enc: Any, bare: Callable[[Any], torch.Tensor], raws: list[Any], precision: str) -> torch.Tensor:
+    x = enc.preprocess(raws)
+    with torch.no_grad(), _autocast(precision):
+        return bare(x)
+
+
 def bench(repeats: int, audio_seconds: float, batches: tuple[int, ...]) -> dict[str, Any]:
-    from spaner.config import AlignerConfig
     from spaner.encoders.open_clip_encoder import OpenClipImageEncoder, OpenClipTextEncoder
     from spaner.encoders.torchaudio_encoder import TorchaudioEncoder
+    from torchaudio.pipelines import HUBERT_BASE
+
+    from spaner.config import AlignerConfig
     from spaner.model import SpanerModel
     from spaner.pipeline import build_model_config
     from spaner.profiles import get_profile
-    from torchaudio.pipelines import HUBERT_BASE
 
     encs = {
         "image": OpenClipImageEncoder("bench-vit-b-32-image", "ViT-B-32", pretrained=None),
@@ -110,18 +128,8 @@ def bench(repeats: int, audio_seconds: float, batches: tuple[int, ...]) -> dict[
             for precision in ("fp32", "bf16"):
                 enc.set_precision(precision)
 
-                def ingest() -> torch.Tensor:
-                    batch = enc.forward(enc.preprocess(raws))
-                    with torch.no_grad():
-                        model.embed(kind, batch)
-                    return batch.native if batch.native is not None else (
-                        (batch.tokens * batch.mask.unsqueeze(-1)).sum(1) / batch.mask.sum(1, keepdim=True))
-
-                def backbone() -> torch.Tensor:
-                    x = enc.preprocess(raws)
-                    with torch.no_grad(), _autocast(precision):
-                        return bare(x)
-
+                ingest = functools.partial(_ingest, enc, model, kind, raws)
+                backbone = functools.partial(_backbone, enc, bare, raws, precision)
                 t_ingest, t_bare = _time_pair(ingest, backbone, repeats)
                 outs[precision] = ingest().float()
                 rows.append({

@@ -95,7 +95,7 @@ class TrainConfig:
     monitor: str = _f("recall", "early-stopping signal on the validation set: 'recall' (mean R@1 over directions) or 'loss'")
     seed: int = _f(0, "seed for sampling, initialisation and shuffling")
     augment: bool = _f(False, "apply token-level augmentation (dropout of tokens) during training")
-    audio_augment: int = _f(0, "augmented copies of each training audio clip (speed/pitch, telephone band, "
+    audio_augment: int = _f(4, "augmented copies of each training audio clip (speed/pitch, telephone band, "
                             "reverberation, noise; see spaner.augment); 0 = off")
 
     def validate(self) -> None:
