@@ -19,7 +19,7 @@ from ..uploads import sniff
 
 router = APIRouter(prefix="/items", tags=["items"])
 
-ItemId = Path(ge=0, description="the item's id", examples=[42])
+ItemId = Path(ge=0, le=2**63 - 1, description="the item's id", examples=[42])
 _NOT_FOUND = {404: {"model": ErrorOut, "description": "no item with this id"}}
 
 
