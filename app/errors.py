@@ -7,6 +7,7 @@ catch-all handler, which logs the traceback and answers 500 with an error id to 
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 
 from fastapi import FastAPI, Request
@@ -108,7 +109,11 @@ def install_handlers(app: FastAPI) -> None:
 
     async def validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = jsonable_encoder(
-            exc.errors(), custom_encoder={bytes: lambda b: f"<{len(b)} bytes>"}
+            exc.errors(),
+            custom_encoder={
+                bytes: lambda b: f"<{len(b)} bytes>",
+                float: lambda f: f if math.isfinite(f) else str(f),  # echoed NaN/Infinity
+            },
         )
         parts = []
         for e in errors:
