@@ -48,11 +48,12 @@ def test_train_extend_eval_round_trip(trimodal_set, tmp_path, capsys):
     assert (ckpt / "model.safetensors").is_file()
     ext = tmp_path / "ext"
     code, out, err = run_cli(["extend", "--checkpoint", str(ckpt), "--modality", "audio", "--encoder", "tiny-wav2vec2-audio",
-                              "--manifest", str(trimodal_set), "--epochs", "3", "--shots", "3", "--out", str(ext), "-q"], capsys)
+                              "--manifest", str(trimodal_set), "--epochs", "3", "--shots", "3", "--audio-augment", "0",
+                              "--out", str(ext), "-q"], capsys)
     assert code == 0, err
     assert "extended 'audio'" in out
     code, out, err = run_cli(["eval", "--manifest", str(trimodal_set), "--checkpoint", str(ext), "--shots", "3", "--epochs", "3",
-                              "--methods", "spaner,linear_adapter", "--json", "-q"], capsys)
+                              "--methods", "spaner,linear_adapter", "--audio-augment", "0", "--json", "-q"], capsys)
     assert code == 0, err
     report = json.loads(out.strip().splitlines()[-1])
     assert set(report["methods"]) == {"checkpoint", "spaner", "linear_adapter"}
