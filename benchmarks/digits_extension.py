@@ -48,7 +48,7 @@ def filter_manifest(src: Path, dst: Path, modalities: set[str]) -> int:
 
 
 def run_once(manifest: Path, it_manifest: Path, at_manifest: Path, prompt_mode: str, seed: int, shots: int,
-             cache: Any) -> dict[str, Any]:
+             cache: Any, lr: float | None = None) -> dict[str, Any]:
     from spaner.compare import evaluate_model
     from spaner.config import TrainConfig
     from spaner.manifest import load_manifest
@@ -56,6 +56,8 @@ def run_once(manifest: Path, it_manifest: Path, at_manifest: Path, prompt_mode: 
     from spaner.train import embed_items
 
     cfg = TrainConfig(shots=shots, seed=seed)
+    if lr is not None:
+        cfg = replace(cfg, lr=lr)
     sp = Spaner.from_profile("offline", modalities=["text", "image"], aligner={"prompt_mode": prompt_mode})
     torch.manual_seed(seed)
     t0 = time.perf_counter()
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--manifest", type=Path, default=Path("/tmp/digits/manifest.jsonl"))
     p.add_argument("--shots", type=int, default=5)
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: TrainConfig's)")
     p.add_argument("--modes", default="shared,separate", help="prompt modes to compare")
     p.add_argument("--json", action="store_true", help="print the report as JSON on the last line")
     args = p.parse_args(argv)
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from spaner.features import FeatureCache
 
     cache = FeatureCache()
-    report: dict[str, Any] = {"shots": args.shots, "seeds": list(range(args.seeds)), "modes": {}}
+    report: dict[str, Any] = {"shots": args.shots, "seeds": list(range(args.seeds)), "lr": args.lr, "modes": {}}
     # the filtered manifests live next to the original so its relative media paths stay valid
     it_man = args.manifest.parent / ".extension_image_text.jsonl"
     at_man = args.manifest.parent / ".extension_audio_text.jsonl"
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         report["lines"] = {"image_text": filter_manifest(args.manifest, it_man, {"image", "text"}),
                            "audio_text": filter_manifest(args.manifest, at_man, {"audio", "text"})}
         for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-            runs = [run_once(args.manifest, it_man, at_man, mode, s, args.shots, cache) for s in range(args.seeds)]
+            runs = [run_once(args.manifest, it_man, at_man, mode, s, args.shots, cache, args.lr) for s in range(args.seeds)]
             report["modes"][mode] = {
                 "R@1": {d: _mean([r["metrics"][d]["R@1"] for r in runs]) for d in DIRECTIONS},
                 "mAP@10": {d: _mean([r["metrics"][d]["mAP@10"] for r in runs]) for d in DIRECTIONS},

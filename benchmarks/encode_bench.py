@@ -98,7 +98,8 @@ def _backbone(enc: Any, bare: Callable[[Any], torch.Tensor], raws: list[Any], pr
         return bare(x)
 
 
-def bench(repeats: int, audio_seconds: float, batches: tuple[int, ...]) -> dict[str, Any]:
+def bench(repeats: int, audio_seconds: float, batches: tuple[int, ...],
+          modalities: tuple[str, ...] = ("image", "text", "audio")) -> dict[str, Any]:
     from spaner.encoders.open_clip_encoder import OpenClipImageEncoder, OpenClipTextEncoder
     from spaner.encoders.torchaudio_encoder import TorchaudioEncoder
     from torchaudio.pipelines import HUBERT_BASE
@@ -120,6 +121,8 @@ def bench(repeats: int, audio_seconds: float, batches: tuple[int, ...]) -> dict[
     unit = {"image": "images/s", "text": "texts/s", "audio": "audio-seconds/s"}
     rows: list[dict[str, Any]] = []
     for kind, enc in encs.items():
+        if kind not in modalities:
+            continue
         bare = _bare(kind, enc)
         for bs in batches:
             raws = _inputs(kind, bs, audio_seconds, rng)
@@ -165,9 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median reported)")
     p.add_argument("--audio-seconds", type=float, default=2.0, help="length of each synthetic audio clip")
     p.add_argument("--batches", default="1,32", help="comma-separated batch sizes")
+    p.add_argument("--modalities", default="image,text,audio", help="comma-separated towers to time")
     p.add_argument("--json", action="store_true", help="print the report as JSON on the last line")
     args = p.parse_args(argv)
-    report = bench(args.repeats, args.audio_seconds, tuple(int(b) for b in args.batches.split(",")))
+    report = bench(args.repeats, args.audio_seconds, tuple(int(b) for b in args.batches.split(",")),
+                   tuple(m.strip() for m in args.modalities.split(",")))
     print(format_markdown(report))
     if args.json:
         print(json.dumps(report))

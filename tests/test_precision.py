@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
 from spaner.encoders import build_encoder
 from spaner.encoders.base import resolve_precision
 
