@@ -18,7 +18,7 @@ import numpy as np
 
 from spaner.errors import InputError
 
-__all__ = ["Limits", "DEFAULT_LIMITS", "RawInput", "read_bytes", "load_image", "load_audio", "load_text"]
+__all__ = ["Limits", "DEFAULT_LIMITS", "RawInput", "read_bytes", "load_image", "load_audio", "load_audio_mono", "load_text"]
 
 RawInput = Union[str, os.PathLike, bytes]  # noqa: UP007 (a runtime alias; `|` on os.PathLike needs 3.10+ at runtime)
 
@@ -153,6 +153,17 @@ def load_audio(source: RawInput, limits: Limits = DEFAULT_LIMITS, name: str | No
     if not np.isfinite(samples).all():
         raise InputError(label, "audio contains NaN or infinite samples")
     return np.ascontiguousarray(samples.T), int(rate)
+
+
+def load_audio_mono(source: RawInput, sample_rate: int, limits: Limits = DEFAULT_LIMITS,
+                    name: str | None = None):
+    """:func:`load_audio`, mixed down to mono and resampled: a float32 torch tensor ``[samples]``."""
+    import torch
+    import torchaudio.functional as AF
+
+    samples, rate = load_audio(source, limits, name)
+    mono = torch.from_numpy(np.ascontiguousarray(samples.mean(axis=0)))
+    return AF.resample(mono, rate, sample_rate) if rate != sample_rate else mono
 
 
 def load_text(source: str, limits: Limits = DEFAULT_LIMITS, name: str | None = None) -> str:

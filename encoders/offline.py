@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .base import Encoder, TokenBatch
-from .decode import RawInput, load_audio, load_image
+from .decode import RawInput, load_audio_mono, load_image
 
 __all__ = ["RandomConvImageEncoder", "LogMelAudioEncoder"]
 
@@ -114,12 +114,7 @@ class LogMelAudioEncoder(Encoder):
         return dict(self._args)
 
     def load(self, source: RawInput, name: str | None = None) -> torch.Tensor:
-        import torchaudio.functional as AF
-
-        samples, rate = load_audio(source, self.limits, name)
-        mono = torch.from_numpy(np.ascontiguousarray(samples.mean(axis=0)))
-        if rate != self.sample_rate:
-            mono = AF.resample(mono, rate, self.sample_rate)
+        mono = load_audio_mono(source, self.sample_rate, self.limits, name)
         return mono[: int(self.max_seconds * self.sample_rate)]
 
     def preprocess(self, raws: Sequence[torch.Tensor]) -> list[torch.Tensor]:

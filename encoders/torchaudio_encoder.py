@@ -13,13 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from spaner.errors import EncoderLoadError
 
 from .base import Encoder, TokenBatch
-from .decode import RawInput, load_audio
+from .decode import RawInput, load_audio_mono
 
 __all__ = ["TorchaudioEncoder", "TINY_WAV2VEC2_PARAMS", "load_state_dict_file"]
 
@@ -153,12 +152,7 @@ class TorchaudioEncoder(Encoder):
         return dict(self._args)
 
     def load(self, source: RawInput, name: str | None = None) -> torch.Tensor:
-        import torchaudio.functional as AF
-
-        samples, rate = load_audio(source, self.limits, name)
-        mono = torch.from_numpy(np.ascontiguousarray(samples.mean(axis=0)))
-        if rate != self.sample_rate:
-            mono = AF.resample(mono, rate, self.sample_rate)
+        mono = load_audio_mono(source, self.sample_rate, self.limits, name)
         limit = int(self.chunk_seconds * self.max_chunks * self.sample_rate)
         if mono.numel() > limit:
             log.debug("%s: keeping the first %.0f s of audio", name or "<audio>", limit / self.sample_rate)
