@@ -179,6 +179,14 @@ class Spaner:
                cache: FeatureCache | None = None, progress: bool = True) -> TrainResult:
         """Train only ``modality``'s aligner (adding the modality first if it is new); the shared
         prompt and every other aligner stay frozen, so existing embeddings do not change."""
+        self.add_modality(modality, encoder, options)
+        data = manifest if isinstance(manifest, PreparedData) else self.prepare(manifest, cfg, cache)
+        if modality not in data.train.modalities:
+            raise ConfigError(f"the manifest has no training items for modality {modality!r}")
+        return fit(self.model, data.train, data.val, cfg, only=[modality], progress=progress)
+
+    def add_modality(self, modality: str, encoder: str | None = None, options: dict[str, Any] | None = None) -> None:
+        """Plug in ``modality`` with the registered ``encoder`` (a no-op if the model has it)."""
         if modality not in self.model.aligners:
             if encoder is None:
                 raise ConfigError(f"modality {modality!r} is new to this model: pass --encoder NAME for it")
@@ -188,7 +196,3 @@ class Spaner:
                 c.native_space == enc.native_space and c.use_native for c in self.model.config.modalities.values())
             self.model.add_modality(modality, ModalityConfig(enc.name, enc.width, dict(options or {}),
                                                              enc.native_space, enc.native_dim, native_ok))
-        data = manifest if isinstance(manifest, PreparedData) else self.prepare(manifest, cfg, cache)
-        if modality not in data.train.modalities:
-            raise ConfigError(f"the manifest has no training items for modality {modality!r}")
-        return fit(self.model, data.train, data.val, cfg, only=[modality], progress=progress)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from .common import (
@@ -18,7 +17,6 @@ from .common import (
     add_train_args,
     encoder_choice,
     feature_cache,
-    print_json,
     train_config,
 )
 
@@ -40,12 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spaner.compare import evaluate_model
     from spaner.errors import ConfigError
     from spaner.manifest import load_manifest
     from spaner.pipeline import Spaner
 
-    from .train import best_summary, report_line
+    from .train import save_and_report
 
     sp = Spaner.load(args.checkpoint)
     manifest = load_manifest(args.manifest)
@@ -55,27 +52,13 @@ def run(args: argparse.Namespace) -> int:
     if not others:
         raise ConfigError(f"{args.manifest} pairs {args.modality!r} with no modality the model has ({', '.join(sp.modalities)})")
     _, options = encoder_choice(argparse.Namespace(encoder=[], weights=args.weights, encoder_opt=args.encoder_opt))
-    cfg = train_config(args)
+    cfg = args.train_cfg = train_config(args)
     cache = feature_cache(args)
-    if args.modality not in sp.model.aligners and args.encoder is None:
-        raise ConfigError(f"modality {args.modality!r} is new to this model: pass --encoder NAME")
+    sp.add_modality(args.modality, args.encoder, options.get(args.modality))
+    data = sp.prepare(manifest, cfg, cache)  # once: for training and for the test scores
     t0 = time.perf_counter()
-    result = sp.extend(args.modality, manifest, cfg, encoder=args.encoder, options=options.get(args.modality),
-                       cache=cache, progress=not args.quiet)
+    result = sp.extend(args.modality, data, cfg, progress=not args.quiet)
     seconds = time.perf_counter() - t0
-    data = sp.prepare(manifest, cfg, cache)
-    record = {"extend": {"modality": args.modality, "from": str(args.checkpoint)}, "train": result.to_dict(),
-              "train_config": asdict(cfg), "manifest": str(args.manifest.resolve()), "train_seconds": round(seconds, 2)}
-    if data.test.modalities:
-        retrieval, coherence = evaluate_model(sp.model, data.test)
-        record["test"] = {"retrieval": retrieval, "coherence": coherence}
-    sp.save(args.out, extra=record)
-    if args.json:
-        print_json({"checkpoint": str(args.out), **record})
-        return 0
-    print(f"extended {args.modality!r} in {seconds:.1f}s: {result.epochs_run} epochs, "
-          f"train loss {result.initial_loss:.3f} -> {result.train_loss[-1]:.3f}; {best_summary(result)}")
-    if "test" in record:
-        print(f"test R@1: {report_line(record['test']['retrieval'])}")
-    print(f"checkpoint: {args.out}")
-    return 0
+    return save_and_report(args, sp, data, result, seconds,
+                           {"extend": {"modality": args.modality, "from": str(args.checkpoint)}},
+                           f"extended {args.modality!r} in {seconds:.1f}s: {result.epochs_run} epochs")

@@ -53,21 +53,30 @@ def report_line(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spaner.compare import evaluate_model
     from spaner.manifest import load_manifest
 
     from ._model import spaner_from_args
 
     manifest = load_manifest(args.manifest)
     sp = spaner_from_args(args, manifest)
-    cfg = train_config(args)
+    cfg = args.train_cfg = train_config(args)
     cache = feature_cache(args)
     data = sp.prepare(manifest, cfg, cache)
     t0 = time.perf_counter()
     result = sp.fit(data, cfg, progress=not args.quiet)
     seconds = time.perf_counter() - t0
-    record = {"train": result.to_dict(), "train_config": asdict(cfg), "manifest": str(args.manifest.resolve()),
-              "train_seconds": round(seconds, 2), "relevance": data.splits.relevance}
+    return save_and_report(args, sp, data, result, seconds, {"relevance": data.splits.relevance},
+                           f"trained {result.epochs_run} epochs in {seconds:.1f}s on {result.train_items} items "
+                           f"(val {result.val_items})")
+
+
+def save_and_report(args: argparse.Namespace, sp, data, result, seconds: float, record: dict, headline: str) -> int:
+    """Score the test split, save the checkpoint with its training record, print the summary
+    (or the record as JSON). Shared by ``train`` and ``extend``."""
+    from spaner.compare import evaluate_model
+
+    record = {**record, "train": result.to_dict(), "train_config": asdict(args.train_cfg),
+              "manifest": str(args.manifest.resolve()), "train_seconds": round(seconds, 2)}
     if data.test.modalities:
         retrieval, coherence = evaluate_model(sp.model, data.test)
         record["test"] = {"retrieval": retrieval, "coherence": coherence}
@@ -75,8 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"checkpoint": str(args.out), **record})
         return 0
-    print(f"trained {result.epochs_run} epochs in {seconds:.1f}s on {result.train_items} items (val {result.val_items}); "
-          f"train loss {result.initial_loss:.3f} -> {result.train_loss[-1]:.3f}; {best_summary(result)}")
+    print(f"{headline}: train loss {result.initial_loss:.3f} -> {result.train_loss[-1]:.3f}; {best_summary(result)}")
     if "test" in record:
         print(f"test R@1 ({data.splits.relevance}): {report_line(record['test']['retrieval'])}")
     print(f"checkpoint: {args.out}")
