@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,10 @@ class DemoConfig:
     profile: str = "offline"
     host: str = "127.0.0.1"
     port: int = 7860
+    #: digits build settings (``None``: the full default collection)
+    digits: Any = None
+    #: extra TrainConfig fields (e.g. ``{"epochs": 60}``) for quick builds and tests
+    train: dict[str, Any] = field(default_factory=dict)
 
 
 def _load_state(workdir: Path) -> dict[str, Any]:
@@ -73,16 +77,21 @@ def prepare_demo(cfg: DemoConfig, progress: bool = True) -> dict[str, Any]:
     t = time.perf_counter()
     if not manifest.is_file():
         log.info("building the digits collection in %s", data)
-        build_digits(data, DigitsConfig(seed=cfg.seed), overwrite=data.exists(), progress=progress)
+        build_digits(data, cfg.digits or DigitsConfig(seed=cfg.seed), overwrite=data.exists(), progress=progress)
     timings["dataset"] = time.perf_counter() - t
     data_hash = _file_hash(manifest)
 
     t = time.perf_counter()
-    train_key = {"data": data_hash, "shots": cfg.shots, "seed": cfg.seed, "profile": cfg.profile}
+    from spaner.profiles import get_profile
+
+    prof = get_profile(cfg.profile)  # encoders and every training setting (defaults too): a change retrains
+    train_key = {"data": data_hash, "shots": cfg.shots, "seed": cfg.seed, "profile": cfg.profile,
+                 **({"train": cfg.train} if cfg.train else {}), "encoders": prof.encoders, "aligner": prof.aligner,
+                 "train_config": asdict(TrainConfig(shots=cfg.shots, seed=cfg.seed, **cfg.train))}
     if state.get("train") != train_key or not (ckpt / "model.safetensors").is_file():
         log.info("training SPANER few-shot (%d shots per digit per modality, profile %s)", cfg.shots, cfg.profile)
         sp = Spaner.from_profile(cfg.profile)
-        tcfg = TrainConfig(shots=cfg.shots, seed=cfg.seed)
+        tcfg = TrainConfig(shots=cfg.shots, seed=cfg.seed, **cfg.train)
         prepared = sp.prepare(manifest, tcfg, FeatureCache(work / "cache"))
         result = sp.fit(prepared, tcfg, progress=progress)
         from spaner.compare import evaluate_model
