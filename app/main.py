@@ -16,6 +16,7 @@ from spaner import __version__
 from .body import BODY_MODELS
 from .errors import install_handlers
 from .routers import embed, fewshot, health, items, jobs, models, search, stats
+from .schemas.common import ValidationErrorOut
 from .settings import Settings
 from .state import ServiceState
 from .uploads import BodySizeLimit
@@ -32,7 +33,36 @@ file type, 422 invalid input, 404 unknown id.
 """
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
+#: Python's whitespace (``str.isspace``): a text made only of these is refused as empty.
+_SPACE = "\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NON_BLANK = f"[^{_SPACE}]"
+#: text fields of the request models: the schema says what the server checks beyond pydantic
+_TEXT_FIELDS = {"EmbedText": ("text",), "QueryIn": ("text",), "TextItemIn": ("text",)}
+
+
+def _string_branch(prop: dict[str, Any]) -> dict[str, Any]:
+    """The ``type: string`` schema of a property (itself, or its branch of an ``anyOf``)."""
+    for sub in prop.get("anyOf", []):
+        if sub.get("type") == "string":
+            return sub
+    return prop
+
+
+def _document_limits(comps: dict[str, Any], settings: Settings) -> None:
+    """Put the server's own limits into the schema, so it describes what is accepted."""
+    for model, names in _TEXT_FIELDS.items():
+        for name in names:
+            prop = _string_branch(comps[model]["properties"][name])
+            prop["maxLength"] = settings.max_text_chars
+            prop["pattern"] = NON_BLANK
+    search = comps["SearchIn"]["properties"]
+    search["k"]["maximum"] = settings.max_k
+    search["queries"]["maxItems"] = settings.max_queries
+    modalities = _string_branch(search["modalities"]["anyOf"][0]["items"])
+    modalities["enum"] = ["text", "image", "audio"]
+
+
+def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
@@ -44,6 +74,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for name, sub in doc.pop("$defs", {}).items():
             comps.setdefault(name, sub)
         comps[model.__name__] = doc
+    # 422s from request validation have this service's error shape, not FastAPI's default
+    comps["HTTPValidationError"] = ValidationErrorOut.model_json_schema()
+    comps.pop("ValidationError", None)
+    _document_limits(comps, settings)
     app.openapi_schema = schema
     return schema
 
@@ -65,7 +99,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     for module in (health, stats, embed, search, items, fewshot, jobs, models):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

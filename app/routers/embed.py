@@ -9,7 +9,7 @@ from ..body import file_part, openapi_body, read_body
 from ..deps import StateDep
 from ..errors import Unprocessable
 from ..inputs import classify_upload, embed_texts, embed_uploads
-from ..schemas.common import ERROR_RESPONSES
+from ..schemas.common import BODY_ERROR_RESPONSES
 from ..schemas.embed import EmbedOut, EmbedText
 
 router = APIRouter(tags=["embed"])
@@ -23,11 +23,12 @@ class _Optional(EmbedText):
     "/embed",
     response_model=EmbedOut,
     summary="Embed a text (JSON) or a file (multipart field 'file')",
-    responses=ERROR_RESPONSES,
+    responses=BODY_ERROR_RESPONSES,
     openapi_extra=openapi_body(
         EmbedText,
         {"file": file_part("an image or audio file")},
         'JSON {"text": ...}, or multipart/form-data with one file part named "file"',
+        multipart_extra={"required": ["file"]},
     ),
 )
 async def embed(request: Request, state: StateDep) -> EmbedOut:

@@ -10,7 +10,7 @@ from ..deps import StateDep, WriteAccess
 from ..errors import Unprocessable
 from ..fewshot import MAX_SUPPORT, SupportExample, check_support, start_fit
 from ..inputs import classify_upload
-from ..schemas.common import ERROR_RESPONSES, ErrorOut
+from ..schemas.common import BODY_ERROR_RESPONSES, ErrorOut
 from ..schemas.jobs import FitIn, JobOut
 
 router = APIRouter(prefix="/fewshot", tags=["few-shot"])
@@ -30,13 +30,16 @@ router = APIRouter(prefix="/fewshot", tags=["few-shot"])
         "`POST /v1/models/{id}/activate`."
     ),
     responses={
-        **ERROR_RESPONSES,
+        **BODY_ERROR_RESPONSES,
+        404: {"model": ErrorOut, "description": "an example item_id does not exist"},
         401: {"model": ErrorOut, "description": "API key missing or wrong"},
     },
     openapi_extra=openapi_body(
         FitIn,
         {
-            "request": json_part("optional FitIn JSON (text / item_id examples, epochs, lr, seed)"),
+            "request": json_part(
+                "optional FitIn JSON (text / item_id examples, epochs, lr, seed)", FitIn
+            ),
             "files": file_part("example files", many=True),
             "concept": {
                 "type": "array",
@@ -48,7 +51,7 @@ router = APIRouter(prefix="/fewshot", tags=["few-shot"])
     ),
 )
 async def fit(request: Request, state: StateDep) -> JobOut:
-    body = await read_body(request, FitIn, max_files=MAX_SUPPORT)
+    body = await read_body(request, FitIn, max_files=MAX_SUPPORT, form_fields=("concept",))
     req: FitIn = body.model
     concepts = body.field_values("concept")
     if len(concepts) != len(body.files):

@@ -13,18 +13,14 @@ from ..deps import StateDep, WriteAccess
 from ..errors import NotFound, Unprocessable
 from ..inputs import classify_upload
 from ..retrieval import item_out
-from ..schemas.common import ERROR_RESPONSES, ErrorOut, ItemOut
-from ..schemas.items import ItemsIn, ItemsOut, TextItemIn
+from ..schemas.common import BODY_ERROR_RESPONSES, ErrorOut, ItemOut
+from ..schemas.items import ItemsFormIn, ItemsIn, ItemsOut, TextItemIn
 from ..uploads import sniff
 
 router = APIRouter(prefix="/items", tags=["items"])
 
 ItemId = Path(ge=0, le=2**63 - 1, description="the item's id", examples=[42])
 _NOT_FOUND = {404: {"model": ErrorOut, "description": "no item with this id"}}
-
-
-class _ItemsForm(ItemsIn):
-    items: list[TextItemIn] = []  # type: ignore[assignment]  # multipart: JSON items are optional
 
 
 @router.post(
@@ -34,7 +30,7 @@ class _ItemsForm(ItemsIn):
     dependencies=[WriteAccess],
     summary="Store and index items: uploaded files (multipart) or texts (JSON)",
     responses={
-        **ERROR_RESPONSES,
+        **BODY_ERROR_RESPONSES,
         401: {"model": ErrorOut, "description": "API key missing or wrong"},
     },
     openapi_extra=openapi_body(
@@ -44,13 +40,19 @@ class _ItemsForm(ItemsIn):
             "concept": {"type": "string", "description": "concept label for every file"},
             "source": {"type": "string", "description": "source label (default: the file name)"},
             "extra": json_part('JSON object of metadata for every file, e.g. {"license": "CC-BY"}'),
-            "request": json_part("optional ItemsIn JSON with text items"),
+            "request": json_part("optional JSON with text items", ItemsFormIn),
         },
         "JSON ItemsIn (text items), or multipart/form-data with file parts and metadata fields",
+        multipart_extra={
+            "anyOf": [
+                {"required": ["files"], "properties": {"files": {"minItems": 1}}},
+                {"required": ["request"]},
+            ]
+        },
     ),
 )
 async def create_items(request: Request, state: StateDep) -> ItemsOut:
-    body = await read_body(request, _ItemsForm)
+    body = await read_body(request, ItemsFormIn, form_fields=("concept", "source", "extra"))
     extra: dict = {}
     raw_extra = body.field("extra")
     if raw_extra:

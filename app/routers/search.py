@@ -12,7 +12,7 @@ from ..deps import StateDep
 from ..errors import Unprocessable
 from ..inputs import classify_upload
 from ..retrieval import build_filter, query_vector, search
-from ..schemas.common import ERROR_RESPONSES
+from ..schemas.common import BODY_ERROR_RESPONSES
 from ..schemas.search import SearchIn, SearchOut
 
 router = APIRouter(tags=["search"])
@@ -28,14 +28,33 @@ router = APIRouter(tags=["search"])
         "`modalities` (default: all), filtered by `filters`, best first. An empty collection "
         "returns an empty result list."
     ),
-    responses={**ERROR_RESPONSES, 404: {"description": "a query item_id does not exist"}},
+    responses={**BODY_ERROR_RESPONSES, 404: {"description": "a query item_id does not exist"}},
     openapi_extra=openapi_body(
         SearchIn,
         {
-            "request": json_part("the SearchIn JSON (optional)"),
+            "request": json_part(
+                "SearchIn JSON: text/item_id queries, k, modalities, filters (every search "
+                "option goes here; other form fields are refused)",
+                SearchIn,
+            ),
             "files": file_part("query examples (images, audio)", many=True),
         },
         "JSON SearchIn, or multipart/form-data: a 'request' part with SearchIn JSON plus file parts",
+        json_extra={"required": ["queries"], "properties": {"queries": {"minItems": 1}}},
+        multipart_extra={
+            "anyOf": [
+                {"required": ["files"], "properties": {"files": {"minItems": 1}}},
+                {
+                    "required": ["request"],
+                    "properties": {
+                        "request": {
+                            "required": ["queries"],
+                            "properties": {"queries": {"minItems": 1}},
+                        }
+                    },
+                },
+            ]
+        },
     ),
 )
 async def search_items(request: Request, state: StateDep) -> SearchOut:

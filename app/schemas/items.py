@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .common import ItemOut
 
-__all__ = ["TextItemIn", "ItemsIn", "ItemsOut"]
+__all__ = ["TextItemIn", "ItemsIn", "ItemsFormIn", "ItemsOut"]
 
 
 class TextItemIn(BaseModel):
@@ -27,6 +27,13 @@ class ItemsIn(BaseModel):
         json_schema_extra={"examples": [{"items": [{"text": "a dog barking", "concept": "dog"}]}]},
     )
     items: list[TextItemIn] = Field(min_length=1)
+
+
+class ItemsFormIn(ItemsIn):
+    """The optional ``request`` part of a multipart ``POST /v1/items``: text items to add
+    beside the uploaded files (may be empty when files are sent)."""
+
+    items: list[TextItemIn] = Field(default_factory=list)  # type: ignore[assignment]
 
 
 class ItemsOut(BaseModel):

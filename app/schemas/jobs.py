@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .common import ONE_OF_TEXT_OR_ITEM
+
 __all__ = ["JobOut", "SupportExampleIn", "FitIn"]
 
 
@@ -28,10 +30,12 @@ class JobOut(BaseModel):
 
 
 class SupportExampleIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_OF_TEXT_OR_ITEM)
     concept: str = Field(min_length=1, examples=["dog"])
     text: str | None = Field(None, min_length=1, examples=["a dog barking"])
-    item_id: int | None = Field(None, description="a stored item used as an example", examples=[42])
+    item_id: int | None = Field(
+        None, ge=0, le=2**63 - 1, description="a stored item used as an example", examples=[42]
+    )
 
     @model_validator(mode="after")
     def _one(self) -> SupportExampleIn:
@@ -66,4 +70,4 @@ class FitIn(BaseModel):
         None, ge=1, le=2000, description="maximum epochs (default: the server's --fit-epochs)"
     )
     lr: float = Field(2e-3, gt=0, le=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)

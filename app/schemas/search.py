@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Annotated
 
-from .common import ItemOut
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from .common import ONE_OF_TEXT_OR_ITEM, ItemOut
 
 __all__ = ["QueryIn", "FiltersIn", "SearchIn", "HitOut", "SearchOut", "Scalar"]
 
-Scalar = str | int | float | bool | None
+#: SQLite compares integers as int64: a larger one in a filter is refused (422), not a 500
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+Scalar = str | Int64 | float | bool | None
+#: a metadata field name, as the index accepts it in a filter
+FieldName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")]
 
 
 class QueryIn(BaseModel):
     """One query example: a text, or a stored item (its stored vector is used)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_OF_TEXT_OR_ITEM)
     text: str | None = Field(None, min_length=1, examples=["a dog barking"])
-    item_id: int | None = Field(None, description="use a stored item as the example", examples=[42])
+    item_id: int | None = Field(
+        None, ge=0, le=2**63 - 1, description="use a stored item as the example", examples=[42]
+    )
 
     @model_validator(mode="after")
     def _one(self) -> QueryIn:
@@ -32,10 +40,11 @@ class FiltersIn(BaseModel):
     concept: str | list[str] | None = Field(
         None, description="only items of this concept (or any of these)"
     )
-    where: dict[str, Scalar] = Field(
+    where: dict[FieldName, Scalar] = Field(
         default_factory=dict,
         description="equality on metadata: modality, concept, source, content_hash, or a key of extra",
         examples=[{"license": "CC-BY"}],
+        json_schema_extra={"additionalProperties": False},  # keys: only the pattern above
     )
 
 

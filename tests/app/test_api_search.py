@@ -133,3 +133,38 @@ def test_search_upload_errors(client) -> None:
         files=[("files", ("q.wav", wav_bytes(), "audio/wav"))],
     )
     assert r.status_code == 422 and "request" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "stray",
+    [{"modalities": "image"}, {"k": "1"}, {"queries": "red"}, {"modalities": "image", "k": "2"}],
+)
+def test_stray_form_fields_are_refused_not_ignored(client, stray) -> None:
+    """`-F modalities=image` used to be ignored silently (a search over every modality)."""
+    r = client.post(
+        "/v1/search",
+        data={"request": json.dumps({"k": 3}), **stray},
+        files=[("files", ("q.png", png_bytes((250, 10, 10)), "image/png"))],
+    )
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert all(repr(name) in detail for name in stray), detail
+    assert "'request' part" in detail and "JSON" in detail
+    # the same options inside the request part are honoured
+    r = client.post(
+        "/v1/search",
+        data={"request": json.dumps({"k": 3, "modalities": ["image"]})},
+        files=[("files", ("q.png", png_bytes((250, 10, 10)), "image/png"))],
+    )
+    assert r.status_code == 200 and {h["modality"] for h in r.json()["results"]} == {"image"}
+
+
+def test_stray_form_fields_on_other_routes(client) -> None:
+    img = ("x.png", png_bytes((1, 2, 3)), "image/png")
+    r = client.post("/v1/items", files=[("files", img)], data={"concept": "x", "licence": "CC0"})
+    assert r.status_code == 422 and "'licence'" in r.json()["detail"]
+    assert "'concept'" in r.json()["detail"]  # names the fields the route does take
+    r = client.post("/v1/embed", files=[("file", img)], data={"text": "a"})
+    assert r.status_code == 422 and "'text'" in r.json()["detail"]
+    r = client.post("/v1/fewshot/fit", files=[("files", img)], data={"concept": "x", "epochs": "3"})
+    assert r.status_code == 422 and "'epochs'" in r.json()["detail"]
