@@ -59,6 +59,12 @@ def _offline_audio(name: str, **kw: Any) -> Encoder:
     return LogMelAudioEncoder(name, **kw)
 
 
+def _offline_conv_audio(name: str, **kw: Any) -> Encoder:
+    from .offline import RandConvAudioEncoder
+
+    return RandConvAudioEncoder(name, **kw)
+
+
 _TINY_BERT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 _CLIP_B32 = ("ViT-B-32", "laion2b_s34b_b79k")
 
@@ -88,8 +94,14 @@ BUILTIN_SPECS: list[EncoderSpec] = [
           "all-MiniLM-L6-v2 token features (any transformers model via weights=ID_OR_DIR)"),
     _spec("randconv-image", "image", 64, "none: fixed random conv net (seed 0)", _offline_image,
           "fixed seeded 2-layer random conv net on 32x32 grayscale, 8x8 grid tokens"),
+    _spec("randconv-wide-image", "image", 128, "none: fixed random conv net (seed 0)",
+          partial(_offline_image, channels=(64, 128)),
+          "randconv-image with 64 and 128 channels (8x8 grid of 128-d tokens)"),
     _spec("logmel-audio", "audio", 120, "none: fixed transform", _offline_audio,
           "40-bin log-mel frames, per-utterance normalised, stacked by 3"),
+    _spec("randconv-audio", "audio", 640, "none: fixed transform + random conv net (seed 0)", _offline_conv_audio,
+          "silence-trimmed, per-utterance normalised 40-bin log-mel stretched to 32 frames, "
+          "fixed seeded 2-layer random conv net, one token per time column (8 x 640)"),
     # tiny presets: random seeded weights, same code paths, for tests
     _spec("tiny-clip-image", "image", 64, "random (seed 0)", partial(_openclip, "image", model_name="spaner-tiny-clip", pretrained=None),
           "tiny random open_clip ViT (tests)", "open_clip:spaner-tiny-clip:random-seed0"),

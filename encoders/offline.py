@@ -5,10 +5,15 @@
   a strong, training-free image representation at this scale (see README, "Profiles").
 * :class:`LogMelAudioEncoder`: log-mel frames, normalised per utterance, stacked in
   groups of ``stack`` consecutive frames; each stacked frame is a token.
+* :class:`RandConvAudioEncoder`: the log-mel spectrogram with leading/trailing silence
+  trimmed, normalised per bin over the voiced frames, stretched to a fixed number of
+  frames and passed through a fixed, seeded, random 2-layer conv net; each time column of
+  its feature map is a token. Every statistic is per utterance; nothing is fitted.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +24,7 @@ from torch import nn
 from .base import Encoder, TokenBatch
 from .decode import RawInput, load_audio_mono, load_image
 
-__all__ = ["RandomConvImageEncoder", "LogMelAudioEncoder"]
+__all__ = ["RandomConvImageEncoder", "LogMelAudioEncoder", "RandConvAudioEncoder", "trim_silence"]
 
 
 class RandomConvImageEncoder(Encoder):
@@ -136,4 +141,75 @@ class LogMelAudioEncoder(Encoder):
         for i, t in enumerate(items):
             tokens[i, : t.shape[0]] = t
             mask[i, : t.shape[0]] = True
+        return TokenBatch(tokens, mask, None)
+
+
+def trim_silence(logmel: torch.Tensor, top_db: float) -> torch.Tensor:
+    """Drop leading and trailing frames of ``logmel`` ``[frames, n_mels]`` (natural-log mel
+    power) whose energy is more than ``top_db`` below the loudest frame. Frames between the
+    first and last voiced frame are kept; a clip with no frame above the threshold is
+    returned whole."""
+    energy = torch.logsumexp(logmel, dim=1)  # log of the frame's total mel power
+    voiced = torch.nonzero(energy > energy.max() - top_db * math.log(10.0) / 10.0).flatten()
+    if voiced.numel() == 0:
+        return logmel
+    return logmel[int(voiced[0]) : int(voiced[-1]) + 1]
+
+
+class RandConvAudioEncoder(LogMelAudioEncoder):
+    """Tokens ``[B, frames/2^L, channels[-1] * n_mels/2^L]`` from a frozen random conv net over
+    the silence-trimmed, per-utterance normalised, time-normalised log-mel spectrogram.
+
+    Chosen over plain log-mel frames by a few-shot probe on held-out voices (README,
+    "Profiles"; BENCHMARKS.md, "Digits"): trimming stops the normalisation statistics from
+    being dominated by silence, the fixed frame count removes speaking rate, and the random
+    conv features pool local time-frequency patterns that are less tied to one voice's pitch.
+    """
+
+    def __init__(self, name: str, sample_rate: int = 16000, n_mels: int = 40, trim_db: float = 25.0,
+                 frames: int = 32, channels: Sequence[int] = (32, 64), seed: int = 0,
+                 max_seconds: float = 30.0, weights: str | None = None, device: str = "cpu") -> None:
+        super().__init__(name, sample_rate=sample_rate, n_mels=n_mels, stack=1, max_seconds=max_seconds, device=device)
+        down = 2 ** len(channels)
+        if n_mels % down or frames % down or frames < down:
+            raise ValueError(f"n_mels ({n_mels}) and frames ({frames}) must be multiples of 2**len(channels) = {down}")
+        self.trim_db = float(trim_db)
+        self.frames = int(frames)
+        self._args = {"sample_rate": sample_rate, "n_mels": n_mels, "trim_db": trim_db, "frames": frames,
+                      "channels": list(channels), "seed": seed, "max_seconds": max_seconds}
+        layers: list[nn.Module] = []
+        in_ch = 1
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for out_ch in channels:
+                layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2)]
+                in_ch = out_ch
+        self.net = nn.Sequential(*layers).eval()
+        if weights is not None:
+            from .torchaudio_encoder import load_state_dict_file
+
+            self.net.load_state_dict(load_state_dict_file(weights))
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.width = int(channels[-1] * n_mels // down)
+        self.weights = str(weights) if weights else f"none: fixed transform + random conv (seed {seed})"
+        self.to(device)
+
+    def modules(self) -> list[nn.Module]:
+        net = getattr(self, "net", None)  # the base class moves its modules before the net exists
+        return [self.mel] + ([net] if net is not None else [])
+
+    def spectrogram(self, wave: torch.Tensor) -> torch.Tensor:
+        """The conv net's input for one clip: ``[frames, n_mels]``."""
+        spec = torch.log(self.mel(wave) + 1e-6).T  # [frames, n_mels]
+        spec = trim_silence(spec, self.trim_db)
+        spec = (spec - spec.mean(0)) / (spec.std(0, unbiased=False) + 1e-5)  # per-utterance, voiced frames only
+        return torch.nn.functional.interpolate(spec.T[None], size=self.frames, mode="linear",
+                                               align_corners=False)[0].T
+
+    def _forward(self, waves: list[torch.Tensor]) -> TokenBatch:
+        specs = torch.stack([self.spectrogram(w) for w in waves])  # [B, frames, n_mels]
+        fmap = self.net(specs.transpose(1, 2)[:, None])  # [B, C, n_mels/down, frames/down]
+        tokens = fmap.permute(0, 3, 1, 2).flatten(2).contiguous()  # one token per time column
+        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         return TokenBatch(tokens, mask, None)

@@ -28,7 +28,7 @@ def _wav(seconds: float, rate: int = 16000, seed: int = 0) -> bytes:
 
 
 OFFLINE = ["tiny-clip-image", "tiny-clip-text", "tiny-wav2vec2-audio", "tiny-bert-text",
-           "randconv-image", "logmel-audio", "minilm-l6-text"]
+           "randconv-image", "randconv-wide-image", "logmel-audio", "randconv-audio", "minilm-l6-text"]
 
 
 @pytest.mark.parametrize("name", OFFLINE)
@@ -47,7 +47,9 @@ def test_token_shapes_and_masks(name):
     assert batch.mask.dtype == torch.bool and batch.mask.any(1).all()
     assert not batch.tokens.requires_grad
     assert torch.isfinite(batch.tokens[batch.mask]).all()
-    if enc.modality in ("text", "audio"):  # variable length: the shorter input has fewer valid tokens
+    if name == "randconv-audio":  # time-normalised: every clip gives frames / 4 tokens
+        assert batch.mask.sum(1).tolist() == [enc.frames // 4] * 2
+    elif enc.modality in ("text", "audio"):  # variable length: the shorter input has fewer valid tokens
         assert batch.mask[0].sum() != batch.mask[1].sum()
     # padding is masked: unpadding and re-padding round-trips
     items = batch.split()
@@ -129,3 +131,49 @@ def test_seeded_presets_are_deterministic():
     b = build_encoder("randconv-image", seed=1).encode([_png(2)]).tokens
     c = build_encoder("randconv-image", seed=2).encode([_png(2)]).tokens
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def _burst(seconds: float = 0.5, rate: int = 16000, seed: int = 0) -> np.ndarray:
+    """A word-like sound: noise shaped by a slow envelope, loud in the middle."""
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, n) * np.sin(np.pi * t / seconds) ** 2 + 0.5 * np.sin(2 * np.pi * 300 * t)
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
+def _wav_of(x: np.ndarray, rate: int = 16000) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, x, rate, format="WAV", subtype="FLOAT")
+    return buf.getvalue()
+
+
+def test_trim_silence_drops_only_the_quiet_ends():
+    from spaner.encoders.offline import trim_silence
+
+    spec = torch.full((20, 4), -13.0)  # silence: log power ~1e-6
+    spec[5:12] = 0.0  # voiced frames 5..11
+    spec[8] = -13.0  # a pause inside the word is kept
+    assert torch.equal(trim_silence(spec, 25.0), spec[5:12])
+    quiet = torch.full((6, 4), -13.0)
+    assert torch.equal(trim_silence(quiet, 25.0), quiet)  # nothing above the threshold: kept whole
+
+
+def test_randconv_audio_ignores_leading_and_trailing_silence_and_round_trips():
+    enc = build_encoder("randconv-audio")
+    word = _burst()
+    padded = np.concatenate([np.zeros(8000, np.float32), word, np.zeros(12000, np.float32)])
+    a, b = enc.encode([_wav_of(word), _wav_of(padded)]).split()
+    cos = torch.nn.functional.cosine_similarity(a.tokens.flatten(), b.tokens.flatten(), dim=0)
+    assert cos > 0.98, cos
+    untrimmed = build_encoder("randconv-audio", trim_db=1000.0)  # same net, silence kept
+    ua, ub = untrimmed.encode([_wav_of(word), _wav_of(padded)]).split()
+    assert torch.nn.functional.cosine_similarity(ua.tokens.flatten(), ub.tokens.flatten(), dim=0) < cos - 0.05
+    # config() rebuilds the same encoder (same cache key, same features)
+    again = build_encoder("randconv-audio", **enc.config())
+    assert again.fingerprint() == enc.fingerprint()
+    assert torch.equal(again.encode([_wav_of(word)]).tokens, enc.encode([_wav_of(word)]).tokens)
+    other = build_encoder("randconv-audio", trim_db=35.0)
+    assert other.fingerprint() != enc.fingerprint()
+    with pytest.raises(ValueError, match="multiples"):
+        build_encoder("randconv-audio", frames=30)
