@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spaner.index import EmbeddingSpace, VectorStore, create_store, open_store
+from spaner.index.registry import remove_stale_builds
 
 from spaner.checkpoint import checkpoint_hash
 from spaner.errors import ConfigError
@@ -41,6 +42,7 @@ CHECKPOINT_DIR = "checkpoint"
 MODELS_DIR = "models"
 #: the store -> model record that ``spaner ingest`` / ``spaner search`` read (spaner.ingest_store)
 BINDING_NAME = "spaner.json"
+_CKPT_PREFIX = ".ckpt-"
 
 
 def write_binding(store_dir: Path, space_id: str, dim: int, profile: str | None) -> None:
@@ -94,14 +96,19 @@ def _space_of(spaner: Spaner) -> EmbeddingSpace:
 
 
 def _new_store(settings: Settings) -> ActiveSpace:
-    """Create ``settings.store`` with its model: ``--checkpoint`` or an untrained ``--profile``."""
+    """Create ``settings.store`` with its model: ``--checkpoint`` or an untrained ``--profile``.
+
+    The store, its ``checkpoint/`` and ``spaner.json`` appear together (``create_store``
+    builds them in a hidden sibling folder and renames it), so a crash mid-creation leaves no
+    half-made store: the next start creates it again."""
     store_dir = settings.store
     if store_dir.exists() and any(store_dir.iterdir()):
         raise ConfigError(
             f"{store_dir} exists, is not empty and is not a SPANER store (no store.json)"
         )
     store_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=store_dir.parent, prefix=f".{store_dir.name}.ckpt-"))
+    remove_stale_builds(store_dir, (_CKPT_PREFIX,))
+    tmp = Path(tempfile.mkdtemp(dir=store_dir.parent, prefix=f".{store_dir.name}{_CKPT_PREFIX}"))
     try:
         if settings.checkpoint is not None:
             src = Spaner.load(settings.checkpoint, device=settings.device)
@@ -114,12 +121,15 @@ def _new_store(settings: Settings) -> ActiveSpace:
                 extra={"note": f"untrained {settings.profile} model, created by spaner serve"},
             )
         space = _space_of(spaner)
-        store = create_store(store_dir, space)
-        os.replace(tmp / "c", store_dir / CHECKPOINT_DIR)
+
+        def prepare(build: Path) -> None:
+            os.replace(tmp / "c", build / CHECKPOINT_DIR)
+            write_binding(build, space.checkpoint_hash, space.dim, spaner.model.config.profile)
+
+        store = create_store(store_dir, space, prepare=prepare)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     spaner.checkpoint = store_dir / CHECKPOINT_DIR
-    write_binding(store_dir, space.checkpoint_hash, space.dim, spaner.model.config.profile)
     log.info("created store %s (model %s)", store_dir, model_id_of(space.checkpoint_hash))
     return ActiveSpace(spaner, store, space)
 

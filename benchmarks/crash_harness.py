@@ -57,6 +57,7 @@ class Tally:
     repaired: int = 0
     items_checked: int = 0
     failures: list[str] = field(default_factory=list)
+    milvus_notes: list[str] = field(default_factory=list)
 
 
 def _env() -> dict[str, str]:
@@ -315,6 +316,297 @@ def run_server(work: Path, kills: int, rng: random.Random, tally: Tally, log, th
         log(f"server round {r}: {len(got)} acknowledged, store {len(_committed(store))}")
 
 
+# -- store creation ---------------------------------------------------------------------
+#: what a kill during creation may interrupt: the filesystem and storage calls of the flow
+_CREATION_CALLS = (
+    ("os", "mkdir"),
+    ("os", "replace"),
+    ("os", "rename"),
+    ("os", "fsync"),
+    ("sqlite3", "connect"),
+    ("faiss", "write_index"),
+)
+CREATION_FLOWS = ("serve", "ingest", "store")
+
+
+def _run_creation_flow(flow: str, store: Path) -> None:
+    """Create (or, after a crash, open) ``store`` the way ``flow`` does."""
+    if flow == "serve":  # spaner serve on a new --store
+        from spaner.app.settings import Settings
+        from spaner.app.state import ServiceState
+
+        ServiceState.open(Settings(store=store, profile="tiny", ui=False))
+    elif flow == "ingest":  # spaner ingest --profile on a new --store
+        from spaner.ingest_store import open_bound_store
+
+        open_bound_store(store, profile="tiny", create=True)
+    elif flow == "store":  # the index layer alone: create_store, or open_store once created
+        from spaner.index import EmbeddingSpace, create_store, open_store
+
+        space = EmbeddingSpace("crash-harness-space", 8)
+        if (store / "store.json").is_file():
+            open_store(store, space)
+        else:
+            create_store(store, space)
+    else:
+        raise ValueError(flow)
+
+
+def creation_child(flow: str, store: Path, kill_at: int) -> None:
+    """Run ``flow`` and SIGKILL this process just before its ``kill_at``-th call of one of
+    ``_CREATION_CALLS`` under the store's parent folder (0: never); prints the call count."""
+    import importlib
+
+    root = str(store.parent)
+    calls = 0
+
+    def wrap(fn):
+        def hooked(*args, **kwargs):
+            nonlocal calls
+            paths = [a for a in args if isinstance(a, (str, os.PathLike))]
+            if not paths or any(os.fspath(p).startswith(root) for p in paths):
+                calls += 1
+                if calls == kill_at:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            return fn(*args, **kwargs)
+
+        return hooked
+
+    for mod, name in _CREATION_CALLS:
+        m = importlib.import_module(mod)
+        setattr(m, name, wrap(getattr(m, name)))
+    _run_creation_flow(flow, store)
+    print(f"CALLS {calls}", flush=True)
+    os._exit(0)  # no close(): the flow's own writes are all that happened
+
+
+def _check_created(flow: str, store: Path) -> str | None:
+    """Open the store as its flow does after a restart; None if usable and right, else why."""
+    from spaner.index import Item, open_store
+
+    try:
+        _run_creation_flow(flow, store)  # a restart runs the same command again
+    except Exception as exc:  # noqa: BLE001 - any refusal is the finding
+        return f"does not open after the kill: {exc!r}"
+    if flow == "store":
+        st = open_store(store, None)
+        vec = np.eye(1, st.dim, dtype=np.float32)
+    else:
+        from spaner.checkpoint import checkpoint_hash
+
+        ckpt = store / ("checkpoint" if flow == "serve" else "model")
+        st = open_store(store, None)
+        if not ckpt.is_dir():
+            st.close()
+            return f"no {ckpt.name}/ after reopening"
+        if checkpoint_hash(ckpt) != st.space.checkpoint_hash:
+            st.close()
+            return "the store's space is not its checkpoint's (silently wrong model)"
+        vec = np.eye(1, st.dim, dtype=np.float32)
+    try:
+        if st.count() != 0:
+            return f"{st.count()} items in a store nothing was added to"
+        ids = st.add(vec, [Item("text", content="creation check")])
+        hits = st.search(vec, k=1)[0]
+        if not hits or hits[0].id != int(ids[0]):
+            return "an item added after reopening is not found"
+    finally:
+        st.close()
+    return None
+
+
+def run_creation(
+    work: Path,
+    flows: list[str],
+    tally: Tally,
+    log,
+    stride: int = 1,
+    start: float = 0.0,
+    max_points: int = 200,
+) -> dict[str, int]:
+    """SIGKILL each creation flow before every ``stride``-th storage call (from the fraction
+    ``start`` of its calls on), then run the flow again as a restart would and check the
+    store (:func:`_check_created`). Returns the number of calls (kill points) per flow."""
+    here = Path(__file__).resolve()
+    points: dict[str, int] = {}
+    for flow in flows:
+        probe = work / f"create-{flow}-probe" / "store"
+        probe.parent.mkdir(parents=True)
+        out = subprocess.run(
+            [sys.executable, str(here), "--creation-child", flow, str(probe), "0"],
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        ).stdout
+        n = int(out.split("CALLS")[-1].split()[0])
+        points[flow] = n
+        for k in range(max(1, int(start * n)), min(n, max_points) + 1, stride):
+            store = work / f"create-{flow}-{k}" / "store"
+            store.parent.mkdir(parents=True)
+            proc = subprocess.run(
+                [sys.executable, str(here), "--creation-child", flow, str(store), str(k)],
+                env=_env(),
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            if proc.returncode == -signal.SIGKILL:
+                tally.kills += 1
+            else:
+                tally.completed_before_kill += 1
+            why = _check_created(flow, store)
+            tally.items_checked += 1
+            if why:
+                tally.failures.append(f"create {flow}, killed before call {k}/{n}: {why}")
+            log(f"create {flow}: kill before call {k}/{n}: {why or 'ok'}")
+    return points
+
+
+# -- Milvus Lite backend -------------------------------------------------------------------
+MILVUS_DIM = 32
+
+
+def milvus_child(store_dir: Path, seed: int) -> None:
+    """Open the Milvus store and write until killed: batches of 16 adds, and every fourth batch
+    a delete of 4 ids it added; prints ``ACK ids`` / ``DEL ids`` after each call returns (and
+    ``DELETING ids`` before a delete: a kill inside it may or may not delete them)."""
+    from spaner.index import Item, open_store
+
+    rng = np.random.default_rng(seed)
+    store = open_store(store_dir, None)
+    print("OPEN", flush=True)
+    for b in range(300):
+        v = rng.standard_normal((16, MILVUS_DIM)).astype(np.float32)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        items = [
+            Item("text", content=f"milvus {seed} {b} {i}", concept=f"c{i % 3}") for i in range(16)
+        ]
+        ids = store.add(v, items)
+        print("ACK " + " ".join(map(str, ids.tolist())), flush=True)
+        if b % 4 == 3:
+            gone = ids[:4].tolist()
+            print("DELETING " + " ".join(map(str, gone)), flush=True)  # in flight: either way
+            store.delete(gone)
+            print("DEL " + " ".join(map(str, gone)), flush=True)
+    os._exit(0)
+
+
+def verify_milvus(
+    store_dir: Path, acked: dict[int, str], deleted: set[int], tally: Tally, label: str
+) -> None:
+    """Reopen the Milvus store and check it like :func:`verify`, plus acknowledged deletes."""
+    from spaner.index import open_store
+
+    def fail(msg: str) -> None:
+        tally.failures.append(f"{label}: {msg}")
+
+    try:
+        store = open_store(store_dir, None)
+    except Exception as exc:  # noqa: BLE001
+        fail(f"store does not open: {exc!r}")
+        return
+    try:
+        if not store.last_repair.clean:
+            tally.repaired += 1
+        db_ids = {int(i) for i in store.ids()}
+        # ids of SQLite and of deleted items looked up in Milvus in chunks (a query returns
+        # at most 16384 rows); anything else in Milvus shows up in its count(*)
+        mv_ids: set[int] = set()
+        wanted = sorted(db_ids | deleted)
+        for c in range(0, len(wanted), 1000):
+            chunk = wanted[c : c + 1000]
+            rows = store.client.query(
+                store.coll, filter=f"id in {chunk}", output_fields=["id"], limit=len(chunk)
+            )
+            mv_ids.update(int(row["id"]) for row in rows)
+        if db_ids != mv_ids:
+            fail(
+                f"id sets differ: {len(db_ids - mv_ids)} only in SQLite, "
+                f"{len(mv_ids - db_ids)} only in Milvus"
+            )
+        if store._index_count() != len(db_ids):
+            fail(f"Milvus count(*) {store._index_count()} vs SQLite {len(db_ids)}")
+        rep = store.last_repair
+        tally.milvus_notes.append(
+            f"{label}: replayed {rep.added_to_index} adds / {rep.removed_from_index} deletes, "
+            f"resync {'yes' if rep.rebuilt else 'no'}"
+        )
+        tally.items_checked += len(db_ids)
+        for i in sorted(deleted & (db_ids | mv_ids)):
+            fail(f"deleted item {i} is back")
+        live = {i: c for i, c in acked.items() if i not in deleted}
+        tally.acknowledged += len(live)
+        present = [i for i in live if i in db_ids]
+        tally.present += len(present)
+        for i in live:
+            if i not in db_ids:
+                fail(f"acknowledged item {i} missing")
+            elif store.content(i) != live[i]:
+                fail(f"acknowledged item {i}: content differs")
+        if present:
+            hits = store.search(store.vectors(present), k=5)
+            for i, row in zip(present, hits, strict=True):
+                if i in {h.id for h in row}:
+                    tally.searchable += 1
+                else:
+                    fail(f"acknowledged item {i} not found by its own vector")
+    finally:
+        store.close()
+
+
+def run_milvus(work: Path, kills: int, rng: random.Random, tally: Tally, log) -> None:
+    """SIGKILL a process writing to a Milvus Lite store mid-batch, reopen, check; ``kills``
+    rounds on the same store (acknowledged items accumulate)."""
+    from spaner.index import EmbeddingSpace, create_store
+
+    store_dir = work / "milvus-store"
+    create_store(store_dir, EmbeddingSpace("crash-milvus", MILVUS_DIM), backend="milvus").close()
+    here = Path(__file__).resolve()
+    acked: dict[int, str] = {}
+    deleted: set[int] = set()
+    for r in range(kills):
+        proc = subprocess.Popen(
+            [sys.executable, str(here), "--milvus-child", str(store_dir), str(r + 1)],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        lines: list[str] = []
+        reader = threading.Thread(target=lines.extend, args=(proc.stdout,), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if any(x.startswith("ACK") for x in list(lines)):
+                break
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.05, 1.5))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            tally.kills += 1
+        else:
+            tally.completed_before_kill += 1
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
+        batch = 0
+        for line in lines:  # a line is printed only after its call returned
+            kind, *ids = line.split()
+            if kind == "ACK":
+                for j, i in enumerate(ids):
+                    acked[int(i)] = f"milvus {r + 1} {batch} {j}"
+                batch += 1
+            elif kind == "DEL":
+                deleted.update(int(i) for i in ids)
+            elif kind == "DELETING":  # the kill may fall inside this delete: allow both
+                for i in ids:
+                    acked.pop(int(i), None)
+        verify_milvus(store_dir, acked, deleted, tally, f"milvus round {r}")
+        note = tally.milvus_notes[-1] if tally.milvus_notes else "not opened"
+        log(f"milvus round {r}: {batch} batches acknowledged, {len(acked)} ids; {note}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ingest-kills", type=int, default=10)
@@ -322,7 +614,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=3, help="concurrent uploaders (server)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, default=None, help="keep stores here (default: temp)")
+    ap.add_argument(
+        "--creation",
+        default=",".join(CREATION_FLOWS),
+        help="store-creation flows to kill at every storage call (comma list; '' for none)",
+    )
+    ap.add_argument("--milvus-kills", type=int, default=5, help="Milvus Lite writer kills")
+    ap.add_argument("--creation-stride", type=int, default=1, help="kill before every n-th call")
     ap.add_argument("--json", action="store_true", help="print the tally as one JSON object")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--milvus-child"]:  # internal: the writer of run_milvus
+        milvus_child(Path(argv[1]), int(argv[2]))
+        return 0
+    if argv[:1] == ["--creation-child"]:  # internal: one child of run_creation
+        creation_child(argv[1], Path(argv[2]), int(argv[3]))
+        return 0
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
     tally = Tally()
@@ -338,6 +644,12 @@ def main(argv: list[str] | None = None) -> int:
             run_ingest(work, args.ingest_kills, rng, tally, log)
         if args.server_kills:
             run_server(work, args.server_kills, rng, tally, log, args.threads)
+        if args.milvus_kills:
+            run_milvus(work, args.milvus_kills, rng, tally, log)
+        flows = [f for f in args.creation.split(",") if f]
+        if flows:
+            points = run_creation(work, flows, tally, log, stride=args.creation_stride)
+            log(f"creation kill points per flow: {points}")
     out = {**asdict(tally), "seconds": round(time.monotonic() - t0, 1)}
     if args.json:
         print(json.dumps(out))

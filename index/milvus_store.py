@@ -104,6 +104,7 @@ class MilvusStore(MetadataBackedStore):
         pm = self._pm
         if self.client.has_collection(self.coll):
             if not drop:
+                self.client.load_collection(self.coll)  # reopened: released until loaded
                 return
             self.client.drop_collection(self.coll)
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -125,6 +126,12 @@ class MilvusStore(MetadataBackedStore):
 
     def _index_close(self) -> None:
         self.client.close()
+        if self.config.uri is None:  # stop the in-process Milvus Lite server: frees its lock
+            try:
+                from milvus_lite.server_manager import server_manager_instance
+            except ImportError:  # pragma: no cover - older milvus-lite: a subprocess
+                return
+            server_manager_instance.release_server(str(self.path / "milvus.db"))
 
     def save(self) -> None:
         self._check_open()

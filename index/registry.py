@@ -7,14 +7,24 @@ third-party packages may call :func:`register_backend`.
 from __future__ import annotations
 
 import importlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .atomic_io import fsync_dir
 from .base import VectorStore
 from .errors import StoreError
 from .space import EmbeddingSpace, StoreManifest
 
 __all__ = ["register_backend", "backend_class", "create_store", "open_store", "available_backends"]
+
+log = logging.getLogger(__name__)
+#: prefix of the sibling folder a store is built in before it gets its name
+BUILD_PREFIX = ".creating-"
 
 _BACKENDS: dict[str, str | type[VectorStore]] = {
     "faiss": "spaner.index.faiss_store:FaissStore",
@@ -48,11 +58,53 @@ def backend_class(name: str) -> type[VectorStore]:
     return ref
 
 
+def remove_stale_builds(path: str | Path, prefixes: tuple[str, ...] = (BUILD_PREFIX,)) -> int:
+    """Delete the hidden build folders ``.<name><prefix>*`` an interrupted creation of the store
+    at ``path`` left beside it; returns how many."""
+    p = Path(path)
+    n = 0
+    if p.parent.is_dir():
+        for prefix in prefixes:
+            for stale in p.parent.glob(f".{p.name}{prefix}*"):
+                shutil.rmtree(stale, ignore_errors=True)
+                n += 1
+    if n:
+        log.warning("%s: removed %d folder(s) left by an interrupted store creation", p, n)
+    return n
+
+
 def create_store(
-    path: str | Path, space: EmbeddingSpace, backend: str = "faiss", config: Any = None
+    path: str | Path,
+    space: EmbeddingSpace,
+    backend: str = "faiss",
+    config: Any = None,
+    *,
+    prepare: Callable[[Path], None] | None = None,
 ) -> VectorStore:
-    """Create an empty store for ``space`` at ``path`` (``config``: the backend's config)."""
-    return backend_class(backend).create(path, space, config)
+    """Create an empty store for ``space`` at ``path`` (``config``: the backend's config).
+
+    Crash-safe: the store is built in a hidden sibling folder (``prepare(folder)`` may add
+    files to it, e.g. the model) and renamed to ``path`` once complete, so a crash leaves
+    either no store or a whole one; build folders of an interrupted creation are removed.
+    ``path`` must not exist or be an empty folder."""
+    cls = backend_class(backend)
+    target = Path(path)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise StoreError(f"{target}: exists and is not empty; open_store() it instead")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_builds(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{BUILD_PREFIX}", dir=target.parent))
+    try:
+        build = tmp / target.name
+        cls.create(build, space, config).close()
+        if prepare is not None:
+            prepare(build)
+        fsync_dir(build)
+        os.replace(build, target)  # the commit point (replaces an empty folder on POSIX)
+        fsync_dir(target.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return cls.open(target, space)
 
 
 def open_store(

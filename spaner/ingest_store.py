@@ -128,33 +128,43 @@ def open_bound_store(
         )
     if d.exists() and any(d.iterdir()):
         raise ConfigError(f"{d}: exists and is not empty, and is not a vector store")
+    # The store, its model and spaner.json appear together: create_store builds them in a
+    # hidden sibling folder and renames it, so a crash leaves no half-made store behind.
+    from spaner.index.registry import remove_stale_builds
+
+    def binding(build: Path, recorded: str, space: Any) -> None:
+        doc = {"checkpoint": recorded, "space_id": space.checkpoint_hash, "dim": space.dim}
+        atomic_write_json(build / BINDING_NAME, {**doc, "profile": profile})
+
     if checkpoint is not None:
         ckpt = Path(checkpoint).resolve()
         sp = _load(ckpt, device)
-        store = create_store(d, _space(sp), backend=backend, config=backend_config)
-        recorded: str = str(ckpt)
+        space = _space(sp)
+        store = create_store(
+            d,
+            space,
+            backend=backend,
+            config=backend_config,
+            prepare=lambda build: binding(build, str(ckpt), space),
+        )
     else:
         from spaner.pipeline import Spaner
 
         sp = Spaner.from_profile(profile, modalities=modalities, device=device)
         d.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_builds(d, (".model-",))
         tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.model-", dir=d.parent))
+
         try:
             sp.save(tmp / MODEL_DIR)
             space = _space(sp)
-            store = create_store(d, space, backend=backend, config=backend_config)
-            os.replace(tmp / MODEL_DIR, d / MODEL_DIR)
+
+            def prepare(build: Path) -> None:
+                os.replace(tmp / MODEL_DIR, build / MODEL_DIR)
+                binding(build, MODEL_DIR, space)
+
+            store = create_store(d, space, backend=backend, config=backend_config, prepare=prepare)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         sp.checkpoint = ckpt = d / MODEL_DIR
-        recorded = MODEL_DIR
-    atomic_write_json(
-        d / BINDING_NAME,
-        {
-            "checkpoint": recorded,
-            "space_id": sp.space_id,
-            "dim": int(sp.model.dim),
-            "profile": profile,
-        },
-    )
     return BoundStore(store, sp, ckpt, created=True)

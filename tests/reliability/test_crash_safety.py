@@ -19,7 +19,18 @@ def test_kill_ingest_and_server_mid_write(tmp_path: Path, capsys: pytest.Capture
     sys.modules["crash_harness"] = harness
     spec.loader.exec_module(harness)
     code = harness.main(
-        ["--ingest-kills", "1", "--server-kills", "1", "--workdir", str(tmp_path), "--seed", "1"]
+        [
+            "--ingest-kills",
+            "1",
+            "--server-kills",
+            "1",
+            "--creation",
+            "",
+            "--workdir",
+            str(tmp_path),
+            "--seed",
+            "1",
+        ]
     )
     out = capsys.readouterr().out
     assert code == 0, out
