@@ -12,15 +12,25 @@ and the float32 vectors rescore them. It stays *exact*: for unit vectors the bf1
 within ``BF16_EPS`` of the float32 one (inputs and output each round with relative error
 2^-8, and ``sum |q_i x_i| <= |q| |x| = 1``), so every true top-k row has a bf16 score at
 least ``(k-th bf16 score) - 2 * BF16_EPS``; a query whose candidate list does not reach
-below that threshold is recomputed in float32. The mirror costs 2 bytes per dimension.
+below that threshold is recomputed in float32. The mirror costs 2 bytes per dimension. A
+single query is a memory-bound matrix-vector product, and reading the bf16 mirror moves half
+the bytes of the float32 matrix, so the two-stage engine also answers single queries (with
+``torch.mv``) when it measures faster. :func:`bf16_error_within_bound` checks once that the
+running torch build keeps its bf16 error inside ``BF16_EPS`` (float32 accumulation); if it
+does not, the bf16 engine is never used.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import statistics
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import faiss
 import numpy as np
 import torch
 
@@ -33,16 +43,27 @@ __all__ = [
     "BF16_EPS",
     "ExactSearcher",
     "topk_split",
+    "topk_single_thread",
+    "bf16_error_within_bound",
+    "ENGINES",
 ]
 
+log = logging.getLogger(__name__)
 _NEG_INF = float("-inf")
 _ENGINE_BY_DEVICE: dict[str, str] = {"cpu": "torch", "cuda": "faiss"}
 #: Bound on |bf16 score - float32 score| for unit vectors: 3 roundings of 2^-8 (+ margin).
 BF16_EPS = 3.05 / 256
-#: Smallest batch sent to the two-stage bf16 engine (one query is a memory-bound matvec,
-#: where bf16 does not help on the CPUs measured).
-BF16_MIN_BATCH = 2
+#: Smallest batch sent to the two-stage bf16 engine (a single query runs it as a matvec).
+BF16_MIN_BATCH = 1
+#: The first call of a batch-size bucket times every candidate engine this many rounds
+#: (at least 2; further rounds only while the calibration has taken under the budget) and
+#: keeps the one with the best (minimum) time: minima are robust to load spikes.
+CALIBRATION_ROUNDS = 5
+CALIBRATION_BUDGET_S = 0.5
+#: Engine names :class:`ExactSearcher` knows (``table`` values that force one).
+ENGINES = ("torch", "split", "single", "bf16")
 _BF16_NATIVE: bool | None = None
+_BF16_BOUND_OK: dict[int, bool] = {}
 
 
 def bf16_matmul_is_native() -> bool:
@@ -56,6 +77,33 @@ def bf16_matmul_is_native() -> bool:
             flags = []
         _BF16_NATIVE = "amx_bf16" in flags or "avx512_bf16" in flags
     return _BF16_NATIVE
+
+
+def bf16_error_within_bound(dim: int, samples: int = 512) -> bool:
+    """True when torch's bf16 matmul and matvec on this machine stay within ``BF16_EPS`` of
+    float32 on unit vectors of ``dim`` (i.e. accumulate in float32, as the exactness proof
+    assumes), with a 2x margin. Checked once per dimension on seeded random vectors and on
+    near-duplicates (large scores, the worst case for output rounding)."""
+    ok = _BF16_BOUND_OK.get(dim)
+    if ok is None:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(samples, dim, generator=g)
+        x[: samples // 2] = x[0] + 0.01 * x[: samples // 2]  # near-duplicates of row 0
+        x = x / x.norm(dim=1, keepdim=True)
+        q = x[:8].clone()
+        ref = q @ x.T
+        xb, qb = x.bfloat16(), q.bfloat16()
+        err_mm = float(((qb @ xb.T).float() - ref).abs().max())
+        err_mv = max(float((torch.mv(xb, qb[i]).float() - ref[i]).abs().max()) for i in range(8))
+        ok = max(err_mm, err_mv) <= BF16_EPS / 2
+        if not ok:
+            log.warning(
+                "bf16 matmul error %.4g exceeds the bound %.4g: bf16 exact engine disabled",
+                max(err_mm, err_mv),
+                BF16_EPS / 2,
+            )
+        _BF16_BOUND_OK[dim] = ok
+    return ok
 
 
 def choose_exact_engine(
@@ -125,6 +173,14 @@ def topk_two_stage(
         return topk_inner_product(matrix, queries, k)
     qb = q.bfloat16()
     n = len(matrix)
+    if len(q) == 1:  # a matvec: one pass over the bf16 mirror, no score block to tile
+        av, ai = torch.topk(torch.mv(matrix_bf16, qb[0]), cand)
+        thr = float(av[k - 1]) - 2 * BF16_EPS
+        if float(av[-1]) >= thr:  # a row outside the candidates may still be in the top-k
+            return topk_inner_product(matrix, queries, k)
+        exact = torch.mv(x.index_select(0, ai), q[0])
+        vals, j = torch.topk(exact, k)
+        return vals[None].numpy(), ai[j][None].numpy().astype(np.int64, copy=False)
     if n <= block_rows:
         av, ai = torch.topk(qb @ matrix_bf16.T, cand, dim=1)
     else:  # row blocks keep the score block in cache; merge the per-block candidates
@@ -147,6 +203,27 @@ def topk_two_stage(
         fv, fi = torch.topk(q[redo] @ x.T, k, dim=1)
         vals[redo], rows[redo] = fv, fi
     return vals.numpy(), rows.numpy().astype(np.int64, copy=False)
+
+
+def topk_single_thread(
+    matrix: np.ndarray, queries: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` for one query on the calling thread only: FAISS' SIMD inner products
+    (``fvec_inner_products_ny``, no OpenMP) + ``argpartition``. Slower than a multi-threaded
+    matvec on an idle machine, but it never waits at a thread barrier, which on a machine
+    with more runnable threads than cores is what dominates a small multi-threaded matvec."""
+    if len(queries) != 1 or not matrix.flags.c_contiguous or matrix.dtype != np.float32:
+        return topk_inner_product(matrix, queries, k)
+    q = np.ascontiguousarray(queries[0], dtype=np.float32)
+    n, d = matrix.shape
+    scores = np.empty(n, np.float32)
+    faiss.fvec_inner_products_ny(
+        faiss.swig_ptr(scores), faiss.swig_ptr(q), faiss.swig_ptr(matrix), d, n
+    )
+    kk = min(k, n)
+    top = np.argpartition(scores, n - kk)[n - kk :] if kk < n else np.arange(n)
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return scores[top][None], top.astype(np.int64)[None]
 
 
 def topk_split(
@@ -202,21 +279,36 @@ class ExactSearcher:
     """Exact top-k over one (changing) matrix, choosing the engine by measurement.
 
     Candidates: ``torch`` (float32 matmul + top-k), ``split`` (the same over row slices on a
-    small thread pool: helps the memory-bound single-query matvec) and, for batches on CPUs
-    with native bf16, ``bf16`` (the exact two-stage engine, which wins once the matrix
-    outgrows the caches). The first call of each batch-size bucket (powers of two) runs every
-    candidate twice, interleaved, and remembers the fastest until the matrix size changes by
-    more than 2x. Results are the same whichever engine answers. ``table``
-    (``{"cpu": "torch"}``, ``{"cpu:16": "bf16"}``) forces a choice.
+    small thread pool: helps the memory-bound single-query matvec), ``single`` for single
+    queries (one thread, no OpenMP barrier: wins on a machine with more runnable threads than
+    cores) and, on CPUs with native bf16, ``bf16`` (the exact two-stage engine, which
+    wins once the matrix outgrows the caches; for single queries it halves the bytes a matvec
+    reads). Results are the same whichever engine answers.
+
+    Choice, per batch-size bucket (powers of two): the first call times every candidate 2-5
+    times, interleaved in rotating order; afterwards each call runs the engine with the best
+    recent time per query (median of its last ``WINDOW`` timings), and every
+    ``explore_every``-th call runs another candidate instead (round robin) so that the choice
+    follows load changes on a shared machine. Timings are dropped when the matrix size changes
+    by more than 2x. ``table`` (``{"cpu": "torch"}``, ``{"cpu:16": "bf16"}``) forces a choice.
     """
 
-    def __init__(self, table: dict[str, str] | None = None) -> None:
+    WINDOW = 5
+
+    def __init__(self, table: dict[str, str] | None = None, explore_every: int = 32) -> None:
         self.table = table if table is not None else {}
-        self.choices: dict[int, str] = {}
+        self.explore_every = explore_every
+        self._times: dict[int, dict[str, deque[float]]] = {}
+        self._calls: dict[int, int] = {}
         self._calibrated_n = 0
         self._bf16: torch.Tensor | None = None
         self._pool: ThreadPoolExecutor | None = None
         self.threads = max(1, torch.get_num_threads())
+
+    @property
+    def choices(self) -> dict[int, str]:
+        """Bucket -> the engine currently preferred there (by recent timings)."""
+        return {b: self._best(t) for b, t in self._times.items()}
 
     def reset(self) -> None:
         """The matrix changed: drop the bf16 mirror (rebuilt on the next batch that uses it)."""
@@ -242,48 +334,81 @@ class ExactSearcher:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="spaner-exact")
             pool = self._pool
             return lambda: topk_split(matrix, queries, k, pool, self.threads)
+        if engine == "single":
+            return lambda: topk_single_thread(matrix, queries, k)
         return lambda: topk_inner_product(matrix, queries, k)
 
-    def candidates(self, batch: int, n: int, k: int) -> list[str]:
-        """Engines worth timing for this call (one means no choice to make)."""
+    def candidates(self, batch: int, n: int, k: int, dim: int | None = None) -> list[str]:
+        """Engines worth timing for this call (one means no choice to make). ``bf16`` is
+        offered only on CPUs with native bf16 and when ``dim`` (if given) passes
+        :func:`bf16_error_within_bound`."""
         forced = self.table.get(f"cpu:{batch}") or self.table.get("cpu")
-        if forced in ("torch", "bf16", "split"):
+        if forced in ENGINES:
             return [forced]
         if n <= 2 * max(64, 4 * k) * self.threads:
             return ["torch"]
         out = ["torch"]
         if self.threads > 1:
             out.append("split")
-        if batch >= BF16_MIN_BATCH and bf16_matmul_is_native():
+        if batch == 1:
+            out.append("single")
+        if (
+            batch >= BF16_MIN_BATCH
+            and bf16_matmul_is_native()
+            and (dim is None or bf16_error_within_bound(dim))
+        ):
             out.append("bf16")
         return out
+
+    def _best(self, times: dict[str, deque[float]]) -> str:
+        return min(times, key=lambda e: statistics.median(times[e]) if times[e] else math.inf)
 
     def search(
         self, matrix: np.ndarray, queries: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        n = len(matrix)
-        cands = self.candidates(len(queries), n, k)
+        n, b = len(matrix), len(queries)
+        cands = self.candidates(b, n, k, matrix.shape[1])
         if len(cands) == 1:
             return self._runner(cands[0], matrix, queries, k)()
         if not self._calibrated_n // 2 <= n <= 2 * self._calibrated_n:
-            self.choices.clear()
+            self._times.clear()
+            self._calls.clear()
             self._calibrated_n = n
-        bucket = _bucket(len(queries))
-        chosen = self.choices.get(bucket)
-        if chosen is not None:
-            return self._runner(chosen, matrix, queries, k)()
+        bucket = _bucket(b)
+        times = self._times.get(bucket)
+        if times is None or set(times) != set(cands):
+            return self._calibrate(bucket, cands, matrix, queries, k)
+        calls = self._calls[bucket] = self._calls[bucket] + 1
+        best = self._best(times)
+        engine = best
+        if self.explore_every and calls % self.explore_every == 0:
+            others = [e for e in cands if e != best]
+            engine = others[(calls // self.explore_every) % len(others)]
+        t0 = time.perf_counter()
+        out = self._runner(engine, matrix, queries, k)()
+        times[engine].append((time.perf_counter() - t0) / b)
+        return out
+
+    def _calibrate(
+        self, bucket: int, cands: list[str], matrix: np.ndarray, queries: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        b = len(queries)
         runs = {name: self._runner(name, matrix, queries, k) for name in cands}
-        best = dict.fromkeys(runs, float("inf"))
+        times = {name: deque(maxlen=self.WINDOW) for name in cands}
         out = None
-        for _ in range(2):
-            for name, fn in runs.items():
+        t_start = time.perf_counter()
+        for r in range(CALIBRATION_ROUNDS):
+            if r >= 2 and time.perf_counter() - t_start > CALIBRATION_BUDGET_S:
+                break
+            for name in cands[r % len(cands) :] + cands[: r % len(cands)]:  # rotating order
                 t0 = time.perf_counter()
-                out = fn()
-                best[name] = min(best[name], time.perf_counter() - t0)
-        winner = min(best, key=best.__getitem__)
-        self.choices[bucket] = winner
+                out = runs[name]()
+                times[name].append((time.perf_counter() - t0) / b)
+        self._times[bucket] = times
+        self._calls[bucket] = 0
+        log.debug("exact engines for batch <= %d at n=%d: %s", bucket, len(matrix), times)
         if "bf16" not in self.choices.values():
-            self._bf16 = None  # free the mirror while nothing uses it
+            self._bf16 = None  # free the mirror while nothing prefers it
         return out
 
 

@@ -336,6 +336,8 @@ class FaissStore(MetadataBackedStore):
             row_ids, mat = self._flat_view()
             if s is Strategy.EXACT:
                 d, rows = self.exact.search(mat, q, k)
+                if d.shape[1] == k:  # unfiltered and n >= k: every score finite, no padding
+                    return d, row_ids[rows]
                 return _pad(d, row_ids[rows], k)
             mask = self._allowed(flt, "mask") if s is Strategy.EXACT_MASK else None
             subset = self._allowed(flt, "rows") if s is Strategy.EXACT_SUBSET else None

@@ -7,11 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
-from spaner.index import EmbeddingSpace, FaissConfig, Item, create_store
+from spaner.index import EmbeddingSpace, FaissConfig, Item, create_store, exact_search
 from spaner.index.exact_search import (
     ExactSearcher,
     bf16_matmul_is_native,
     topk_inner_product,
+    topk_single_thread,
     topk_split,
     topk_two_stage,
 )
@@ -35,10 +36,48 @@ def test_two_stage_and_split_return_the_exact_top_k(data) -> None:
     v2, i2 = topk_two_stage(x, torch.from_numpy(x).bfloat16(), q, 10, candidates=16, block_rows=700)
     with ThreadPoolExecutor(2) as pool:
         v3, i3 = topk_split(x, q, 10, pool, 3)
-    for v, i in ((v2, i2), (v3, i3)):
+    singles_st = [topk_single_thread(x, q[j : j + 1], 10) for j in range(len(q))]
+    v5 = np.concatenate([o[0] for o in singles_st])
+    i5 = np.concatenate([o[1] for o in singles_st])
+    # one query at a time takes the matvec path of the two-stage engine
+    xb = torch.from_numpy(x).bfloat16()
+    singles = [topk_two_stage(x, xb, q[j : j + 1], 10, candidates=16) for j in range(len(q))]
+    v4, i4 = np.concatenate([o[0] for o in singles]), np.concatenate([o[1] for o in singles])
+    for v, i in ((v2, i2), (v3, i3), (v4, i4), (v5, i5)):
+        assert v.shape == i.shape == (40, 10) and i.dtype == np.int64
         np.testing.assert_allclose(v, ref_v, atol=1e-5)
         same = (i == ref_i) | np.isclose(v, ref_v, atol=1e-6)  # ties may swap places
         assert same.all()
+
+
+def test_single_query_two_stage_falls_back_when_candidates_cannot_prove_the_top_k() -> None:
+    # 300 near-copies of one vector: their bf16 scores are all within the error bound of the
+    # k-th, so 40 candidates cannot contain every possible top-k row -> float32 fallback.
+    rng = np.random.default_rng(7)
+    base = unit(1, 64, seed=8)
+    x = np.concatenate([base + 1e-4 * rng.standard_normal((300, 64)), unit(3000, 64, seed=9)])
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    q = base.astype(np.float32)
+    ref_v, ref_i = topk_inner_product(x, q, 10)
+    v, i = topk_two_stage(x, torch.from_numpy(x).bfloat16(), q, 10, candidates=40)
+    np.testing.assert_array_equal(i, ref_i)
+    np.testing.assert_array_equal(v, ref_v)
+
+
+def test_bf16_engine_is_withheld_when_the_kernel_breaks_the_error_bound(monkeypatch) -> None:
+    monkeypatch.setattr(exact_search, "_BF16_BOUND_OK", {})
+    monkeypatch.setattr(exact_search, "bf16_matmul_is_native", lambda: True)
+    assert exact_search.bf16_error_within_bound(48)  # torch accumulates bf16 in float32
+    s = ExactSearcher()
+    assert "bf16" in s.candidates(1, 100_000, 10, 48)
+    real_mv = torch.mv
+    monkeypatch.setattr(exact_search, "_BF16_BOUND_OK", {})
+    monkeypatch.setattr(  # a kernel off by 0.02 (e.g. accumulating in bf16)
+        exact_search.torch, "mv", lambda a, b: real_mv(a, b) + 0.02
+    )
+    assert not exact_search.bf16_error_within_bound(48)
+    assert "bf16" not in s.candidates(1, 100_000, 10, 48)
+    assert "bf16" in s.candidates(1, 100_000, 10)  # no dimension given: not checked
 
 
 def test_searcher_measures_once_per_bucket_and_keeps_results() -> None:
@@ -48,12 +87,52 @@ def test_searcher_measures_once_per_bucket_and_keeps_results() -> None:
         q = x[:b]
         np.testing.assert_array_equal(s.search(x, q, 5)[1][:, 0], np.arange(b))
     assert set(s.choices) <= {1, 16}
-    assert all(v in ("torch", "split", "bf16") for v in s.choices.values())
+    assert all(v in exact_search.ENGINES for v in s.choices.values())
     if not bf16_matmul_is_native():
         assert "bf16" not in s.candidates(16, len(x), 5)
     forced = ExactSearcher({"cpu": "torch"})
     assert forced.candidates(64, len(x), 5) == ["torch"]
     s.close()
+
+
+def test_searcher_choice_follows_measured_times_and_explores(monkeypatch) -> None:
+    """Fake clock: each engine 'costs' what ``cost`` says; the choice follows changes."""
+    clock = [0.0]
+    cost = {"torch": 3.0, "split": 2.0, "single": 5.0, "bf16": 4.0}
+    ran: list[str] = []
+    monkeypatch.setattr(exact_search.time, "perf_counter", lambda: clock[0])
+
+    def runner(self, engine, matrix, queries, k):
+        def run():
+            clock[0] += cost[engine]
+            ran.append(engine)
+            return topk_inner_product(matrix, queries, k)
+
+        return run
+
+    monkeypatch.setattr(ExactSearcher, "_runner", runner)
+    monkeypatch.setattr(
+        ExactSearcher, "candidates", lambda self, b, n, k, dim=None: ["torch", "split", "bf16"]
+    )
+    x = unit(3000, 16, seed=5)
+    s = ExactSearcher(explore_every=4)
+    ids = s.search(x, x[:1], 3)[1]
+    assert ids[0, 0] == 0
+    assert sorted(set(ran)) == ["bf16", "split", "torch"]  # calibration timed all three
+    assert s.choices == {1: "split"}
+    ran.clear()
+    for _ in range(12):
+        s.search(x, x[:1], 3)
+    assert ran.count("split") == 9 and {"torch", "bf16"} <= set(ran)  # 1 call in 4 explores
+    cost["split"] = 10.0  # the machine got busy for this engine
+    for _ in range(40):
+        s.search(x, x[:1], 3)
+    assert s.choices == {1: "torch"}
+    ran.clear()
+    s.search(x, x[:2], 3)  # a new bucket is calibrated on its own
+    assert len(ran) >= 6 and s.choices[2] == "torch"
+    s.search(np.concatenate([x, x, x]), x[:1], 3)  # matrix grew 3x: timings start over
+    assert set(s.choices) == {1}
 
 
 def test_store_hits_follow_deletes_and_readds(tmp_path) -> None:
