@@ -175,15 +175,21 @@ class MetadataBackedStore(VectorStore):
         if flat and not self.meta_cache.is_warm:
             self.meta_cache.warm(self.meta.count())
         rows = self.meta_cache.rows(flat) if flat else {}
+        get, build, new = rows.get, row_to_metadata, object.__new__
         out: list[list[Hit]] = []
         for srow, irow in zip(scores.tolist(), id_rows, strict=True):
-            out.append(
-                [
-                    Hit(i, s, row=rows[i], build=row_to_metadata)
-                    for s, i in zip(srow, irow, strict=True)
-                    if i in rows
-                ]
-            )
+            hits = []
+            for s, i in zip(srow, irow, strict=True):
+                r = get(i)
+                if r is not None:  # inlined records.make_hit: this loop is per result
+                    h = new(Hit)
+                    h._id = i
+                    h._score = s
+                    h._meta = None
+                    h._row = r
+                    h._build = build
+                    hits.append(h)
+            out.append(hits)
         return out
 
     def search_ids(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
-__all__ = ["Item", "Hit", "content_sha256", "coerce_items"]
+__all__ = ["Item", "Hit", "make_hit", "content_sha256", "coerce_items"]
 
 
 def content_sha256(content: bytes | str) -> str:
@@ -70,10 +71,11 @@ class Hit:
 
     ``metadata`` holds ``modality``, ``source``, ``concept``, ``content_hash`` and ``extra``
     (a fresh dict per hit, built on first access: searches that only read ids and scores do
-    not pay for it). Hits are immutable.
+    not pay for it). ``id``, ``score`` and ``metadata`` are read-only (properties over
+    slots, so building a hit is a few slot stores: see :func:`make_hit`).
     """
 
-    __slots__ = ("id", "score", "_meta", "_row", "_build")
+    __slots__ = ("_id", "_score", "_meta", "_row", "_build")
 
     def __init__(
         self,
@@ -84,20 +86,20 @@ class Hit:
         row: Any = None,
         build: Any = None,
     ) -> None:
-        object.__setattr__(self, "id", id)
-        object.__setattr__(self, "score", score)
-        object.__setattr__(self, "_meta", metadata)
-        object.__setattr__(self, "_row", row)
-        object.__setattr__(self, "_build", build)
+        self._id = id
+        self._score = score
+        self._meta = metadata
+        self._row = row
+        self._build = build
+
+    id = property(attrgetter("_id"), doc="The item's id.")
+    score = property(attrgetter("_score"), doc="Inner product with the query.")
 
     @property
     def metadata(self) -> dict[str, Any]:
         if self._meta is None:
-            object.__setattr__(self, "_meta", self._build(self._row) if self._build else {})
+            self._meta = self._build(self._row) if self._build else {}
         return self._meta
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"Hit is immutable (cannot set {name!r})")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Hit):
@@ -108,3 +110,18 @@ class Hit:
 
     def __repr__(self) -> str:
         return f"Hit(id={self.id!r}, score={self.score!r}, metadata={self.metadata!r})"
+
+
+_new = object.__new__
+
+
+def make_hit(id: int, score: float, row: Any, build: Any) -> Hit:
+    """A :class:`Hit` whose metadata is ``build(row)`` on first access (the fast path that
+    search result lists are built with: no argument parsing, five slot stores)."""
+    h = _new(Hit)
+    h._id = id
+    h._score = score
+    h._meta = None
+    h._row = row
+    h._build = build
+    return h
