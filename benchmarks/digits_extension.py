@@ -1,9 +1,9 @@
 """The extension experiment on the digits benchmark: does the shared prompt give emergent alignment?
 
 1. Train SPANER on image + text only (the manifest's image and text lines).
-2. Extend it with audio (``logmel-audio``), training only the audio aligner on audio and text
-   lines (no audio-image pairs ever), exactly what ``spaner extend --modality audio
-   --encoder logmel-audio --manifest AUDIO_TEXT.jsonl`` does.
+2. Extend it with audio (the offline profile's audio encoder, ``randconv-audio``), training only
+   the audio aligner on audio and text lines (no audio-image pairs ever), exactly what ``spaner
+   extend --modality audio --encoder randconv-audio --manifest AUDIO_TEXT.jsonl`` does.
 3. Score on the held-out test split: audio<->text (trained), image<->text (must be
    bit-identical before and after the extension), and audio<->image, a pair never trained
    together. Repeated with separate per-modality prompts, where the audio aligner gets its
@@ -67,7 +67,10 @@ def run_once(manifest: Path, it_manifest: Path, at_manifest: Path, prompt_mode: 
     before = {m: embed_items(sp.model, m, full.test.modalities[m].items) for m in ("text", "image")}
     it_metrics, _ = evaluate_model(sp.model, full.test)
     t0 = time.perf_counter()
-    sp.extend("audio", load_manifest(at_manifest), replace(cfg), encoder="logmel-audio", cache=cache, progress=False)
+    from spaner.profiles import get_profile
+
+    audio_encoder = get_profile("offline").encoders["audio"]
+    sp.extend("audio", load_manifest(at_manifest), replace(cfg), encoder=audio_encoder, cache=cache, progress=False)
     t_ext = time.perf_counter() - t0
     full = sp.prepare(load_manifest(manifest), cfg, cache)  # now with audio
     after = {m: embed_items(sp.model, m, full.test.modalities[m].items) for m in ("text", "image")}

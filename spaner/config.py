@@ -87,10 +87,11 @@ class TrainConfig:
     fraction: float | None = _f(None, "fraction of training lines/pairs to use (alternative to --shots)")
     epochs: int = _f(200, "maximum epochs")
     batch_size: int = _f(256, "items per batch (all modalities together)")
-    lr: float = _f(2e-3, "AdamW learning rate")
+    lr: float = _f(3e-4, "AdamW peak learning rate (one-cycle schedule)")
     weight_decay: float = _f(0.01, "AdamW weight decay")
     val_fraction: float = _f(0.15, "share of the training pool held out for validation when the manifest has no 'val' split")
     patience: int = _f(20, "early-stopping patience in epochs")
+    val_every: int = _f(2, "validate (and consider early stopping) every N epochs; the last epoch is always validated")
     min_epochs: int = _f(40, "epochs before early stopping may trigger (the one-cycle warm-up makes early validation noisy)")
     monitor: str = _f("recall", "early-stopping signal on the validation set: 'recall' (mean R@1 over directions) or 'loss'")
     seed: int = _f(0, "seed for sampling, initialisation and shuffling")
@@ -109,6 +110,8 @@ class TrainConfig:
             raise ConfigError(f"monitor must be 'recall' or 'loss', got {self.monitor!r}")
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.patience < 1 or self.min_epochs < 0:
             raise ConfigError("epochs >= 1, batch size >= 2, lr > 0 and patience >= 1 are required")
+        if self.val_every < 1:
+            raise ConfigError(f"val_every must be >= 1, got {self.val_every}")
         if self.audio_augment < 0:
             raise ConfigError(f"audio_augment must be >= 0, got {self.audio_augment}")
         if not 0.0 <= self.val_fraction < 1.0:

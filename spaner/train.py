@@ -4,8 +4,8 @@
 ``only=[m]`` it trains modality ``m``'s aligner alone (:func:`spaner.pipeline.Spaner.extend`)
 and every other parameter stays bit-identical. Mini-batches mix all modalities; the loss
 is the mean symmetric multi-positive InfoNCE over every modality pair present (pairs that
-involve a trained modality, when ``only`` is given). Early stopping on validation loss
-restores the best weights.
+involve a trained modality, when ``only`` is given). Validation runs every ``val_every``
+epochs (and on the last); early stopping on it restores the best validated weights.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -37,11 +38,12 @@ class TrainResult:
     best_epoch: int
     best_val_loss: float | None
     train_loss: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    val_recall: list[float] = field(default_factory=list)
+    val_loss: list[float | None] = field(default_factory=list)  # per epoch; None where not validated (val_every)
+    val_recall: list[float | None] = field(default_factory=list)
     initial_loss: float | None = None
     train_items: int = 0
     val_items: int = 0
+    val_seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -126,7 +128,10 @@ def fit(
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     entries = [(m, i) for m in modalities for i in range(len(train.modalities[m]))]
     steps_per_epoch = max(1, math.ceil(len(entries) / cfg.batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.1)
+    total_steps = cfg.epochs * steps_per_epoch
+    # 10% warm-up; OneCycleLR divides by zero when the warm-up ends exactly at step 1 (10 steps in all)
+    pct_start = 0.15 if abs(0.1 * total_steps - 1.0) < 1e-9 else 0.1
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=pct_start)
     pairs = _pairs(modalities, only)
     result = TrainResult(0, 0, None, train_items=len(entries), val_items=len(val) if val is not None else 0)
     result.initial_loss = feature_loss(model, train, only)
@@ -169,10 +174,17 @@ def fit(
         result.train_loss.append(train_loss)
         result.epochs_run = epoch + 1
         has_val = val is not None and len(val) > 0
+        if has_val and (epoch + 1) % cfg.val_every and epoch + 1 < cfg.epochs:
+            stale += 1  # patience counts epochs, validated or not
+            result.val_loss.append(None)  # aligned with epochs; None = not validated
+            result.val_recall.append(None)
+            continue
+        t_val = time.perf_counter()
         if has_val:
             val_loss, recall = validation_metrics(model, val, only)
             result.val_loss.append(val_loss)
             result.val_recall.append(recall)
+        result.val_seconds += time.perf_counter() - t_val
         if has_val and cfg.monitor == "recall":
             monitor = -recall + 1e-3 * result.val_loss[-1]  # recall first, loss breaks ties
         else:

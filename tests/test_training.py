@@ -135,3 +135,27 @@ def test_compare_reports_every_method_and_direction(trimodal_set):
         assert m["R@1"] <= m["R@5"] <= m["R@10"]
     assert set(report["coherence"]["spaner"]) == {"modality_gap", "neighbour_purity", "silhouette_concept", "silhouette_modality"}
     assert report["relevance"] == "concept"
+
+
+def test_validation_every_n_epochs_keeps_the_best_validated_weights(paired_set):
+    from spaner.train import validation_metrics
+
+    sp = Spaner.from_profile("tiny", modalities=["text", "image"], encoders=TEXT_IMAGE)
+    cfg = TrainConfig(shots=5, epochs=10, seed=0, val_every=3, min_epochs=0, patience=100)
+    data = sp.prepare(paired_set, cfg)
+    result = sp.fit(data, cfg, progress=False)
+    validated = [i + 1 for i, v in enumerate(result.val_recall) if v is not None]
+    assert validated == [3, 6, 9, 10]  # every third epoch, and the last
+    assert len(result.val_loss) == len(result.train_loss) == 10
+    assert result.best_epoch in validated
+    assert result.val_seconds > 0
+    loss, recall = validation_metrics(sp.model, data.val)
+    assert recall == pytest.approx(result.val_recall[result.best_epoch - 1])  # the kept weights are the best epoch's
+    assert loss == pytest.approx(result.val_loss[result.best_epoch - 1], rel=1e-5)
+
+
+def test_val_every_is_validated():
+    from spaner.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        TrainConfig(val_every=0).validate()
