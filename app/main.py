@@ -48,8 +48,9 @@ def _string_branch(prop: dict[str, Any]) -> dict[str, Any]:
     return prop
 
 
-def _document_limits(comps: dict[str, Any], settings: Settings) -> None:
-    """Put the server's own limits into the schema, so it describes what is accepted."""
+def _document_limits(comps: dict[str, Any], settings: Settings, modalities: list[str]) -> None:
+    """Put the server's own limits (and its model's modalities, plugins included) into the
+    schema, so it describes what is accepted."""
     for model, names in _TEXT_FIELDS.items():
         for name in names:
             prop = _string_branch(comps[model]["properties"][name])
@@ -58,11 +59,10 @@ def _document_limits(comps: dict[str, Any], settings: Settings) -> None:
     search = comps["SearchIn"]["properties"]
     search["k"]["maximum"] = settings.max_k
     search["queries"]["maxItems"] = settings.max_queries
-    modalities = _string_branch(search["modalities"]["anyOf"][0]["items"])
-    modalities["enum"] = ["text", "image", "audio"]
+    _string_branch(search["modalities"]["anyOf"][0]["items"])["enum"] = list(modalities)
 
 
-def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
+def _openapi(app: FastAPI, settings: Settings, service: ServiceState) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
@@ -77,7 +77,7 @@ def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     # 422s from request validation have this service's error shape, not FastAPI's default
     comps["HTTPValidationError"] = ValidationErrorOut.model_json_schema()
     comps.pop("ValidationError", None)
-    _document_limits(comps, settings)
+    _document_limits(comps, settings, service.peek().spaner.modalities)
     app.openapi_schema = schema
     return schema
 
@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     for module in (health, stats, embed, search, items, fewshot, jobs, models):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
-    app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app, settings, service)  # type: ignore[method-assign]
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
