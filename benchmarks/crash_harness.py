@@ -1,6 +1,6 @@
-"""Crash-safety harness: SIGKILL ``spaner ingest`` and ``spaner serve`` mid-write, then check.
+"""Crash-safety harness: SIGKILL writers and store creation mid-way, then check the store.
 
-Two scenarios, each run for N kill points:
+Four scenarios:
 
 * **ingest**: a fresh synthetic data set (``make_synthetic``, a new seed per round) is ingested
   with ``spaner ingest --batch-size 8``; once the store's item count starts to grow the process
@@ -9,13 +9,19 @@ Two scenarios, each run for N kill points:
 * **server**: ``spaner serve --profile tiny --no-ui`` receives concurrent ``POST /v1/items``
   (unique PNG, WAV and text items) from a few threads; after a random delay past the first
   201 it is killed. Acknowledged = every item whose POST answered 201 with an id.
+* **creation** (``--creation serve,ingest,store``): a child runs ``spaner serve``'s or
+  ``spaner ingest``'s store creation, or ``create_store``, and SIGKILLs itself before its k-th
+  storage call (every k); the same flow then runs again and must give a usable, empty store
+  bound to its own checkpoint (:func:`_check_created`).
+* **milvus** (``--milvus-kills N``): a writer adding (and deleting) batches in a Milvus Lite
+  store is killed mid-stream; the store is reopened and checked (:func:`verify_milvus`).
 
-After each kill the store is reopened in this process (``open_store``, which repairs) and
-checked: it opens; FAISS and SQLite agree (same count, same id set); every acknowledged item
-is present with exactly the content that was sent and is found by a search with its own
+After each ingest/server kill the store is reopened in this process (``open_store``, which
+repairs) and checked: it opens; FAISS and SQLite agree (same count, same id set); every
+acknowledged item is present with exactly the content that was sent and is found by a search with its own
 vector; every visible item is whole (vector, metadata, content matching its sha256).
 
-    .venv/bin/python benchmarks/crash_harness.py                      # 10 + 10 kill points
+    .venv/bin/python benchmarks/crash_harness.py                      # 10 + 10 + 5 + 75 kills
     .venv/bin/python benchmarks/crash_harness.py --ingest-kills 2 --server-kills 2 --json
 
 Exit status 0 when every check passed. Everything runs on 127.0.0.1 and stops by itself.
