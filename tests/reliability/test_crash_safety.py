@@ -26,6 +26,8 @@ def test_kill_ingest_and_server_mid_write(tmp_path: Path, capsys: pytest.Capture
             "1",
             "--creation",
             "",
+            "--milvus-kills",
+            "0",
             "--workdir",
             str(tmp_path),
             "--seed",
