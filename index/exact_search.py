@@ -29,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import faiss
 import numpy as np
@@ -42,6 +43,8 @@ __all__ = [
     "bf16_matmul_is_native",
     "BF16_EPS",
     "ExactSearcher",
+    "AdaptiveChoice",
+    "batch_bucket",
     "topk_split",
     "topk_single_thread",
     "bf16_error_within_bound",
@@ -275,31 +278,98 @@ def calibrate(
     return table
 
 
+class AdaptiveChoice:
+    """Pick, per key (a batch-size bucket), the fastest of a few interchangeable ways of doing
+    the same call, by measurement, and keep measuring.
+
+    The first call of a key times every option 2-5 times, interleaved in rotating order
+    (:meth:`calibrate`); afterwards :meth:`run` uses the option with the best recent time per
+    query (median of its last ``window`` timings) and about every ``explore_every``-th call
+    runs another option instead (round robin; an option r times slower than the best only
+    every ``r * explore_every`` calls), so the choice follows load changes on a shared
+    machine. Options must return the same results: only their speed differs.
+    """
+
+    def __init__(self, window: int = 5, explore_every: int = 32) -> None:
+        self.window = window
+        self.explore_every = explore_every
+        self._times: dict[int, dict[str, deque[float]]] = {}
+        self._calls: dict[int, int] = {}
+        self._next: dict[int, int] = {}  # call number of the next exploration
+        self._explored: dict[int, int] = {}
+
+    @property
+    def choices(self) -> dict[int, str]:
+        """Key -> the option currently preferred there."""
+        return {key: self._best(t) for key, t in self._times.items()}
+
+    def clear(self) -> None:
+        self._times.clear()
+        self._calls.clear()
+        self._next.clear()
+        self._explored.clear()
+
+    @staticmethod
+    def _best(times: dict[str, deque[float]]) -> str:
+        return min(times, key=lambda e: statistics.median(times[e]) if times[e] else math.inf)
+
+    def run(self, key: int, runs: dict[str, Callable[[], Any]], per: int = 1) -> Any:
+        """Run one of ``runs`` (name -> thunk) for ``key``; ``per`` = queries in the call."""
+        times = self._times.get(key)
+        if times is None or set(times) != set(runs):
+            return self.calibrate(key, runs, per)
+        calls = self._calls[key] = self._calls[key] + 1
+        name = best = self._best(times)
+        if self.explore_every and calls >= self._next[key]:
+            others = [e for e in runs if e != best]
+            name = others[self._explored[key] % len(others)]
+            self._explored[key] += 1
+            # an option k times slower is re-timed k times less often (at most 16x less):
+            # exploring then costs under 1/explore_every of the best option's time
+            ratio = statistics.median(times[name]) / max(statistics.median(times[best]), 1e-12)
+            self._next[key] = calls + int(self.explore_every * min(max(ratio, 1.0), 16.0))
+        t0 = time.perf_counter()
+        out = runs[name]()
+        times[name].append((time.perf_counter() - t0) / per)
+        return out
+
+    def calibrate(self, key: int, runs: dict[str, Callable[[], Any]], per: int = 1) -> Any:
+        names = list(runs)
+        times = {name: deque(maxlen=self.window) for name in names}
+        out = None
+        t_start = time.perf_counter()
+        for r in range(CALIBRATION_ROUNDS):
+            if r >= 2 and time.perf_counter() - t_start > CALIBRATION_BUDGET_S:
+                break
+            for name in names[r % len(names) :] + names[: r % len(names)]:  # rotating order
+                t0 = time.perf_counter()
+                out = runs[name]()
+                times[name].append((time.perf_counter() - t0) / per)
+        self._times[key] = times
+        self._calls[key] = 0
+        self._next[key] = self.explore_every
+        self._explored[key] = 0
+        log.debug("calibrated %s for key %d: %s", names, key, times)
+        return out
+
+
 class ExactSearcher:
     """Exact top-k over one (changing) matrix, choosing the engine by measurement.
 
     Candidates: ``torch`` (float32 matmul + top-k), ``split`` (the same over row slices on a
     small thread pool: helps the memory-bound single-query matvec), ``single`` for single
     queries (one thread, no OpenMP barrier: wins on a machine with more runnable threads than
-    cores) and, on CPUs with native bf16, ``bf16`` (the exact two-stage engine, which
-    wins once the matrix outgrows the caches; for single queries it halves the bytes a matvec
-    reads). Results are the same whichever engine answers.
-
-    Choice, per batch-size bucket (powers of two): the first call times every candidate 2-5
-    times, interleaved in rotating order; afterwards each call runs the engine with the best
-    recent time per query (median of its last ``WINDOW`` timings), and every
-    ``explore_every``-th call runs another candidate instead (round robin) so that the choice
-    follows load changes on a shared machine. Timings are dropped when the matrix size changes
-    by more than 2x. ``table`` (``{"cpu": "torch"}``, ``{"cpu:16": "bf16"}``) forces a choice.
+    cores) and, on CPUs with native bf16, ``bf16`` (the exact two-stage engine, which wins
+    once the matrix outgrows the caches; for single queries it halves the bytes a matvec
+    reads). Results are the same whichever engine answers. The choice, per batch-size bucket
+    (powers of two), is an :class:`AdaptiveChoice`; its timings are dropped when the matrix
+    size changes by more than 2x. ``table`` (``{"cpu": "torch"}``, ``{"cpu:16": "bf16"}``)
+    forces a choice.
     """
-
-    WINDOW = 5
 
     def __init__(self, table: dict[str, str] | None = None, explore_every: int = 32) -> None:
         self.table = table if table is not None else {}
-        self.explore_every = explore_every
-        self._times: dict[int, dict[str, deque[float]]] = {}
-        self._calls: dict[int, int] = {}
+        self.chooser = AdaptiveChoice(explore_every=explore_every)
         self._calibrated_n = 0
         self._bf16: torch.Tensor | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -308,7 +378,7 @@ class ExactSearcher:
     @property
     def choices(self) -> dict[int, str]:
         """Bucket -> the engine currently preferred there (by recent timings)."""
-        return {b: self._best(t) for b, t in self._times.items()}
+        return self.chooser.choices
 
     def reset(self) -> None:
         """The matrix changed: drop the bf16 mirror (rebuilt on the next batch that uses it)."""
@@ -360,9 +430,6 @@ class ExactSearcher:
             out.append("bf16")
         return out
 
-    def _best(self, times: dict[str, deque[float]]) -> str:
-        return min(times, key=lambda e: statistics.median(times[e]) if times[e] else math.inf)
-
     def search(
         self, matrix: np.ndarray, queries: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -371,46 +438,14 @@ class ExactSearcher:
         if len(cands) == 1:
             return self._runner(cands[0], matrix, queries, k)()
         if not self._calibrated_n // 2 <= n <= 2 * self._calibrated_n:
-            self._times.clear()
-            self._calls.clear()
+            self.chooser.clear()
             self._calibrated_n = n
-        bucket = _bucket(b)
-        times = self._times.get(bucket)
-        if times is None or set(times) != set(cands):
-            return self._calibrate(bucket, cands, matrix, queries, k)
-        calls = self._calls[bucket] = self._calls[bucket] + 1
-        best = self._best(times)
-        engine = best
-        if self.explore_every and calls % self.explore_every == 0:
-            others = [e for e in cands if e != best]
-            engine = others[(calls // self.explore_every) % len(others)]
-        t0 = time.perf_counter()
-        out = self._runner(engine, matrix, queries, k)()
-        times[engine].append((time.perf_counter() - t0) / b)
-        return out
-
-    def _calibrate(
-        self, bucket: int, cands: list[str], matrix: np.ndarray, queries: np.ndarray, k: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        b = len(queries)
         runs = {name: self._runner(name, matrix, queries, k) for name in cands}
-        times = {name: deque(maxlen=self.WINDOW) for name in cands}
-        out = None
-        t_start = time.perf_counter()
-        for r in range(CALIBRATION_ROUNDS):
-            if r >= 2 and time.perf_counter() - t_start > CALIBRATION_BUDGET_S:
-                break
-            for name in cands[r % len(cands) :] + cands[: r % len(cands)]:  # rotating order
-                t0 = time.perf_counter()
-                out = runs[name]()
-                times[name].append((time.perf_counter() - t0) / b)
-        self._times[bucket] = times
-        self._calls[bucket] = 0
-        log.debug("exact engines for batch <= %d at n=%d: %s", bucket, len(matrix), times)
-        if "bf16" not in self.choices.values():
+        out = self.chooser.run(batch_bucket(b), runs, per=b)
+        if self._bf16 is not None and "bf16" not in self.choices.values():
             self._bf16 = None  # free the mirror while nothing prefers it
         return out
 
 
-def _bucket(batch: int) -> int:
+def batch_bucket(batch: int) -> int:
     return min(1 << (batch - 1).bit_length(), 1024)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import faiss
 import numpy as np
+
+T = TypeVar("T")
 
 __all__ = [
     "FactoryInfo",
@@ -16,6 +20,7 @@ __all__ = [
     "search_params",
     "to_gpu",
     "gpu_count",
+    "with_omp_threads",
 ]
 
 
@@ -130,3 +135,14 @@ def gpu_count() -> int:
 def to_gpu(index: faiss.Index) -> faiss.Index:  # pragma: no cover - needs a GPU
     """A GPU clone of a CPU index on all GPUs (the CPU index stays the persisted one)."""
     return faiss.index_cpu_to_all_gpus(index)
+
+
+def with_omp_threads(n: int, fn: Callable[[], T]) -> T:
+    """Run ``fn`` with FAISS' OpenMP limited to ``n`` threads *in the calling thread only*
+    (``omp_set_num_threads`` sets a per-thread ICV), restoring the previous value after."""
+    prev = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        return fn()
+    finally:
+        faiss.omp_set_num_threads(prev)

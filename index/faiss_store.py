@@ -29,7 +29,13 @@ from .atomic_io import atomic_write_with
 from .backed_store import MetadataBackedStore
 from .base import RepairReport
 from .errors import IndexNotTrainedError, StoreError
-from .exact_search import ExactSearcher, choose_exact_engine, topk_inner_product
+from .exact_search import (
+    AdaptiveChoice,
+    ExactSearcher,
+    batch_bucket,
+    choose_exact_engine,
+    topk_inner_product,
+)
 from .faiss_index import (
     build_index,
     configure_training,
@@ -37,6 +43,7 @@ from .faiss_index import (
     parse_factory,
     search_params,
     to_gpu,
+    with_omp_threads,
 )
 from .filter_plan import Strategy, plan_search, widening_schedule
 from .filters import Filter
@@ -91,6 +98,7 @@ class FaissStore(MetadataBackedStore):
         self._cache_gen: int | None = None
         self.exact_engine_table: dict[str, str] = {}
         self.exact = ExactSearcher(self.exact_engine_table)
+        self._ann_choice = AdaptiveChoice()
 
     # -- lifecycle ----------------------------------------------------------------------
     @classmethod
@@ -362,10 +370,29 @@ class FaissStore(MetadataBackedStore):
                     ef_search=self.config.ef_search,
                     ids=sel,
                 )
-            d, i = index.search(q, fetch, params=params)
+            d, i = self._ann_search(index, q, fetch, params)
         if self.config.rerank_factor > 1 and self.info.kind != "flat":
             d, i = self._rerank(q, i, k)
         return _pad(d[:, :k], i[:, :k], k)
+
+    def _ann_search(
+        self, index: faiss.Index, q: np.ndarray, k: int, params: faiss.SearchParameters | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``index.search`` on CPU with FAISS' OpenMP team, or on this thread alone, whichever
+        measures faster for this batch size (:class:`.exact_search.AdaptiveChoice`). A small
+        batch is often faster on one thread: each OpenMP region wakes the other threads and
+        waits for them at a barrier, which on a loaded machine costs milliseconds."""
+
+        def run() -> tuple[np.ndarray, np.ndarray]:
+            return index.search(q, k, params=params)
+
+        if index is not self.index or faiss.omp_get_max_threads() <= 1:  # GPU, or 1 thread
+            return run()
+        return self._ann_choice.run(
+            batch_bucket(len(q)),
+            {"omp": run, "one_thread": lambda: with_omp_threads(1, run)},
+            len(q),
+        )
 
     def _search_index(self) -> faiss.Index:
         if not self._use_gpu:
