@@ -396,9 +396,8 @@ class ExactSearcher:
         return self._bf16
 
     def _runner(self, engine: str, matrix: np.ndarray, queries: np.ndarray, k: int):
-        if engine == "bf16":
-            mirror = self._mirror(matrix)
-            return lambda: topk_two_stage(matrix, mirror, queries, k)
+        if engine == "bf16":  # the mirror is made when the engine runs, not when offered
+            return lambda: topk_two_stage(matrix, self._mirror(matrix), queries, k)
         if engine == "split":
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="spaner-exact")
@@ -441,10 +440,9 @@ class ExactSearcher:
             self.chooser.clear()
             self._calibrated_n = n
         runs = {name: self._runner(name, matrix, queries, k) for name in cands}
-        out = self.chooser.run(batch_bucket(b), runs, per=b)
-        if self._bf16 is not None and "bf16" not in self.choices.values():
-            self._bf16 = None  # free the mirror while nothing prefers it
-        return out
+        # the bf16 mirror, once made, stays until the matrix changes (it is re-timed now and
+        # then, and rebuilding it for that would cost more than the search)
+        return self.chooser.run(batch_bucket(b), runs, per=b)
 
 
 def batch_bucket(batch: int) -> int:

@@ -137,6 +137,20 @@ def test_searcher_choice_follows_measured_times_and_explores(monkeypatch) -> Non
     assert set(s.choices) == {1}
 
 
+def test_bf16_mirror_is_built_only_when_that_engine_runs() -> None:
+    x = unit(3000, 16, seed=6)
+    s = ExactSearcher()
+    run = s._runner("bf16", x, x[:2], 3)
+    assert s._bf16 is None  # offering the engine (every call) must not convert the matrix
+    np.testing.assert_array_equal(run()[1][:, 0], [0, 1])
+    mirror = s._bf16
+    assert mirror is not None and mirror.dtype == torch.bfloat16
+    run()
+    assert s._bf16 is mirror  # reused, not rebuilt
+    s.reset()
+    assert s._bf16 is None
+
+
 def test_store_hits_follow_deletes_and_readds(tmp_path) -> None:
     store = create_store(tmp_path / "s", EmbeddingSpace("h", 16), config=FaissConfig())
     x = unit(50, 16, seed=4)
