@@ -37,8 +37,6 @@ AUDIO = {
     "randconv-audio, 48 frames": {"encoder": "randconv-audio", "frames": 48},
     "randconv-audio, trim 20 dB": {"encoder": "randconv-audio", "trim_db": 20.0},
     "randconv-audio, trim 15 dB": {"encoder": "randconv-audio", "trim_db": 15.0},
-    "randconv-audio, trim 25 dB, conv [64,128]": {"encoder": "randconv-audio", "trim_db": 25.0, "channels": [64, 128]},
-    "randconv-audio, trim 25 dB, 24 frames": {"encoder": "randconv-audio", "trim_db": 25.0, "frames": 24},
     "randconv-audio, conv [64,128]": {"encoder": "randconv-audio", "channels": [64, 128]},
     "randconv-audio, conv [32,64,128]": {"encoder": "randconv-audio", "channels": [32, 64, 128]},
     "randconv-audio, conv seed 1": {"encoder": "randconv-audio", "seed": 1},

@@ -22,7 +22,9 @@ TEXT_IMAGE = {"text": "tiny-bert-text"}
 @pytest.mark.slow
 def test_training_lowers_loss_and_lifts_text_to_image_recall(paired_set):
     sp = Spaner.from_profile("tiny", modalities=["text", "image"], encoders=TEXT_IMAGE)
-    cfg = TrainConfig(shots=5, epochs=80, seed=0)
+    # lr pinned: the default (3e-4) is tuned on the digits benchmark's 200-epoch schedule; the tiny
+    # random encoders in an 80-epoch run need the higher peak
+    cfg = TrainConfig(shots=5, epochs=80, seed=0, lr=2e-3)
     data = sp.prepare(paired_set, cfg)
     assert len(set(data.test.modalities["image"].labels.tolist())) == 10  # chance R@1 = 0.1
     before, _ = evaluate_model(sp.model, data.test)
