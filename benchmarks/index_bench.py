@@ -193,11 +193,17 @@ def run_size(
             budget,
         )
         row = {f"qps_{k}": v for k, v in r.items()}
+        row["store_engine"] = store.exact.choices.get(b)  # the engine preferred at the end
         best = max(r["faiss_flat"], r["torch_topk"])
         row["speedup_store_search_vs_best_ref"] = r["store_search"] / best
         row["speedup_store_search_ids_vs_best_ref"] = r["store_search_ids"] / best
         exact[f"batch{b}"] = row
-        log.info("n=%d b=%d: %s", n, b, {k: round(v, 2) for k, v in row.items()})
+        log.info(
+            "n=%d b=%d: %s",
+            n,
+            b,
+            {k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()},
+        )
     qa = q[:512] if n < 500_000 else q[:128]  # the 1M flat truth is slow to compute
     _, truth = flat.search(qa, 10)
     same = []

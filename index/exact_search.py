@@ -282,17 +282,20 @@ class AdaptiveChoice:
     """Pick, per key (a batch-size bucket), the fastest of a few interchangeable ways of doing
     the same call, by measurement, and keep measuring.
 
-    The first call of a key times every option 2-5 times, interleaved in rotating order
-    (:meth:`calibrate`); afterwards :meth:`run` uses the option with the best recent time per
+    The first calls of a key take the options in turn until each has ``min_samples`` timings
+    (real calls, so the timings include what a call pays on this machine between other work,
+    such as waking idle OpenMP threads; :meth:`calibrate` instead times every option 2-5
+    times within one call); afterwards :meth:`run` uses the option with the best recent time per
     query (median of its last ``window`` timings) and about every ``explore_every``-th call
     runs another option instead (round robin; an option r times slower than the best only
     every ``r * explore_every`` calls), so the choice follows load changes on a shared
     machine. Options must return the same results: only their speed differs.
     """
 
-    def __init__(self, window: int = 5, explore_every: int = 32) -> None:
+    def __init__(self, window: int = 5, explore_every: int = 32, min_samples: int = 2) -> None:
         self.window = window
         self.explore_every = explore_every
+        self.min_samples = min_samples
         self._times: dict[int, dict[str, deque[float]]] = {}
         self._calls: dict[int, int] = {}
         self._next: dict[int, int] = {}  # call number of the next exploration
@@ -317,10 +320,19 @@ class AdaptiveChoice:
         """Run one of ``runs`` (name -> thunk) for ``key``; ``per`` = queries in the call."""
         times = self._times.get(key)
         if times is None or set(times) != set(runs):
-            return self.calibrate(key, runs, per)
+            times = self._times[key] = {name: deque(maxlen=self.window) for name in runs}
+            self._calls[key] = 0
+            self._next[key] = self.explore_every
+            self._explored[key] = 0
         calls = self._calls[key] = self._calls[key] + 1
         name = best = self._best(times)
-        if self.explore_every and calls >= self._next[key]:
+        fewest = min(runs, key=lambda e: len(times[e]))
+        if len(times[fewest]) < self.min_samples:
+            # still sampling: one option per call, in turn, timed in real calls (a loop of
+            # back-to-back runs would hide what a call pays to wake idle OpenMP threads)
+            name = fewest
+            self._next[key] = calls + self.explore_every
+        elif self.explore_every and calls >= self._next[key]:
             others = [e for e in runs if e != best]
             name = others[self._explored[key] % len(others)]
             self._explored[key] += 1
