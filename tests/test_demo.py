@@ -59,7 +59,9 @@ def test_demo_indexes_every_item(demo: dict) -> None:
 
 def test_typing_seven_finds_handwritten_and_spoken_sevens(client) -> None:
     for modality in ("image", "audio"):
-        r = client.post("/v1/search", json={"queries": [{"text": "seven"}], "k": 5, "modalities": [modality]})
+        r = client.post(
+            "/v1/search", json={"queries": [{"text": "seven"}], "k": 5, "modalities": [modality]}
+        )
         assert r.status_code == 200, r.text
         hits = r.json()["results"]
         assert {h["modality"] for h in hits} == {modality}
@@ -88,7 +90,9 @@ def test_spoken_digit_from_a_held_out_voice_finds_its_images(demo: dict, client)
         )
         assert r.status_code == 200, r.text
         correct += r.json()["results"][0]["concept"] == concept
-    assert correct >= 6, f"{correct}/10 spoken digits found an image of their digit (chance is 1/10)"
+    assert correct >= 6, (
+        f"{correct}/10 spoken digits found an image of their digit (chance is 1/10)"
+    )
 
 
 def test_second_run_reuses_everything(demo: dict) -> None:
