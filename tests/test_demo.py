@@ -95,9 +95,14 @@ def test_spoken_digit_from_a_held_out_voice_finds_its_images(demo: dict, client)
     )
 
 
-def test_second_run_reuses_everything(demo: dict) -> None:
+def test_second_run_reuses_everything(demo: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    import spaner.ingest
     from spaner.demo import prepare_demo
 
+    def no_ingest(*args, **kwargs):
+        raise AssertionError("a second run must not read the collection again")
+
+    monkeypatch.setattr(spaner.ingest, "ingest", no_ingest)
     again = prepare_demo(demo["cfg"], progress=False)
     assert again["added"] == 0 and again["items"] == demo["info"]["items"]
     assert again["timings"]["train"] < 5.0  # no retraining: only the state check
