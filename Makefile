@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.spaner-installed
+BASE_STAMP := $(VENV)/.spaner-base
 
 .PHONY: install test test-fast lint demo soak clean
 
@@ -10,10 +11,15 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# Re-install only when the packaging metadata changes.
+# Re-install only when the packaging metadata changes. The demo needs only the package;
+# the tests also need the dev and milvus extras.
+$(BASE_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $(BASE_STAMP)
+
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev,milvus]'
-	touch $(STAMP)
+	touch $(STAMP) $(BASE_STAMP)
 
 install: $(STAMP)
 
@@ -25,7 +31,7 @@ test-fast: $(STAMP)
 
 # The embedded offline demo: digits data set -> few-shot training -> store -> API + UI on
 # http://127.0.0.1:7860 (everything cached under .spaner-demo/, so later runs start in seconds).
-demo: $(STAMP)
+demo: $(BASE_STAMP)
 	$(VENV)/bin/spaner demo --workdir .spaner-demo --host 127.0.0.1 --port 7860
 
 # Bounded 60 s load run over loopback (searches of every modality + adds + deletes); see RELIABILITY.md.
