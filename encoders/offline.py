@@ -27,6 +27,33 @@ from .decode import RawInput, load_audio_mono, load_image
 __all__ = ["RandomConvImageEncoder", "LogMelAudioEncoder", "RandConvAudioEncoder", "trim_silence"]
 
 
+def normalise_bins(spec: torch.Tensor) -> torch.Tensor:
+    """``[frames, bins]`` with each bin scaled to zero mean and unit variance over the frames."""
+    return (spec - spec.mean(0)) / (spec.std(0, unbiased=False) + 1e-5)
+
+
+def random_conv_net(
+    in_channels: int, channels: Sequence[int], seed: int, weights: str | None = None
+) -> nn.Sequential:
+    """A frozen stack of [3x3 conv, ReLU, 2x2 average pool] blocks, seeded (the global RNG is
+    left untouched), or loaded from a safetensors ``weights`` file."""
+    layers: list[nn.Module] = []
+    in_ch = in_channels
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for out_ch in channels:
+            layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2)]
+            in_ch = out_ch
+    net = nn.Sequential(*layers).eval()
+    if weights is not None:
+        from .torchaudio_encoder import load_state_dict_file
+
+        net.load_state_dict(load_state_dict_file(weights))
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
 class RandomConvImageEncoder(Encoder):
     """Tokens ``[B, (size/4)², channels[-1]]`` from a frozen random conv net (seeded)."""
 
@@ -41,20 +68,7 @@ class RandomConvImageEncoder(Encoder):
         self.size = int(size)
         self.grayscale = bool(grayscale)
         self._args = {"size": size, "channels": list(channels), "seed": seed, "grayscale": grayscale}
-        in_ch = 1 if grayscale else 3
-        layers: list[nn.Module] = []
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for out_ch in channels:
-                layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2)]
-                in_ch = out_ch
-        self.net = nn.Sequential(*layers).eval()
-        if weights is not None:
-            from .torchaudio_encoder import load_state_dict_file
-
-            self.net.load_state_dict(load_state_dict_file(weights))
-        for p in self.net.parameters():
-            p.requires_grad_(False)
+        self.net = random_conv_net(1 if grayscale else 3, channels, seed, weights)
         self.width = int(channels[-1])
         self.weights = str(weights) if weights else f"random (seed {seed})"
         self.to(device)
@@ -129,7 +143,7 @@ class LogMelAudioEncoder(Encoder):
         items = []
         for w in waves:
             spec = torch.log(self.mel(w) + 1e-6).T  # [frames, n_mels]
-            spec = (spec - spec.mean(0)) / (spec.std(0, unbiased=False) + 1e-5)  # per-utterance normalisation
+            spec = normalise_bins(spec)  # per-utterance normalisation
             frames = spec.shape[0] - spec.shape[0] % self.stack or spec.shape[0]
             spec = spec[:frames]
             if spec.shape[0] < self.stack:
@@ -177,20 +191,7 @@ class RandConvAudioEncoder(LogMelAudioEncoder):
         self.frames = int(frames)
         self._args = {"sample_rate": sample_rate, "n_mels": n_mels, "trim_db": trim_db, "frames": frames,
                       "channels": list(channels), "seed": seed, "max_seconds": max_seconds}
-        layers: list[nn.Module] = []
-        in_ch = 1
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for out_ch in channels:
-                layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2)]
-                in_ch = out_ch
-        self.net = nn.Sequential(*layers).eval()
-        if weights is not None:
-            from .torchaudio_encoder import load_state_dict_file
-
-            self.net.load_state_dict(load_state_dict_file(weights))
-        for p in self.net.parameters():
-            p.requires_grad_(False)
+        self.net = random_conv_net(1, channels, seed, weights)
         self.width = int(channels[-1] * n_mels // down)
         self.weights = str(weights) if weights else f"none: fixed transform + random conv (seed {seed})"
         self.to(device)
@@ -203,7 +204,7 @@ class RandConvAudioEncoder(LogMelAudioEncoder):
         """The conv net's input for one clip: ``[frames, n_mels]``."""
         spec = torch.log(self.mel(wave) + 1e-6).T  # [frames, n_mels]
         spec = trim_silence(spec, self.trim_db)
-        spec = (spec - spec.mean(0)) / (spec.std(0, unbiased=False) + 1e-5)  # per-utterance, voiced frames only
+        spec = normalise_bins(spec)  # per-utterance, voiced frames only
         return torch.nn.functional.interpolate(spec.T[None], size=self.frames, mode="linear",
                                                align_corners=False)[0].T
 
