@@ -145,16 +145,21 @@ def verify(store_dir: Path, acked: dict[int, bytes | str | None], tally: Tally, 
             want = acked[i]
             if want is not None and store.content(i) != want:
                 fail(f"acknowledged item {i}: content differs from what was sent")
-        if present:
-            q = store.vectors(present)
-            hits = store.search(q, k=10)
-            for i, row in zip(present, hits, strict=True):
-                if i in {h.id for h in row}:
-                    tally.searchable += 1
-                else:
-                    fail(f"acknowledged item {i} not found by its own vector")
+        _check_searchable(store, present, 10, tally, fail)
     finally:
         store.close()
+
+
+def _check_searchable(store, present: list[int], k: int, tally: Tally, fail) -> None:
+    """Every id in ``present`` must be among the top ``k`` hits of a search by its own vector."""
+    if not present:
+        return
+    hits = store.search(store.vectors(present), k=k)
+    for i, row in zip(present, hits, strict=True):
+        if i in {h.id for h in row}:
+            tally.searchable += 1
+        else:
+            fail(f"acknowledged item {i} not found by its own vector")
 
 
 # -- ingest ------------------------------------------------------------------------------
@@ -551,13 +556,7 @@ def verify_milvus(
                 fail(f"acknowledged item {i} missing")
             elif store.content(i) != live[i]:
                 fail(f"acknowledged item {i}: content differs")
-        if present:
-            hits = store.search(store.vectors(present), k=5)
-            for i, row in zip(present, hits, strict=True):
-                if i in {h.id for h in row}:
-                    tally.searchable += 1
-                else:
-                    fail(f"acknowledged item {i} not found by its own vector")
+        _check_searchable(store, present, 5, tally, fail)
     finally:
         store.close()
 
