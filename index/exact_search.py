@@ -1,23 +1,32 @@
 """Exact inner-product top-k over a float32 matrix, with an optional row mask or subset.
 
-On CPU, torch's matmul (MKL/oneDNN sgemm, multi-threaded even for one query) followed by
-``torch.topk`` beats ``faiss.IndexFlatIP`` at every batch size on the machines measured (see
-BENCHMARKS.md), so it is the default engine; :func:`choose_exact_engine` keeps the choice in
-one place and :func:`calibrate` re-measures it on the running machine. The matrix is used
-zero-copy (``torch.from_numpy``).
+The float32 matrix (FAISS' flat storage, used zero-copy) can be searched several ways that
+all return the exact top-k; which is fastest depends on the batch size, the matrix size, the
+CPU and the load, so :class:`ExactSearcher` picks one per batch-size bucket by measurement
+(:class:`AdaptiveChoice`) and keeps re-timing the others now and then:
 
-On CPUs with native bfloat16 matrix units (AMX / AVX512-BF16), batches of queries go through
-:func:`topk_two_stage`: a bfloat16 matmul over a bf16 mirror of the matrix picks candidates,
-and the float32 vectors rescore them. It stays *exact*: for unit vectors the bf16 score is
-within ``BF16_EPS`` of the float32 one (inputs and output each round with relative error
-2^-8, and ``sum |q_i x_i| <= |q| |x| = 1``), so every true top-k row has a bf16 score at
-least ``(k-th bf16 score) - 2 * BF16_EPS``; a query whose candidate list does not reach
-below that threshold is recomputed in float32. The mirror costs 2 bytes per dimension. A
-single query is a memory-bound matrix-vector product, and reading the bf16 mirror moves half
-the bytes of the float32 matrix, so the two-stage engine also answers single queries (with
-``torch.mv``) when it measures faster. :func:`bf16_error_within_bound` checks once that the
-running torch build keeps its bf16 error inside ``BF16_EPS`` (float32 accumulation); if it
-does not, the bf16 engine is never used.
+* ``torch``: float32 matmul (oneDNN/MKL sgemm) + ``torch.topk``, the reference kernel;
+* ``transposed``: the same float32 product from a transposed copy of the matrix (built
+  the first time the engine runs, 4 bytes per dimension per vector, grown in place on
+  appends): for one query or a few, streaming rows of the transposed matrix beats the
+  dot-product layout by 1.2-1.4x on the machines measured;
+* ``split``: torch over row slices on a small thread pool (keeps every core streaming);
+* ``single``: one query on the calling thread only (FAISS' SIMD ``fvec_inner_products_ny``):
+  never waits at an OpenMP barrier, which on an over-subscribed machine can win;
+* ``fp16`` and ``bf16``: two-stage engines over a half-precision *mirror* of the matrix
+  (:func:`topk_two_stage`). A half-precision product picks candidates; the float32 vectors
+  rescore them. They stay **exact**: for unit vectors a half-precision score is within
+  :func:`mirror_eps` of the float32 one (query and row each round with relative error ``u``
+  = 2^-11 for fp16, 2^-8 for bf16, the output rounds once more, the float32 accumulation
+  adds at most ``dim * 2^-24``, and ``sum |q_i x_i| <= |q| |x| = 1``), so every true top-k
+  row scores at least ``(k-th half score) - 2 eps``. A query whose candidate list does not
+  reach below that threshold is searched again with 4x the candidates, and in float32 once
+  candidates would not save work. fp16 (tight bound, few candidates) wins for single
+  queries, whose matrix-vector product reads half the bytes; bf16 (matrix units: AMX,
+  AVX512-BF16) wins for batches. :func:`mirror_error_within_bound` checks once per dtype and
+  dimension that the running torch build keeps its error inside the bound (float32
+  accumulation); if it does not, that engine is never offered. A mirror costs 2 bytes per
+  dimension per vector and is built the first time its engine runs; appends extend it.
 """
 
 from __future__ import annotations
@@ -38,35 +47,42 @@ import torch
 __all__ = [
     "topk_inner_product",
     "topk_two_stage",
+    "topk_transposed",
     "choose_exact_engine",
     "calibrate",
     "bf16_matmul_is_native",
     "BF16_EPS",
+    "mirror_eps",
     "ExactSearcher",
     "AdaptiveChoice",
     "batch_bucket",
     "topk_split",
     "topk_single_thread",
     "bf16_error_within_bound",
+    "mirror_error_within_bound",
     "ENGINES",
 ]
 
 log = logging.getLogger(__name__)
 _NEG_INF = float("-inf")
 _ENGINE_BY_DEVICE: dict[str, str] = {"cpu": "torch", "cuda": "faiss"}
-#: Bound on |bf16 score - float32 score| for unit vectors: 3 roundings of 2^-8 (+ margin).
+#: Unit roundoff of the half-precision mirrors.
+_UNIT_ROUNDOFF = {torch.bfloat16: 2.0**-8, torch.float16: 2.0**-11}
+#: Bound on |bf16 score - float32 score| for unit vectors up to 3000 dimensions (kept for
+#: callers of the first version; :func:`mirror_eps` is the per-dimension bound).
 BF16_EPS = 3.05 / 256
-#: Smallest batch sent to the two-stage bf16 engine (a single query runs it as a matvec).
-BF16_MIN_BATCH = 1
+#: Batches up to this size count as "matrix-vector" work: the transposed and fp16 engines
+#: are offered; larger batches get the bf16 matrix engine.
+SMALL_BATCH = 4
 #: The first call of a batch-size bucket times every candidate engine this many rounds
 #: (at least 2; further rounds only while the calibration has taken under the budget) and
 #: keeps the one with the best (minimum) time: minima are robust to load spikes.
 CALIBRATION_ROUNDS = 5
 CALIBRATION_BUDGET_S = 0.5
 #: Engine names :class:`ExactSearcher` knows (``table`` values that force one).
-ENGINES = ("torch", "split", "single", "bf16")
+ENGINES = ("torch", "transposed", "split", "single", "fp16", "bf16")
 _BF16_NATIVE: bool | None = None
-_BF16_BOUND_OK: dict[int, bool] = {}
+_BOUND_OK: dict[tuple[torch.dtype, int], bool] = {}
 
 
 def bf16_matmul_is_native() -> bool:
@@ -82,12 +98,24 @@ def bf16_matmul_is_native() -> bool:
     return _BF16_NATIVE
 
 
-def bf16_error_within_bound(dim: int, samples: int = 512) -> bool:
-    """True when torch's bf16 matmul and matvec on this machine stay within ``BF16_EPS`` of
-    float32 on unit vectors of ``dim`` (i.e. accumulate in float32, as the exactness proof
-    assumes), with a 2x margin. Checked once per dimension on seeded random vectors and on
-    near-duplicates (large scores, the worst case for output rounding)."""
-    ok = _BF16_BOUND_OK.get(dim)
+def mirror_eps(dtype: torch.dtype, dim: int) -> float:
+    """Bound on |half-precision score - float32 score| for unit vectors of ``dim``: three
+    roundings of relative error ``u`` (query, row, output), float32 accumulation
+    (``dim * 2^-24``), fp16 subnormals (absolute error 2^-25 per component, summed over
+    ``|q_i| + |x_i|``, at most ``2 sqrt(dim)``), plus 2% margin."""
+    u = _UNIT_ROUNDOFF[dtype]
+    sub = 2.0**-25 * 2 * math.sqrt(dim) if dtype == torch.float16 else 0.0
+    return 1.02 * (3 * u + (dim + 2) * 2.0**-24 + sub)
+
+
+def mirror_error_within_bound(dtype: torch.dtype, dim: int, samples: int = 512) -> bool:
+    """True when torch's ``dtype`` matmul on this machine stays within :func:`mirror_eps` of
+    float32 on unit vectors of ``dim`` (i.e. accumulates in float32, as the exactness proof
+    assumes). Checked once per dtype and dimension on seeded random vectors and on
+    near-duplicates (large scores, the worst case for output rounding), for the matrix
+    product and the matrix-vector product the engine uses."""
+    key = (dtype, dim)
+    ok = _BOUND_OK.get(key)
     if ok is None:
         g = torch.Generator().manual_seed(0)
         x = torch.randn(samples, dim, generator=g)
@@ -95,18 +123,26 @@ def bf16_error_within_bound(dim: int, samples: int = 512) -> bool:
         x = x / x.norm(dim=1, keepdim=True)
         q = x[:8].clone()
         ref = q @ x.T
-        xb, qb = x.bfloat16(), q.bfloat16()
-        err_mm = float(((qb @ xb.T).float() - ref).abs().max())
-        err_mv = max(float((torch.mv(xb, qb[i]).float() - ref[i]).abs().max()) for i in range(8))
-        ok = max(err_mm, err_mv) <= BF16_EPS / 2
+        xh, qh = x.to(dtype), q.to(dtype)
+        err_mm = float(((qh @ xh.T).float() - ref).abs().max())
+        err_mv = max(float((torch.mv(xh, qh[i]).float() - ref[i]).abs().max()) for i in range(8))
+        err = max(err_mm, err_mv)
+        ok = err <= mirror_eps(dtype, dim)
         if not ok:
             log.warning(
-                "bf16 matmul error %.4g exceeds the bound %.4g: bf16 exact engine disabled",
-                max(err_mm, err_mv),
-                BF16_EPS / 2,
+                "%s matmul error %.4g exceeds the bound %.4g: %s exact engine disabled",
+                dtype,
+                err,
+                mirror_eps(dtype, dim),
+                dtype,
             )
-        _BF16_BOUND_OK[dim] = ok
+        _BOUND_OK[key] = ok
     return ok
+
+
+def bf16_error_within_bound(dim: int, samples: int = 512) -> bool:
+    """:func:`mirror_error_within_bound` for bfloat16."""
+    return mirror_error_within_bound(torch.bfloat16, dim, samples)
 
 
 def choose_exact_engine(
@@ -156,56 +192,85 @@ def topk_inner_product(
     return vals.numpy(), idx.numpy().astype(np.int64, copy=False)
 
 
+def topk_transposed(xt: torch.Tensor, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` from a transposed float32 copy ``xt`` (``[dim, n]``, any row stride):
+    the same products as :func:`topk_inner_product`, but the matrix-vector product streams
+    along rows of ``xt`` (a sum of scaled rows, no horizontal reductions), which on the CPUs
+    measured is 1.2-1.4x faster for one query or a few."""
+    q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+    n = xt.shape[1]
+    vals, idx = torch.topk(q @ xt, min(k, n), dim=1)
+    return vals.numpy(), idx.numpy().astype(np.int64, copy=False)
+
+
+def _half_candidates(
+    qh: torch.Tensor, mirror: torch.Tensor, cand: int, block_rows: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``cand`` half-precision scores and rows of ``mirror`` for each query in ``qh``;
+    row blocks keep the score block in cache, and their candidates are merged."""
+    n = len(mirror)
+    if n <= block_rows:
+        return torch.topk(qh @ mirror.T, cand, dim=1)
+    vals, rows = [], []
+    for lo in range(0, n, block_rows):
+        hi = min(n, lo + block_rows)
+        v, i = torch.topk(qh @ mirror[lo:hi].T, min(cand, hi - lo), dim=1)
+        vals.append(v)
+        rows.append(i + lo)
+    v_all, i_all = torch.cat(vals, dim=1), torch.cat(rows, dim=1)
+    av, j = torch.topk(v_all, cand, dim=1)
+    return av, torch.gather(i_all, 1, j)
+
+
 def topk_two_stage(
     matrix: np.ndarray,
-    matrix_bf16: torch.Tensor,
+    mirror: torch.Tensor,
     queries: np.ndarray,
     k: int,
-    candidates: int = 64,
+    candidates: int | None = None,
     block_rows: int = 65536,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-``k`` (same rows as :func:`topk_inner_product`) via a bf16 candidate stage.
-
-    ``matrix_bf16`` is ``torch.from_numpy(matrix).bfloat16()``; rows of both must be unit
-    vectors (the error bound assumes it). See the module docstring for why it is exact.
-    """
+    """Exact top-``k`` (same rows as :func:`topk_inner_product`) via a half-precision
+    candidate stage over ``mirror`` (``torch.from_numpy(matrix).to(torch.bfloat16 or
+    torch.float16)``); rows of both must be unit vectors (the error bound assumes it). See the
+    module docstring for why it is exact. ``candidates`` is the first candidate count per
+    query (default: ``2k + 12``, at least 32, for bf16; ``k + 8`` for fp16); queries it does
+    not prove are searched again with 4x as many."""
     x = torch.from_numpy(matrix)
     q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
-    cand = max(candidates, 4 * k)
-    if cand >= len(matrix):
+    n, b = len(matrix), len(q)
+    fp16 = mirror.dtype == torch.float16
+    cand = candidates or (k + 8 if fp16 else max(32, 2 * k + 12))
+    cand = max(cand, k + 1)
+    if 2 * cand >= n:  # too few rows for a candidate stage to save work
         return topk_inner_product(matrix, queries, k)
-    qb = q.bfloat16()
-    n = len(matrix)
-    if len(q) == 1:  # a matvec: one pass over the bf16 mirror, no score block to tile
-        av, ai = torch.topk(torch.mv(matrix_bf16, qb[0]), cand)
-        thr = float(av[k - 1]) - 2 * BF16_EPS
-        if float(av[-1]) >= thr:  # a row outside the candidates may still be in the top-k
-            return topk_inner_product(matrix, queries, k)
-        exact = torch.mv(x.index_select(0, ai), q[0])
-        vals, j = torch.topk(exact, k)
-        return vals[None].numpy(), ai[j][None].numpy().astype(np.int64, copy=False)
-    if n <= block_rows:
-        av, ai = torch.topk(qb @ matrix_bf16.T, cand, dim=1)
-    else:  # row blocks keep the score block in cache; merge the per-block candidates
-        vals, rows = [], []
-        for lo in range(0, n, block_rows):
-            hi = min(n, lo + block_rows)
-            v, i = torch.topk(qb @ matrix_bf16[lo:hi].T, min(cand, hi - lo), dim=1)
-            vals.append(v)
-            rows.append(i + lo)
-        v_all, i_all = torch.cat(vals, dim=1), torch.cat(rows, dim=1)
-        av, j = torch.topk(v_all, cand, dim=1)
-        ai = torch.gather(i_all, 1, j)
-    threshold = av[:, k - 1].float() - 2 * BF16_EPS
-    complete = av[:, -1].float() < threshold  # every row above the threshold is a candidate
-    exact = torch.einsum("bd,bcd->bc", q, x[ai])
-    vals, j = torch.topk(exact, k, dim=1)
-    rows = torch.gather(ai, 1, j)
-    if not bool(complete.all()):
-        redo = (~complete).nonzero().flatten()
-        fv, fi = torch.topk(q[redo] @ x.T, k, dim=1)
-        vals[redo], rows[redo] = fv, fi
-    return vals.numpy(), rows.numpy().astype(np.int64, copy=False)
+    margin = 2 * mirror_eps(mirror.dtype, matrix.shape[1])
+    qh = q.to(mirror.dtype)
+    vals = torch.empty((b, k), dtype=torch.float32)
+    rows = torch.empty((b, k), dtype=torch.int64)
+    todo = torch.arange(b)
+    while len(todo):
+        if 2 * cand >= n:  # candidates would not save work: float32 for the rest
+            fv, fi = torch.topk(q[todo] @ x.T, min(k, n), dim=1)
+            vals[todo], rows[todo] = fv, fi
+            break
+        av, ai = _half_candidates(qh[todo], mirror, cand, block_rows)
+        # every row above the threshold is a candidate when the last candidate is below it
+        complete = av[:, -1].float() < av[:, k - 1].float() - margin
+        if len(todo) == 1:
+            exact = torch.mv(x.index_select(0, ai[0]), q[todo[0]])[None]
+        else:
+            exact = torch.einsum("bd,bcd->bc", q[todo], x[ai])
+        ev, j = torch.topk(exact, k, dim=1)
+        done = complete.nonzero().flatten()
+        if len(done) == len(todo):
+            vals[todo], rows[todo] = ev, torch.gather(ai, 1, j)
+            break
+        vals[todo[done]] = ev[done]
+        rows[todo[done]] = torch.gather(ai[done], 1, j[done])
+        todo = todo[~complete]
+        cand *= 4
+    return vals.numpy(), rows.numpy()
 
 
 def topk_single_thread(
@@ -278,76 +343,113 @@ def calibrate(
     return table
 
 
+class _KeyState:
+    """What :class:`AdaptiveChoice` knows about one key."""
+
+    __slots__ = ("names", "times", "medians", "warm", "calls", "next", "explored", "best")
+
+    def __init__(self, names: tuple[str, ...], window: int, explore_every: int) -> None:
+        self.names = names
+        self.times: dict[str, deque[float]] = {n: deque(maxlen=window) for n in names}
+        self.medians: dict[str, float] = dict.fromkeys(names, math.inf)
+        self.warm: set[str] = set()
+        self.calls = 0
+        self.next = explore_every  # call number of the next exploration
+        self.explored = 0
+        self.best: str | None = None  # set once every option has its samples
+
+
 class AdaptiveChoice:
     """Pick, per key (a batch-size bucket), the fastest of a few interchangeable ways of doing
     the same call, by measurement, and keep measuring.
 
-    The first calls of a key take the options in turn until each has ``min_samples`` timings
+    The first calls of a key take the options in turn, each once untimed (a first call may
+    build what the option keeps) and then until each has ``min_samples`` timings
     (real calls, so the timings include what a call pays on this machine between other work,
     such as waking idle OpenMP threads; :meth:`calibrate` instead times every option 2-5
-    times within one call); afterwards :meth:`run` uses the option with the best recent time per
-    query (median of its last ``window`` timings) and about every ``explore_every``-th call
-    runs another option instead (round robin; an option r times slower than the best only
+    times within one call); afterwards the option with the best recent time per query
+    (median of its last ``window`` timings) runs, and about every ``explore_every``-th call
+    another option runs instead (round robin; an option r times slower than the best only
     every ``r * explore_every`` calls), so the choice follows load changes on a shared
     machine. Options must return the same results: only their speed differs.
+
+    :meth:`run` takes thunks; :meth:`pick` and :meth:`record` are the same protocol for a
+    caller that builds only the option it runs.
     """
 
     def __init__(self, window: int = 5, explore_every: int = 32, min_samples: int = 2) -> None:
         self.window = window
         self.explore_every = explore_every
         self.min_samples = min_samples
-        self._times: dict[int, dict[str, deque[float]]] = {}
-        self._calls: dict[int, int] = {}
-        self._next: dict[int, int] = {}  # call number of the next exploration
-        self._explored: dict[int, int] = {}
+        self._state: dict[int, _KeyState] = {}
 
     @property
     def choices(self) -> dict[int, str]:
         """Key -> the option currently preferred there."""
-        return {key: self._best(t) for key, t in self._times.items()}
+        return {key: min(st.medians, key=st.medians.__getitem__) for key, st in self._state.items()}
+
+    def timings(self, key: int) -> dict[str, list[float]]:
+        """Recent seconds-per-query timings of each option for ``key``."""
+        st = self._state.get(key)
+        return {n: list(t) for n, t in st.times.items()} if st else {}
 
     def clear(self) -> None:
-        self._times.clear()
-        self._calls.clear()
-        self._next.clear()
-        self._explored.clear()
+        self._state.clear()
 
-    @staticmethod
-    def _best(times: dict[str, deque[float]]) -> str:
-        return min(times, key=lambda e: statistics.median(times[e]) if times[e] else math.inf)
+    def pick(self, key: int, names: tuple[str, ...]) -> tuple[str, bool]:
+        """The option to run for ``key`` now, and whether to time it (then pass the time to
+        :meth:`record`)."""
+        st = self._state.get(key)
+        if st is None or st.names != names:
+            st = self._state[key] = _KeyState(names, self.window, self.explore_every)
+        st.calls += 1
+        best = st.best
+        if best is not None:
+            if not self.explore_every or st.calls < st.next:
+                return best, True  # the steady state: nothing else to decide
+            others = [e for e in names if e != best]
+            name = others[st.explored % len(others)]
+            st.explored += 1
+            # an option r times slower is re-timed r times less often (at most 16x less):
+            # exploring then costs under 1/explore_every of the best option's time
+            ratio = st.medians[name] / max(st.medians[best], 1e-12)
+            st.next = st.calls + int(self.explore_every * min(max(ratio, 1.0), 16.0))
+            return name, True
+        fewest = min(names, key=lambda e: (e in st.warm, len(st.times[e])))
+        if fewest not in st.warm:
+            # an option's first call is not timed: it may build what it keeps (a copy of the
+            # matrix, a thread pool), which later calls do not pay
+            st.warm.add(fewest)
+            return fewest, False
+        # still sampling: one option per call, in turn, timed in real calls (a loop of
+        # back-to-back runs would hide what a call pays to wake idle OpenMP threads)
+        st.next = st.calls + self.explore_every
+        return fewest, True
+
+    def record(self, key: int, name: str, seconds_per_query: float) -> None:
+        st = self._state[key]
+        t = st.times[name]
+        t.append(seconds_per_query)
+        st.medians[name] = statistics.median(t)
+        if st.best is not None or all(len(v) >= self.min_samples for v in st.times.values()):
+            st.best = min(st.medians, key=st.medians.__getitem__)
 
     def run(self, key: int, runs: dict[str, Callable[[], Any]], per: int = 1) -> Any:
         """Run one of ``runs`` (name -> thunk) for ``key``; ``per`` = queries in the call."""
-        times = self._times.get(key)
-        if times is None or set(times) != set(runs):
-            times = self._times[key] = {name: deque(maxlen=self.window) for name in runs}
-            self._calls[key] = 0
-            self._next[key] = self.explore_every
-            self._explored[key] = 0
-        calls = self._calls[key] = self._calls[key] + 1
-        name = best = self._best(times)
-        fewest = min(runs, key=lambda e: len(times[e]))
-        if len(times[fewest]) < self.min_samples:
-            # still sampling: one option per call, in turn, timed in real calls (a loop of
-            # back-to-back runs would hide what a call pays to wake idle OpenMP threads)
-            name = fewest
-            self._next[key] = calls + self.explore_every
-        elif self.explore_every and calls >= self._next[key]:
-            others = [e for e in runs if e != best]
-            name = others[self._explored[key] % len(others)]
-            self._explored[key] += 1
-            # an option k times slower is re-timed k times less often (at most 16x less):
-            # exploring then costs under 1/explore_every of the best option's time
-            ratio = statistics.median(times[name]) / max(statistics.median(times[best]), 1e-12)
-            self._next[key] = calls + int(self.explore_every * min(max(ratio, 1.0), 16.0))
+        name, timed = self.pick(key, tuple(runs))
+        if not timed:
+            return runs[name]()
         t0 = time.perf_counter()
         out = runs[name]()
-        times[name].append((time.perf_counter() - t0) / per)
+        self.record(key, name, (time.perf_counter() - t0) / per)
         return out
 
     def calibrate(self, key: int, runs: dict[str, Callable[[], Any]], per: int = 1) -> Any:
-        names = list(runs)
-        times = {name: deque(maxlen=self.window) for name in names}
+        """Time every option 2-5 times now (rotating order, within
+        :data:`CALIBRATION_BUDGET_S`) instead of over the next calls."""
+        names = tuple(runs)
+        st = self._state[key] = _KeyState(names, self.window, self.explore_every)
+        st.warm.update(names)
         out = None
         t_start = time.perf_counter()
         for r in range(CALIBRATION_ROUNDS):
@@ -356,34 +458,40 @@ class AdaptiveChoice:
             for name in names[r % len(names) :] + names[: r % len(names)]:  # rotating order
                 t0 = time.perf_counter()
                 out = runs[name]()
-                times[name].append((time.perf_counter() - t0) / per)
-        self._times[key] = times
-        self._calls[key] = 0
-        self._next[key] = self.explore_every
-        self._explored[key] = 0
-        log.debug("calibrated %s for key %d: %s", names, key, times)
+                self.record(key, name, (time.perf_counter() - t0) / per)
+        log.debug("calibrated %s for key %d: %s", names, key, st.medians)
         return out
 
 
 class ExactSearcher:
     """Exact top-k over one (changing) matrix, choosing the engine by measurement.
 
-    Candidates: ``torch`` (float32 matmul + top-k), ``split`` (the same over row slices on a
-    small thread pool: helps the memory-bound single-query matvec), ``single`` for single
-    queries (one thread, no OpenMP barrier: wins on a machine with more runnable threads than
-    cores) and, on CPUs with native bf16, ``bf16`` (the exact two-stage engine, which wins
-    once the matrix outgrows the caches; for single queries it halves the bytes a matvec
-    reads). Results are the same whichever engine answers. The choice, per batch-size bucket
-    (powers of two), is an :class:`AdaptiveChoice`; its timings are dropped when the matrix
-    size changes by more than 2x. ``table`` (``{"cpu": "torch"}``, ``{"cpu:16": "bf16"}``)
-    forces a choice.
+    The engines are described in the module docstring; results are the same whichever
+    answers. Offered per call: ``torch`` always; ``split`` on more than one thread; for
+    batches up to :data:`SMALL_BATCH` queries ``transposed`` (while its copy fits in
+    ``copy_budget`` bytes), ``single`` (one query) and ``fp16``;
+    for larger batches ``bf16`` on CPUs with native bf16 (a half-precision engine only when
+    :func:`mirror_error_within_bound` holds for the dimension). The choice, per batch-size
+    bucket (powers of two), is an :class:`AdaptiveChoice`; its timings are dropped when the
+    matrix size changes by more than 2x. ``table`` (``{"cpu": "torch"}``,
+    ``{"cpu:16": "bf16"}``) forces a choice.
     """
 
-    def __init__(self, table: dict[str, str] | None = None, explore_every: int = 32) -> None:
+    def __init__(
+        self,
+        table: dict[str, str] | None = None,
+        explore_every: int = 64,
+        copy_budget: int = 1 << 30,
+    ) -> None:
         self.table = table if table is not None else {}
+        #: largest float32 transposed copy (bytes) the ``transposed`` engine may keep
+        self.copy_budget = copy_budget
+        self._xt: torch.Tensor | None = None  # [dim, capacity] buffer of the transposed copy
+        self._xt_n = 0  # columns of it filled
         self.chooser = AdaptiveChoice(explore_every=explore_every)
         self._calibrated_n = 0
-        self._bf16: torch.Tensor | None = None
+        self._mirrors: dict[torch.dtype, torch.Tensor] = {}
+        self._cands: dict[tuple[int, int, int, int], tuple[str, ...]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self.threads = max(1, torch.get_num_threads())
 
@@ -392,24 +500,56 @@ class ExactSearcher:
         """Bucket -> the engine currently preferred there (by recent timings)."""
         return self.chooser.choices
 
-    def reset(self) -> None:
-        """The matrix changed: drop the bf16 mirror (rebuilt on the next batch that uses it)."""
-        self._bf16 = None
+    @property
+    def _bf16(self) -> torch.Tensor | None:  # the bf16 mirror, if built
+        return self._mirrors.get(torch.bfloat16)
+
+    def reset(self, appended: bool = False) -> None:
+        """The matrix changed. ``appended``: only rows were added at the end, so the
+        half-precision mirrors stay valid for the rows they have and are extended on their
+        next use; otherwise they are dropped (rebuilt when their engine next runs)."""
+        if not appended:
+            self._mirrors.clear()
+            self._xt, self._xt_n = None, 0
 
     def close(self) -> None:
-        self._bf16 = None
+        self._mirrors.clear()
+        self._xt, self._xt_n = None, 0
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
 
-    def _mirror(self, matrix: np.ndarray) -> torch.Tensor:
-        if self._bf16 is None or self._bf16.shape[0] != len(matrix):
-            self._bf16 = torch.from_numpy(matrix).bfloat16()
-        return self._bf16
+    def _mirror(self, matrix: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        m = self._mirrors.get(dtype)
+        n = len(matrix)
+        if m is None or len(m) > n:
+            m = torch.from_numpy(matrix).to(dtype)
+        elif len(m) < n:  # rows were appended: convert only those
+            m = torch.cat([m, torch.from_numpy(matrix[len(m) :]).to(dtype)])
+        self._mirrors[dtype] = m
+        return m
+
+    def _transposed(self, matrix: np.ndarray) -> torch.Tensor:
+        """``matrix.T`` as a ``[dim, n]`` view of a buffer with spare columns, so appended
+        rows are copied in without re-copying the rest (capacity grows 1.5x)."""
+        n, d = matrix.shape
+        if self._xt is None or self._xt_n > n or self._xt.shape[0] != d:
+            self._xt, self._xt_n = None, 0
+        if self._xt is None or self._xt.shape[1] < n:
+            cap = max(n, int(1.5 * (self._xt.shape[1] if self._xt is not None else 0)))
+            buf = torch.empty((d, cap), dtype=torch.float32)
+            if self._xt is not None:
+                buf[:, : self._xt_n] = self._xt[:, : self._xt_n]
+            self._xt = buf
+        if self._xt_n < n:
+            self._xt[:, self._xt_n : n] = torch.from_numpy(matrix[self._xt_n :]).T
+            self._xt_n = n
+        return self._xt[:, :n]
 
     def _runner(self, engine: str, matrix: np.ndarray, queries: np.ndarray, k: int):
-        if engine == "bf16":  # the mirror is made when the engine runs, not when offered
-            return lambda: topk_two_stage(matrix, self._mirror(matrix), queries, k)
+        if engine in ("bf16", "fp16"):  # the mirror is made when the engine runs
+            dtype = torch.bfloat16 if engine == "bf16" else torch.float16
+            return lambda: topk_two_stage(matrix, self._mirror(matrix, dtype), queries, k)
         if engine == "split":
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="spaner-exact")
@@ -417,12 +557,14 @@ class ExactSearcher:
             return lambda: topk_split(matrix, queries, k, pool, self.threads)
         if engine == "single":
             return lambda: topk_single_thread(matrix, queries, k)
+        if engine == "transposed":
+            return lambda: topk_transposed(self._transposed(matrix), queries, k)
         return lambda: topk_inner_product(matrix, queries, k)
 
     def candidates(self, batch: int, n: int, k: int, dim: int | None = None) -> list[str]:
-        """Engines worth timing for this call (one means no choice to make). ``bf16`` is
-        offered only on CPUs with native bf16 and when ``dim`` (if given) passes
-        :func:`bf16_error_within_bound`."""
+        """Engines worth timing for this call (one means no choice to make). A
+        half-precision engine is offered only when ``dim`` (if given) passes
+        :func:`mirror_error_within_bound`; ``bf16`` only on CPUs with native bf16."""
         forced = self.table.get(f"cpu:{batch}") or self.table.get("cpu")
         if forced in ENGINES:
             return [forced]
@@ -431,12 +573,15 @@ class ExactSearcher:
         out = ["torch"]
         if self.threads > 1:
             out.append("split")
-        if batch == 1:
-            out.append("single")
-        if (
-            batch >= BF16_MIN_BATCH
-            and bf16_matmul_is_native()
-            and (dim is None or bf16_error_within_bound(dim))
+        if batch <= SMALL_BATCH:
+            if n * (dim or 0) * 4 <= self.copy_budget:
+                out.append("transposed")
+            if batch == 1:
+                out.append("single")
+            if dim is None or mirror_error_within_bound(torch.float16, dim):
+                out.append("fp16")
+        elif bf16_matmul_is_native() and (
+            dim is None or mirror_error_within_bound(torch.bfloat16, dim)
         ):
             out.append("bf16")
         return out
@@ -445,16 +590,28 @@ class ExactSearcher:
         self, matrix: np.ndarray, queries: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
         n, b = len(matrix), len(queries)
-        cands = self.candidates(b, n, k, matrix.shape[1])
+        ckey = (b, n, k, matrix.shape[1])
+        cands = self._cands.get(ckey) if not self.table else None  # a table may change
+        if cands is None:
+            if len(self._cands) > 256:
+                self._cands.clear()
+            cands = self._cands[ckey] = tuple(self.candidates(b, n, k, matrix.shape[1]))
         if len(cands) == 1:
             return self._runner(cands[0], matrix, queries, k)()
         if not self._calibrated_n // 2 <= n <= 2 * self._calibrated_n:
             self.chooser.clear()
             self._calibrated_n = n
-        runs = {name: self._runner(name, matrix, queries, k) for name in cands}
-        # the bf16 mirror, once made, stays until the matrix changes (it is re-timed now and
-        # then, and rebuilding it for that would cost more than the search)
-        return self.chooser.run(batch_bucket(b), runs, per=b)
+        # a copy, once made, stays until the matrix changes (it is re-timed now and then,
+        # and rebuilding it for that would cost more than the search)
+        bucket = batch_bucket(b)
+        name, timed = self.chooser.pick(bucket, cands)
+        run = self._runner(name, matrix, queries, k)
+        if not timed:
+            return run()
+        t0 = time.perf_counter()
+        out = run()
+        self.chooser.record(bucket, name, (time.perf_counter() - t0) / b)
+        return out
 
 
 def batch_bucket(batch: int) -> int:

@@ -1,4 +1,4 @@
-"""Exact engines (float32, row-split, bf16 two-stage) agree; the metadata cache follows writes."""
+"""Exact engines (float32, transposed, row-split, fp16/bf16 two-stage) agree; copies follow writes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from spaner.index.exact_search import (
     topk_inner_product,
     topk_single_thread,
     topk_split,
+    topk_transposed,
     topk_two_stage,
 )
 from store_helpers import unit
@@ -34,6 +35,12 @@ def test_two_stage_and_split_return_the_exact_top_k(data) -> None:
     q = q / np.linalg.norm(q, axis=1, keepdims=True)
     ref_v, ref_i = topk_inner_product(x, q, 10)
     v2, i2 = topk_two_stage(x, torch.from_numpy(x).bfloat16(), q, 10, candidates=16, block_rows=700)
+    v6, i6 = topk_two_stage(x, torch.from_numpy(x).half(), q, 10, candidates=12, block_rows=700)
+    xt = torch.from_numpy(x).T.contiguous()
+    v7, i7 = topk_transposed(xt, q, 10)
+    t_single = [topk_transposed(xt, q[j : j + 1], 10) for j in range(len(q))]
+    v8 = np.concatenate([o[0] for o in t_single])
+    i8 = np.concatenate([o[1] for o in t_single])
     with ThreadPoolExecutor(2) as pool:
         v3, i3 = topk_split(x, q, 10, pool, 3)
     singles_st = [topk_single_thread(x, q[j : j + 1], 10) for j in range(len(q))]
@@ -43,41 +50,66 @@ def test_two_stage_and_split_return_the_exact_top_k(data) -> None:
     xb = torch.from_numpy(x).bfloat16()
     singles = [topk_two_stage(x, xb, q[j : j + 1], 10, candidates=16) for j in range(len(q))]
     v4, i4 = np.concatenate([o[0] for o in singles]), np.concatenate([o[1] for o in singles])
-    for v, i in ((v2, i2), (v3, i3), (v4, i4), (v5, i5)):
+    for v, i in ((v2, i2), (v3, i3), (v4, i4), (v5, i5), (v6, i6), (v7, i7), (v8, i8)):
         assert v.shape == i.shape == (40, 10) and i.dtype == np.int64
         np.testing.assert_allclose(v, ref_v, atol=1e-5)
         same = (i == ref_i) | np.isclose(v, ref_v, atol=1e-6)  # ties may swap places
         assert same.all()
 
 
-def test_single_query_two_stage_falls_back_when_candidates_cannot_prove_the_top_k() -> None:
-    # 300 near-copies of one vector: their bf16 scores are all within the error bound of the
-    # k-th, so 40 candidates cannot contain every possible top-k row -> float32 fallback.
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("nq", [1, 3])
+def test_two_stage_widens_when_candidates_cannot_prove_the_top_k(dtype, nq) -> None:
+    # 300 near-copies of one vector: their half-precision scores are all within the error
+    # bound of the k-th, so 40 candidates cannot contain every possible top-k row -> the
+    # engine widens (4x candidates, then float32) until it can prove the top-k.
     rng = np.random.default_rng(7)
     base = unit(1, 64, seed=8)
     x = np.concatenate([base + 1e-4 * rng.standard_normal((300, 64)), unit(3000, 64, seed=9)])
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-    q = base.astype(np.float32)
+    q = np.concatenate([base, unit(nq - 1, 64, seed=10)]).astype(np.float32)
     ref_v, ref_i = topk_inner_product(x, q, 10)
-    v, i = topk_two_stage(x, torch.from_numpy(x).bfloat16(), q, 10, candidates=40)
-    np.testing.assert_array_equal(i, ref_i)
-    np.testing.assert_array_equal(v, ref_v)
+    v, i = topk_two_stage(x, torch.from_numpy(x).to(dtype), q, 10, candidates=40)
+    np.testing.assert_allclose(v, ref_v, atol=1e-6)
+    # the near-copies tie to within a float32 ulp: any of them may fill the top-k, but only
+    # rows whose exact score reaches the k-th
+    exact = (x[i] * q[:, None]).sum(-1)
+    assert (exact >= ref_v[:, -1:] - 1e-6).all()
+    assert (i[0] < 300).all()
 
 
-def test_bf16_engine_is_withheld_when_the_kernel_breaks_the_error_bound(monkeypatch) -> None:
-    monkeypatch.setattr(exact_search, "_BF16_BOUND_OK", {})
+def test_half_engines_are_withheld_when_the_kernel_breaks_the_error_bound(monkeypatch) -> None:
+    monkeypatch.setattr(exact_search, "_BOUND_OK", {})
     monkeypatch.setattr(exact_search, "bf16_matmul_is_native", lambda: True)
     assert exact_search.bf16_error_within_bound(48)  # torch accumulates bf16 in float32
+    assert exact_search.mirror_error_within_bound(torch.float16, 48)
     s = ExactSearcher()
-    assert "bf16" in s.candidates(1, 100_000, 10, 48)
+    assert "bf16" in s.candidates(16, 100_000, 10, 48)
+    assert "fp16" in s.candidates(1, 100_000, 10, 48)
     real_mv = torch.mv
-    monkeypatch.setattr(exact_search, "_BF16_BOUND_OK", {})
+    monkeypatch.setattr(exact_search, "_BOUND_OK", {})
     monkeypatch.setattr(  # a kernel off by 0.02 (e.g. accumulating in bf16)
         exact_search.torch, "mv", lambda a, b: real_mv(a, b) + 0.02
     )
     assert not exact_search.bf16_error_within_bound(48)
-    assert "bf16" not in s.candidates(1, 100_000, 10, 48)
-    assert "bf16" in s.candidates(1, 100_000, 10)  # no dimension given: not checked
+    assert not exact_search.mirror_error_within_bound(torch.float16, 48)
+    assert "bf16" not in s.candidates(16, 100_000, 10, 48)
+    assert "fp16" not in s.candidates(1, 100_000, 10, 48)
+    assert "bf16" in s.candidates(16, 100_000, 10)  # no dimension given: not checked
+
+
+def test_mirror_eps_bounds_the_observed_error() -> None:
+    # the bound is a proof for unit vectors; check it holds with room on adversarial-ish data
+    x = torch.from_numpy(np.concatenate([unit(2000, 512, seed=11), clustered(2000, 512)]))
+    q = x[::97]
+    ref = q @ x.T
+    for dtype in (torch.bfloat16, torch.float16):
+        err = float(((q.to(dtype) @ x.to(dtype).T).float() - ref).abs().max())
+        assert err <= exact_search.mirror_eps(dtype, 512)
+    assert (
+        exact_search.mirror_eps(torch.float16, 512)
+        < exact_search.mirror_eps(torch.bfloat16, 512) / 7
+    )  # fp16's 3 extra mantissa bits: 8x tighter, minus the accumulation term
 
 
 def test_searcher_measures_once_per_bucket_and_keeps_results() -> None:
@@ -116,9 +148,9 @@ def test_searcher_choice_follows_measured_times_and_explores(monkeypatch) -> Non
     )
     x = unit(3000, 16, seed=5)
     s = ExactSearcher(explore_every=4)
-    for _ in range(6):  # sampling: one engine per call, in turn, until each has 2 timings
+    for _ in range(9):  # sampling: one engine per call, in turn, once untimed, then 2 timings
         assert s.search(x, x[:1], 3)[1][0, 0] == 0
-    assert ran == ["torch", "split", "bf16"] * 2
+    assert ran == ["torch", "split", "bf16"] * 3
     assert s.choices == {1: "split"}
     ran.clear()
     for _ in range(30):
@@ -131,9 +163,9 @@ def test_searcher_choice_follows_measured_times_and_explores(monkeypatch) -> Non
         s.search(x, x[:1], 3)
     assert s.choices == {1: "torch"}
     ran.clear()
-    for _ in range(6):  # a new bucket is sampled on its own
+    for _ in range(9):  # a new bucket is sampled on its own
         s.search(x, x[:2], 3)
-    assert sorted(ran) == ["bf16", "bf16", "split", "split", "torch", "torch"]
+    assert sorted(ran) == ["bf16"] * 3 + ["split"] * 3 + ["torch"] * 3
     assert s.choices[2] == "torch"
     s.search(np.concatenate([x, x, x]), x[:1], 3)  # matrix grew 3x: timings start over
     assert set(s.choices) == {1}
@@ -169,3 +201,38 @@ def test_store_hits_follow_deletes_and_readds(tmp_path) -> None:
         hit.id == ids[0] and hit.metadata["modality"] == "text" and hit.metadata["concept"] == "b"
     )
     store.close()
+
+
+@pytest.mark.parametrize("engine", ["fp16", "transposed"])
+def test_copies_are_extended_on_append_and_dropped_on_other_changes(engine) -> None:
+    x = unit(4000, 32, seed=12)
+    s = ExactSearcher({"cpu": engine})
+
+    def copy() -> torch.Tensor:
+        return s._mirrors[torch.float16] if engine == "fp16" else s._xt[:, : s._xt_n].T
+
+    np.testing.assert_array_equal(s.search(x[:3000], x[:2], 5)[1][:, 0], [0, 1])
+    first = copy().clone()
+    assert len(first) == 3000
+    s.reset(appended=True)  # 1000 rows appended
+    v, i = s.search(x, x[3500:3502], 5)
+    np.testing.assert_array_equal(i[:, 0], [3500, 3501])  # the new rows are searched
+    grown = copy()
+    assert len(grown) == 4000 and torch.equal(grown[:3000], first)
+    want = torch.from_numpy(x).half() if engine == "fp16" else torch.from_numpy(x)
+    assert torch.equal(grown, want)
+    s.reset()  # e.g. a delete compacted the rows: the copy is rebuilt, not extended
+    assert not s._mirrors and s._xt is None
+    y = x[::-1].copy()
+    np.testing.assert_array_equal(s.search(y, y[:2], 5)[1][:, 0], [0, 1])
+    assert torch.equal(
+        copy(), torch.from_numpy(y).half() if engine == "fp16" else torch.from_numpy(y)
+    )
+    s.close()
+
+
+def test_transposed_copy_is_offered_only_within_its_memory_budget() -> None:
+    assert "transposed" in ExactSearcher().candidates(1, 100_000, 10, 512)
+    small = ExactSearcher(copy_budget=100_000 * 512 * 4 - 1)
+    assert "transposed" not in small.candidates(1, 100_000, 10, 512)
+    assert "transposed" not in ExactSearcher().candidates(64, 100_000, 10, 512)  # a batch
