@@ -28,7 +28,7 @@ from .errors import StoreError, UnknownIdError
 from .filters import Filter
 from .meta_cache import MetaCache, row_to_metadata
 from .metadata import MetadataDB
-from .records import Hit, Item, coerce_items
+from .records import Hit, HitList, Item, coerce_items
 from .space import MANIFEST_NAME, EmbeddingSpace, StoreManifest
 from .vector_checks import check_ids, check_vectors
 
@@ -164,33 +164,34 @@ class MetadataBackedStore(VectorStore):
         filters: Filter | None = None,
         *,
         space: EmbeddingSpace | None = None,
-    ) -> list[list[Hit]]:
+    ) -> list[HitList]:
         scores, ids = self.search_ids(vectors, k, filters, space=space)
         return self.hits(scores, ids)
 
-    def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[list[Hit]]:
-        """:class:`Hit` lists from ``search_ids`` arrays (metadata from the in-memory cache)."""
-        id_rows = ids.tolist()
-        flat = {i for row in id_rows for i in row if i >= 0}
-        if flat and not self.meta_cache.is_warm:
+    def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[HitList]:
+        """One :class:`HitList` per query from ``search_ids`` arrays; each makes its hits
+        (metadata from the in-memory cache) when first read."""
+        if not self.meta_cache.is_warm and (ids >= 0).any():
             self.meta_cache.warm(self.meta.count())
-        rows = self.meta_cache.rows(flat) if flat else {}
+        make = self._make_hits
+        return [HitList(srow, irow, make) for srow, irow in zip(scores, ids, strict=True)]
+
+    def _make_hits(self, ids: np.ndarray, scores: np.ndarray) -> list[Hit]:
+        id_row = ids.tolist()
+        rows = self.meta_cache.rows([i for i in id_row if i >= 0])
         get, build, new = rows.get, row_to_metadata, object.__new__
-        out: list[list[Hit]] = []
-        for srow, irow in zip(scores.tolist(), id_rows, strict=True):
-            hits = []
-            for s, i in zip(srow, irow, strict=True):
-                r = get(i)
-                if r is not None:  # inlined records.make_hit: this loop is per result
-                    h = new(Hit)
-                    h._id = i
-                    h._score = s
-                    h._meta = None
-                    h._row = r
-                    h._build = build
-                    hits.append(h)
-            out.append(hits)
-        return out
+        hits = []
+        for s, i in zip(scores.tolist(), id_row, strict=True):
+            r = get(i)
+            if r is not None:  # inlined records.make_hit: this loop is per result
+                h = new(Hit)
+                h._id = i
+                h._score = s
+                h._meta = None
+                h._row = r
+                h._build = build
+                hits.append(h)
+        return hits
 
     def search_ids(
         self,

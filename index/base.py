@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .filters import Filter
-from .records import Hit, Item
+from .records import HitList, Item
 from .space import EmbeddingSpace
 
 __all__ = ["VectorStore", "RepairReport"]
@@ -76,8 +76,9 @@ class VectorStore(ABC):
         filters: Filter | None = None,
         *,
         space: EmbeddingSpace | None = None,
-    ) -> list[list[Hit]]:
-        """Top-``k`` hits per query vector, best first, among items matching ``filters``."""
+    ) -> list[HitList]:
+        """Top-``k`` hits per query vector, best first, among items matching ``filters``
+        (one read-only :class:`HitList` per query, a sequence of :class:`Hit`)."""
 
     @abstractmethod
     def get(self, ids: Iterable[int]) -> list[dict[str, Any]]:

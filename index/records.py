@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-__all__ = ["Item", "Hit", "make_hit", "content_sha256", "coerce_items"]
+__all__ = ["Item", "Hit", "HitList", "make_hit", "content_sha256", "coerce_items"]
 
 
 def content_sha256(content: bytes | str) -> str:
@@ -125,3 +125,60 @@ def make_hit(id: int, score: float, row: Any, build: Any) -> Hit:
     h._row = row
     h._build = build
     return h
+
+
+class HitList(Sequence[Hit]):
+    """The hits of one query, best first: a read-only sequence of :class:`Hit`.
+
+    The store answers with the ids and scores of every query (as fast as the index allows)
+    and each list makes its :class:`Hit` objects the first time it is read (``len``,
+    indexing, iteration, comparison), taking metadata from the store's in-memory cache. A
+    hit whose item was deleted before the list is first read is left out. Read results
+    before closing the store: an item missing from the cache is fetched from it then.
+    """
+
+    __slots__ = ("_scores", "_ids", "_rows", "_hits")
+
+    def __init__(
+        self,
+        scores: Sequence[float],
+        ids: Sequence[int],
+        rows: Callable[[Any, Any], list[Hit]] | None = None,
+    ) -> None:
+        self._scores = scores
+        self._ids = ids
+        self._rows = rows  # (ids, scores) -> hits, called once
+        self._hits: list[Hit] | None = None if rows is not None else []
+
+    @classmethod
+    def of(cls, hits: list[Hit]) -> HitList:
+        """A list of hits already made."""
+        out = cls((), ())
+        out._hits = list(hits)
+        return out
+
+    def _materialise(self) -> list[Hit]:
+        hits = self._hits
+        if hits is None:
+            hits = self._hits = self._rows(self._ids, self._scores)  # type: ignore[misc]
+            self._rows = self._scores = self._ids = None  # type: ignore[assignment]
+        return hits
+
+    def __len__(self) -> int:
+        return len(self._materialise())
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self._materialise()[i]
+
+    def __iter__(self) -> Iterator[Hit]:
+        return iter(self._materialise())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (HitList, list, tuple)):
+            return self._materialise() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._materialise())
