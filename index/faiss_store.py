@@ -99,7 +99,9 @@ class FaissStore(MetadataBackedStore):
         self._cache_gen: int | None = None
         self.exact_engine_table: dict[str, str] = {}
         self.exact = ExactSearcher(self.exact_engine_table)
-        self._ann_choice = AdaptiveChoice()
+        self._ann_choice = AdaptiveChoice(explore_every=64)
+        # SearchParameters without an id selector, per (nprobe, efSearch): ~20 us to build
+        self._params: dict[tuple[int, int], faiss.SearchParameters | None] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
     @classmethod
@@ -150,6 +152,7 @@ class FaissStore(MetadataBackedStore):
         self.exact.reset(appended=appended)
         self._gpu = None
         self._allowed_cache.clear()
+        self._params.clear()
 
     def _add_raw(self, ids: np.ndarray, vecs: np.ndarray) -> None:
         self.index.add_with_ids(vecs, ids)
@@ -365,13 +368,18 @@ class FaissStore(MetadataBackedStore):
             index = self._search_index() if sel is None else self.index
             params = None
             if index is self.index:  # GPU clones take no SearchParameters
-                params = search_params(
-                    self.index,
-                    self.info,
-                    nprobe=self.config.nprobe,
-                    ef_search=self.config.ef_search,
-                    ids=sel,
-                )
+                pkey = (self.config.nprobe, self.config.ef_search)
+                params = self._params.get(pkey) if sel is None else None
+                if params is None:
+                    params = search_params(
+                        self.index,
+                        self.info,
+                        nprobe=self.config.nprobe,
+                        ef_search=self.config.ef_search,
+                        ids=sel,
+                    )
+                    if sel is None:
+                        self._params[pkey] = params
             d, i = self._ann_search(index, q, fetch, params)
         if self.config.rerank_factor > 1 and self.info.kind != "flat":
             d, i = self._rerank(q, i, k)
