@@ -169,11 +169,12 @@ def run_size(
     ann: bool,
     settings: list[str] | None = None,
     checkpoint=None,
+    latent: int = 64,
 ) -> dict:
-    res: dict = {"n": n, "dim": dim}
+    res: dict = {"n": n, "dim": dim, "latent": latent}
     log.info("n=%d: generating data", n)
-    x = synthetic(n, dim)
-    q = synthetic(2048, dim, sample_seed=1)
+    x = synthetic(n, dim, latent=latent)
+    q = synthetic(2048, dim, sample_seed=1, latent=latent)
     space = EmbeddingSpace("bench", dim)
     mods = ("text", "image", "audio")
 
@@ -395,6 +396,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--budget", type=float, default=2.0, help="seconds per QPS measurement")
     ap.add_argument("--no-ann", action="store_true", help="skip the ANN settings")
     ap.add_argument(
+        "--latent",
+        type=int,
+        default=64,
+        help="latent dimensions of the synthetic data (64: most variance in few directions, "
+        "which PCA settings exploit; 256: harder data)",
+    )
+    ap.add_argument(
         "--threads", type=int, default=None, help="torch/faiss threads (default: all cores)"
     )
     ap.add_argument(
@@ -434,7 +442,16 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         for n in sizes:
             results.append(
-                run_size(n, args.dim, args.budget, Path(tmp), not args.no_ann, settings, checkpoint)
+                run_size(
+                    n,
+                    args.dim,
+                    args.budget,
+                    Path(tmp),
+                    not args.no_ann,
+                    settings,
+                    checkpoint,
+                    latent=args.latent,
+                )
             )
             log.info("load average %s", os.getloadavg())
     print(table(results))
