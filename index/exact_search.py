@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import math
-import statistics
 import time
 from collections import deque
 from collections.abc import Callable
@@ -430,7 +429,9 @@ class AdaptiveChoice:
         st = self._state[key]
         t = st.times[name]
         t.append(seconds_per_query)
-        st.medians[name] = statistics.median(t)
+        srt = sorted(t)  # the median of at most ``window`` values, without statistics' overhead
+        m = len(srt) // 2
+        st.medians[name] = srt[m] if len(srt) % 2 else (srt[m - 1] + srt[m]) / 2
         if st.best is not None or all(len(v) >= self.min_samples for v in st.times.values()):
             st.best = min(st.medians, key=st.medians.__getitem__)
 
@@ -488,6 +489,7 @@ class ExactSearcher:
         self.copy_budget = copy_budget
         self._xt: torch.Tensor | None = None  # [dim, capacity] buffer of the transposed copy
         self._xt_n = 0  # columns of it filled
+        self._xt_view: torch.Tensor | None = None  # self._xt[:, :_xt_n]
         self.chooser = AdaptiveChoice(explore_every=explore_every)
         self._calibrated_n = 0
         self._mirrors: dict[torch.dtype, torch.Tensor] = {}
@@ -510,11 +512,11 @@ class ExactSearcher:
         next use; otherwise they are dropped (rebuilt when their engine next runs)."""
         if not appended:
             self._mirrors.clear()
-            self._xt, self._xt_n = None, 0
+            self._xt, self._xt_n, self._xt_view = None, 0, None
 
     def close(self) -> None:
         self._mirrors.clear()
-        self._xt, self._xt_n = None, 0
+        self._xt, self._xt_n, self._xt_view = None, 0, None
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
@@ -533,6 +535,10 @@ class ExactSearcher:
         """``matrix.T`` as a ``[dim, n]`` view of a buffer with spare columns, so appended
         rows are copied in without re-copying the rest (capacity grows 1.5x)."""
         n, d = matrix.shape
+        view = self._xt_view
+        if view is not None and self._xt_n == n and view.shape[0] == d:
+            return view  # the common case: nothing changed since the last call
+        self._xt_view = None
         if self._xt is None or self._xt_n > n or self._xt.shape[0] != d:
             self._xt, self._xt_n = None, 0
         if self._xt is None or self._xt.shape[1] < n:
@@ -544,7 +550,8 @@ class ExactSearcher:
         if self._xt_n < n:
             self._xt[:, self._xt_n : n] = torch.from_numpy(matrix[self._xt_n :]).T
             self._xt_n = n
-        return self._xt[:, :n]
+        self._xt_view = self._xt[:, :n]
+        return self._xt_view
 
     def _runner(self, engine: str, matrix: np.ndarray, queries: np.ndarray, k: int):
         if engine in ("bf16", "fp16"):  # the mirror is made when the engine runs
