@@ -14,6 +14,7 @@ vectors stored in SQLite.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
@@ -178,7 +179,12 @@ class MetadataBackedStore(VectorStore):
 
     def _make_hits(self, ids: np.ndarray, scores: np.ndarray) -> list[Hit]:
         id_row = ids.tolist()
-        rows = self.meta_cache.rows([i for i in id_row if i >= 0])
+        try:
+            rows = self.meta_cache.rows([i for i in id_row if i >= 0])
+        except sqlite3.ProgrammingError as exc:  # an item not cached, and the store closed
+            raise StoreError(
+                f"{self.path}: search results read after the store was closed; read them first"
+            ) from exc
         get, build, new = rows.get, row_to_metadata, object.__new__
         hits = []
         for s, i in zip(scores.tolist(), id_row, strict=True):

@@ -99,12 +99,13 @@ def bf16_matmul_is_native() -> bool:
 
 def mirror_eps(dtype: torch.dtype, dim: int) -> float:
     """Bound on |half-precision score - float32 score| for unit vectors of ``dim``: three
-    roundings of relative error ``u`` (query, row, output), float32 accumulation
-    (``dim * 2^-24``), fp16 subnormals (absolute error 2^-25 per component, summed over
+    roundings of relative error ``u`` (query, row, output), the float32 accumulation of
+    both the half-precision and the float32 score (``(2 dim + 2) 2^-24``), fp16 subnormals (absolute error 2^-25 per component, summed over
     ``|q_i| + |x_i|``, at most ``2 sqrt(dim)``), plus 2% margin."""
     u = _UNIT_ROUNDOFF[dtype]
     sub = 2.0**-25 * 2 * math.sqrt(dim) if dtype == torch.float16 else 0.0
-    return 1.02 * (3 * u + (dim + 2) * 2.0**-24 + sub)
+    # the half score's float32 accumulation and the float32 score's own: (2 dim + 2) 2^-24
+    return 1.02 * (3 * u + 3 * u * u + (2 * dim + 2) * 2.0**-24 + sub)
 
 
 def mirror_error_within_bound(dtype: torch.dtype, dim: int, samples: int = 512) -> bool:
@@ -404,7 +405,7 @@ class AdaptiveChoice:
         st.calls += 1
         best = st.best
         if best is not None:
-            if not self.explore_every or st.calls < st.next:
+            if not self.explore_every or st.calls < st.next or len(names) < 2:
                 return best, True  # the steady state: nothing else to decide
             others = [e for e in names if e != best]
             name = others[st.explored % len(others)]
@@ -438,7 +439,7 @@ class AdaptiveChoice:
     def run(self, key: int, runs: dict[str, Callable[[], Any]], per: int = 1) -> Any:
         """Run one of ``runs`` (name -> thunk) for ``key``; ``per`` = queries in the call."""
         name, timed = self.pick(key, tuple(runs))
-        if not timed:
+        if not timed or per <= 0:
             return runs[name]()
         t0 = time.perf_counter()
         out = runs[name]()
@@ -485,7 +486,8 @@ class ExactSearcher:
         copy_budget: int = 1 << 30,
     ) -> None:
         self.table = table if table is not None else {}
-        #: largest float32 transposed copy (bytes) the ``transposed`` engine may keep
+        #: largest copy of the matrix (bytes) an engine may keep: the transposed float32
+        #: copy, and each of the fp16 and bf16 copies
         self.copy_budget = copy_budget
         self._xt: torch.Tensor | None = None  # [dim, capacity] buffer of the transposed copy
         self._xt_n = 0  # columns of it filled
@@ -578,6 +580,7 @@ class ExactSearcher:
         if n <= 2 * max(64, 4 * k) * self.threads:
             return ["torch"]
         out = ["torch"]
+        half_fits = n * (dim or 0) * 2 <= self.copy_budget  # each copy within the budget
         if self.threads > 1:
             out.append("split")
         if batch <= SMALL_BATCH:
@@ -585,10 +588,12 @@ class ExactSearcher:
                 out.append("transposed")
             if batch == 1:
                 out.append("single")
-            if dim is None or mirror_error_within_bound(torch.float16, dim):
+            if half_fits and (dim is None or mirror_error_within_bound(torch.float16, dim)):
                 out.append("fp16")
-        elif bf16_matmul_is_native() and (
-            dim is None or mirror_error_within_bound(torch.bfloat16, dim)
+        elif (
+            half_fits
+            and bf16_matmul_is_native()
+            and (dim is None or mirror_error_within_bound(torch.bfloat16, dim))
         ):
             out.append("bf16")
         return out
@@ -597,6 +602,9 @@ class ExactSearcher:
         self, matrix: np.ndarray, queries: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
         n, b = len(matrix), len(queries)
+        if b == 0:
+            kk = min(k, n)
+            return np.empty((0, kk), np.float32), np.empty((0, kk), np.int64)
         ckey = (b, n, k, matrix.shape[1])
         cands = self._cands.get(ckey) if not self.table else None  # a table may change
         if cands is None:

@@ -160,7 +160,10 @@ class HitList(Sequence[Hit]):
     def _materialise(self) -> list[Hit]:
         hits = self._hits
         if hits is None:
-            hits = self._hits = self._rows(self._ids, self._scores)  # type: ignore[misc]
+            rows, ids, scores = self._rows, self._ids, self._scores
+            if rows is None:  # another thread made them between the two reads
+                return self._hits  # type: ignore[return-value]
+            hits = self._hits = rows(ids, scores)
             self._rows = self._scores = self._ids = None  # type: ignore[assignment]
         return hits
 

@@ -231,8 +231,12 @@ def test_copies_are_extended_on_append_and_dropped_on_other_changes(engine) -> N
     s.close()
 
 
-def test_transposed_copy_is_offered_only_within_its_memory_budget() -> None:
+def test_copies_are_offered_only_within_the_memory_budget() -> None:
     assert "transposed" in ExactSearcher().candidates(1, 100_000, 10, 512)
     small = ExactSearcher(copy_budget=100_000 * 512 * 4 - 1)
     assert "transposed" not in small.candidates(1, 100_000, 10, 512)
+    assert "fp16" in small.candidates(1, 100_000, 10, 512)  # a 2-byte copy still fits
+    tiny = ExactSearcher(copy_budget=100_000 * 512 * 2 - 1)
+    assert "fp16" not in tiny.candidates(1, 100_000, 10, 512)
+    assert "bf16" not in tiny.candidates(64, 100_000, 10, 512)
     assert "transposed" not in ExactSearcher().candidates(64, 100_000, 10, 512)  # a batch

@@ -39,3 +39,30 @@ def test_empty_and_prebuilt_hitlists() -> None:
     assert HitList.of([]) == [] and len(HitList.of([])) == 0
     h = Hit(3, 0.5, {"modality": "text"})
     assert list(HitList.of([h])) == [h]
+
+
+def test_reading_uncached_results_after_close_is_a_clear_store_error(tmp_path) -> None:
+    from spaner.index.errors import StoreError
+
+    store = create_store(tmp_path / "s", EmbeddingSpace("h", 16), config=FaissConfig())
+    x = unit(20, 16, seed=3)
+    store.add(x, [Item("text") for _ in range(20)])
+    res = store.search(x[:1], 3)[0]
+    store.meta_cache.clear()  # as on a store larger than the cache: rows come from SQLite
+    store.close()
+    try:
+        list(res)
+    except StoreError as exc:
+        assert "closed" in str(exc)
+    else:  # pragma: no cover - the assertion below explains
+        raise AssertionError("reading after close should raise StoreError")
+
+
+def test_an_empty_query_batch_returns_empty_results_every_time(tmp_path) -> None:
+    store = create_store(tmp_path / "s", EmbeddingSpace("h", 16), config=FaissConfig())
+    store.add(unit(3000, 16, seed=4), [Item("text") for _ in range(3000)])
+    for _ in range(12):  # past the engine choice's untimed and timed sampling calls
+        d, i = store.search_ids(np.empty((0, 16), np.float32), 5)
+        assert d.shape == i.shape == (0, 5)
+    assert store.search(np.empty((0, 16), np.float32), 5) == []
+    store.close()
