@@ -50,7 +50,6 @@ __all__ = [
     "choose_exact_engine",
     "calibrate",
     "bf16_matmul_is_native",
-    "BF16_EPS",
     "mirror_eps",
     "ExactSearcher",
     "AdaptiveChoice",
@@ -67,17 +66,9 @@ _NEG_INF = float("-inf")
 _ENGINE_BY_DEVICE: dict[str, str] = {"cpu": "torch", "cuda": "faiss"}
 #: Unit roundoff of the half-precision mirrors.
 _UNIT_ROUNDOFF = {torch.bfloat16: 2.0**-8, torch.float16: 2.0**-11}
-#: Bound on |bf16 score - float32 score| for unit vectors up to 3000 dimensions (kept for
-#: callers of the first version; :func:`mirror_eps` is the per-dimension bound).
-BF16_EPS = 3.05 / 256
 #: Batches up to this size count as "matrix-vector" work: the transposed and fp16 engines
 #: are offered; larger batches get the bf16 matrix engine.
 SMALL_BATCH = 4
-#: The first call of a batch-size bucket times every candidate engine this many rounds
-#: (at least 2; further rounds only while the calibration has taken under the budget) and
-#: keeps the one with the best (minimum) time: minima are robust to load spikes.
-CALIBRATION_ROUNDS = 5
-CALIBRATION_BUDGET_S = 0.5
 #: Engine names :class:`ExactSearcher` knows (``table`` values that force one).
 ENGINES = ("torch", "transposed", "split", "single", "fp16", "bf16")
 _BF16_NATIVE: bool | None = None
@@ -366,15 +357,14 @@ class AdaptiveChoice:
     The first calls of a key take the options in turn, each once untimed (a first call may
     build what the option keeps) and then until each has ``min_samples`` timings
     (real calls, so the timings include what a call pays on this machine between other work,
-    such as waking idle OpenMP threads; :meth:`calibrate` instead times every option 2-5
-    times within one call); afterwards the option with the best recent time per query
+    such as waking idle OpenMP threads); afterwards the option with the best recent time per query
     (median of its last ``window`` timings) runs, and about every ``explore_every``-th call
     another option runs instead (round robin; an option r times slower than the best only
     every ``r * explore_every`` calls), so the choice follows load changes on a shared
     machine. Options must return the same results: only their speed differs.
 
-    :meth:`run` takes thunks; :meth:`pick` and :meth:`record` are the same protocol for a
-    caller that builds only the option it runs.
+    :meth:`run` takes thunks, :meth:`run_made` a function that makes only the option it
+    runs; both are :meth:`pick`, the call, and :meth:`record`.
     """
 
     def __init__(self, window: int = 5, explore_every: int = 32, min_samples: int = 2) -> None:
@@ -438,30 +428,19 @@ class AdaptiveChoice:
 
     def run(self, key: int, runs: dict[str, Callable[[], Any]], per: int = 1) -> Any:
         """Run one of ``runs`` (name -> thunk) for ``key``; ``per`` = queries in the call."""
-        name, timed = self.pick(key, tuple(runs))
-        if not timed or per <= 0:
-            return runs[name]()
-        t0 = time.perf_counter()
-        out = runs[name]()
-        self.record(key, name, (time.perf_counter() - t0) / per)
-        return out
+        return self.run_made(key, tuple(runs), runs.__getitem__, per)
 
-    def calibrate(self, key: int, runs: dict[str, Callable[[], Any]], per: int = 1) -> Any:
-        """Time every option 2-5 times now (rotating order, within
-        :data:`CALIBRATION_BUDGET_S`) instead of over the next calls."""
-        names = tuple(runs)
-        st = self._state[key] = _KeyState(names, self.window, self.explore_every)
-        st.warm.update(names)
-        out = None
-        t_start = time.perf_counter()
-        for r in range(CALIBRATION_ROUNDS):
-            if r >= 2 and time.perf_counter() - t_start > CALIBRATION_BUDGET_S:
-                break
-            for name in names[r % len(names) :] + names[: r % len(names)]:  # rotating order
-                t0 = time.perf_counter()
-                out = runs[name]()
-                self.record(key, name, (time.perf_counter() - t0) / per)
-        log.debug("calibrated %s for key %d: %s", names, key, st.medians)
+    def run_made(
+        self, key: int, names: tuple[str, ...], make: Callable[[str], Callable[[], Any]], per: int
+    ) -> Any:
+        """Run the option of ``names`` that :meth:`pick` chooses, as ``make(name)()``."""
+        name, timed = self.pick(key, names)
+        run = make(name)
+        if not timed or per <= 0:
+            return run()
+        t0 = time.perf_counter()
+        out = run()
+        self.record(key, name, (time.perf_counter() - t0) / per)
         return out
 
 
@@ -618,15 +597,9 @@ class ExactSearcher:
             self._calibrated_n = n
         # a copy, once made, stays until the matrix changes (it is re-timed now and then,
         # and rebuilding it for that would cost more than the search)
-        bucket = batch_bucket(b)
-        name, timed = self.chooser.pick(bucket, cands)
-        run = self._runner(name, matrix, queries, k)
-        if not timed:
-            return run()
-        t0 = time.perf_counter()
-        out = run()
-        self.chooser.record(bucket, name, (time.perf_counter() - t0) / b)
-        return out
+        return self.chooser.run_made(
+            batch_bucket(b), cands, lambda name: self._runner(name, matrix, queries, k), b
+        )
 
 
 def batch_bucket(batch: int) -> int:

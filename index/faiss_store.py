@@ -6,9 +6,10 @@
   on open the newest checkpoint is loaded and patched from SQLite (rows written after its
   generation, ids on one side only), so the two never disagree after a crash.
 * Exact search ("Flat") runs on the FAISS flat storage itself (zero-copy) with the engine
-  :class:`.exact_search.ExactSearcher` measures fastest per batch size (torch or BLAS
-  float32 products, or the exact two-stage engines over fp16/bf16 mirrors, built lazily and
-  extended on appends), which beats ``IndexFlatIP`` on CPU with identical results.
+  :class:`.exact_search.ExactSearcher` measures fastest per batch size (torch float32
+  products, direct or from a transposed copy, or the exact two-stage engines over fp16/bf16
+  copies; copies built lazily and extended on appends), which beats ``IndexFlatIP`` on CPU
+  with identical results.
   ANN factories (IVF/PQ, HNSW) search with FAISS. Filters follow
   :func:`.filter_plan.plan_search`.
 * With ``faiss.get_num_gpus() > 0`` searches use a GPU clone (Flat/IVF); the CPU index is
@@ -368,22 +369,28 @@ class FaissStore(MetadataBackedStore):
             index = self._search_index() if sel is None else self.index
             params = None
             if index is self.index:  # GPU clones take no SearchParameters
-                pkey = (self.config.nprobe, self.config.ef_search)
-                params = self._params.get(pkey) if sel is None else None
-                if params is None:
-                    params = search_params(
-                        self.index,
-                        self.info,
-                        nprobe=self.config.nprobe,
-                        ef_search=self.config.ef_search,
-                        ids=sel,
-                    )
-                    if sel is None:
-                        self._params[pkey] = params
+                params = self._search_params(sel)
             d, i = self._ann_search(index, q, fetch, params)
         if self.config.rerank_factor > 1 and self.info.kind != "flat":
             d, i = self._rerank(q, i, k)
         return _pad(d[:, :k], i[:, :k], k)
+
+    def _search_params(self, ids: np.ndarray | None) -> faiss.SearchParameters | None:
+        """:func:`.faiss_index.search_params` with the configured nprobe/efSearch; those
+        without an id selector are reused between searches (~20 us to build)."""
+        key = (self.config.nprobe, self.config.ef_search)
+        params = self._params.get(key) if ids is None else None
+        if params is None:
+            params = search_params(
+                self.index,
+                self.info,
+                nprobe=self.config.nprobe,
+                ef_search=self.config.ef_search,
+                ids=ids,
+            )
+            if ids is None:
+                self._params[key] = params
+        return params
 
     def _ann_search(
         self, index: faiss.Index, q: np.ndarray, k: int, params: faiss.SearchParameters | None
@@ -422,14 +429,7 @@ class FaissStore(MetadataBackedStore):
                 return np.take_along_axis(d, order, 1)[:, :k], np.where(
                     np.take_along_axis(keep, order, 1), np.take_along_axis(i, order, 1), -1
                 )[:, :k]
-        params = search_params(
-            self.index,
-            self.info,
-            nprobe=self.config.nprobe,
-            ef_search=self.config.ef_search,
-            ids=allowed,
-        )
-        return self.index.search(q, k, params=params)
+        return self.index.search(q, k, params=self._search_params(allowed))
 
     def _rerank(self, q: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Rescore candidate ids exactly with the float vectors kept in SQLite."""
