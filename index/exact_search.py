@@ -433,15 +433,16 @@ class Int8Copy:
         start = self.n
         if self.blocks and self.blocks[-1][1] - self.blocks[-1][0] < self.block_rows:
             start = self.blocks.pop()[0]  # the partial last block is packed again, with the rest
-        for lo in range(start, n, self.block_rows):
-            hi = min(n, lo + self.block_rows)
-            x = torch.from_numpy(matrix[lo:hi])
-            scale = (x.abs().amax(dim=1) / 127).clamp_(min=1e-12).double()
-            qw = torch.quantize_per_channel(
-                x, scale, torch.zeros(hi - lo, dtype=torch.int64), 0, torch.qint8
-            )
-            self.err = max(self.err, float((x - qw.dequantize()).norm(dim=1).max()))
-            self.blocks.append((lo, hi, torch.ops.quantized.linear_prepack(qw, None)))
+        spans = [(lo, min(n, lo + self.block_rows)) for lo in range(start, n, self.block_rows)]
+        threads = min(len(spans), torch.get_num_threads())
+        if threads > 1:  # packing is single-threaded and releases the GIL: pack blocks side by side
+            with ThreadPoolExecutor(threads, thread_name_prefix="spaner-int8") as pool:
+                packed = list(pool.map(lambda span: _pack_int8(matrix, *span), spans))
+        else:
+            packed = [_pack_int8(matrix, *span) for span in spans]
+        for (lo, hi), (block, err) in zip(spans, packed, strict=True):
+            self.blocks.append((lo, hi, block))
+            self.err = max(self.err, err)
         self.n = n
 
     def scores(self, q: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
@@ -450,6 +451,18 @@ class Int8Copy:
             if blo == lo and bhi == hi:
                 return torch.ops.quantized.linear_dynamic(q, packed, _INT8_REDUCE_RANGE)
         raise ValueError(f"rows {lo}:{hi} are not a block")
+
+
+def _pack_int8(matrix: np.ndarray, lo: int, hi: int) -> tuple[Any, float]:
+    """Rows ``lo:hi`` quantized to int8 (symmetric, one scale per row) and prepacked for
+    ``quantized::linear_dynamic``, and their largest L2 quantization error."""
+    x = torch.from_numpy(matrix[lo:hi])
+    scale = (x.abs().amax(dim=1) / 127).clamp_(min=1e-12).double()
+    qw = torch.quantize_per_channel(
+        x, scale, torch.zeros(hi - lo, dtype=torch.int64), 0, torch.qint8
+    )
+    err = float((x - qw.dequantize()).norm(dim=1).max())
+    return torch.ops.quantized.linear_prepack(qw, None), err
 
 
 #: quantized::linear_dynamic quantizes queries to 8 bits; CPUs without VNNI/AMX integer dot
