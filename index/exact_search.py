@@ -278,9 +278,10 @@ def _blocked_candidates(
 
 class CandidateHint:
     """A two-stage engine's first candidate count, learned from its calls: a call that had
-    to widen raises it to the count that proved every query; after ``calm`` calls in a row
-    that did not widen it halves (never below the engine's default). A re-run of the
-    candidate stage costs a whole matrix pass, a few more candidates only their rescoring."""
+    to widen raises it to the count that proved every query (a call that fell back to
+    float32 teaches nothing); after ``calm`` calls in a row that did not widen it halves
+    (never below the engine's default). A re-run of the candidate stage costs a whole matrix
+    pass, a few more candidates only their rescoring."""
 
     __slots__ = ("value", "calm", "_quiet")
 
@@ -289,7 +290,11 @@ class CandidateHint:
         self.calm = calm
         self._quiet = 0
 
-    def update(self, first: int, final: int) -> None:
+    def update(self, first: int, final: int | None) -> None:
+        """``final``: the count that proved the call's last query, None after a float32
+        fallback."""
+        if final is None:
+            return
         if final > first:
             self.value, self._quiet = final, 0
             return
@@ -309,7 +314,8 @@ def _two_stage(
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_two_stage_run` from the larger of ``cand`` and ``hint``'s count, which the
     call then updates."""
-    first_cand = max(cand, k + 1, hint.value if hint is not None else 0)
+    learned = min(hint.value, (len(matrix) - 1) // 2) if hint is not None else 0
+    first_cand = max(cand, k + 1, learned)
     vals, rows, final = _two_stage_run(matrix, queries, k, first_cand, eps, first)
     if hint is not None:
         hint.update(first_cand, final)
@@ -323,7 +329,7 @@ def _two_stage_run(
     cand: int,
     eps: float,
     first: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]],
-) -> tuple[np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, int | None]:
     """Exact top-``k`` from an approximate candidate stage: ``first(q, c)`` returns, for
     float32 queries ``q``, the ``c`` rows with the best approximate scores (``[b, c]``, any
     order) and the lowest approximate score among them (``[b]``), each approximate score
@@ -331,12 +337,13 @@ def _two_stage_run(
     done once its ``k``-th exact candidate score beats that lowest approximate score by more
     than ``eps`` (no row outside the candidates can then score above it), and is otherwise
     searched again with 4x the candidates, in float32 once candidates would not save work.
-    Also returns the candidate count that proved the last query."""
+    Also returns the candidate count that proved the last query (None when any query
+    fell back to float32)."""
     x = torch.from_numpy(matrix)
     q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
     n, b = len(matrix), len(q)
     if 2 * cand >= n:  # too few rows for a candidate stage to save work
-        return (*topk_inner_product(matrix, queries, k), cand)
+        return (*topk_inner_product(matrix, queries, k), None)
     if b == 1:  # the common single query: numpy rescoring, cheaper than torch calls here
         q0 = q.numpy()[0]
         while 2 * cand < n:
@@ -347,7 +354,7 @@ def _two_stage_run(
             if ev[top[-1]] > float(low[0]) + eps:
                 return ev[top][None], rows1[top][None], cand
             cand *= 4
-        return (*topk_inner_product(matrix, queries, k), cand)
+        return (*topk_inner_product(matrix, queries, k), None)
     vals = torch.empty((b, k), dtype=torch.float32)
     rows = torch.empty((b, k), dtype=torch.int64)
     todo = torch.arange(b)
@@ -355,7 +362,7 @@ def _two_stage_run(
         if 2 * cand >= n:  # candidates would not save work: float32 for the rest
             fv, fi = torch.topk(q[todo] @ x.T, min(k, n), dim=1)
             vals[todo], rows[todo] = fv, fi
-            break
+            return vals.numpy(), rows.numpy(), None
         low, ai = first(q[todo] if len(todo) < b else q, cand)
         exact = torch.einsum("bd,bcd->bc", q[todo], x[ai])
         ev, j = torch.topk(exact, k, dim=1)
@@ -470,6 +477,9 @@ def _pack_int8(matrix: np.ndarray, lo: int, hi: int) -> tuple[Any, float]:
 _INT8_REDUCE_RANGE = not any(f in _FLAGS for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
+_MIN_Q_SCALE = 6.1e-5
+
+
 def int8_eps(dim: int, err: float, q_range: float) -> float:
     """Bound on |int8-stage score - float32 score| for unit vectors of ``dim``: rows within
     ``err`` (L2) of their int8 form, queries whose components span ``q_range`` (max(q, 0) -
@@ -478,7 +488,8 @@ def int8_eps(dim: int, err: float, q_range: float) -> float:
     at most ``D = step / 2 sqrt(dim)``; by Cauchy-Schwarz the score moves at most
     ``D (1 + err) + err``. Integer products sum exactly; the float32 rescoring and the
     output scaling add ``(dim + 8) 2^-24``. Plus 2% margin."""
-    step = q_range / (127 if _INT8_REDUCE_RANGE else 255)
+    # PyTorch raises a quantization scale below 6.1e-5 to that (SMALL_SCALE_THRESHOLD)
+    step = max(q_range / (127 if _INT8_REDUCE_RANGE else 255), _MIN_Q_SCALE)
     d_q = 0.5 * step * math.sqrt(dim)
     return 1.02 * (d_q * (1 + err) + err + (dim + 8) * 2.0**-24)
 
@@ -509,18 +520,46 @@ def topk_int8(
     if len(q) == 0:
         return topk_inner_product(matrix, q, k)
     eps = int8_eps(matrix.shape[1], copy.err, _q_range(q))
+    cand = candidates or max(32, 2 * k + 12)
+    if len(q) == 1:
+        learned = min(hint.value, (len(matrix) - 1) // 2) if hint is not None else 0
+        first = max(cand, k + 1, learned)
+        vals, rows, proved = _int8_single(matrix, copy, q, k, first, eps)
+        if hint is not None:
+            hint.update(first, proved)
+        return vals, rows
     blocks = copy.block_rows
     return _two_stage(
         matrix,
         q,
         k,
-        candidates or max(32, 2 * k + 12),
+        cand,
         eps,
         lambda qq, c: _blocked_candidates(
             lambda lo, hi: copy.scores(qq, lo, hi), len(copy), c, blocks
         ),
         hint,
     )
+
+
+def _int8_single(
+    matrix: np.ndarray, copy: Int8Copy, q: np.ndarray, k: int, cand: int, eps: float
+) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """:func:`_two_stage_run` for one query over an int8 copy, in numpy after the integer
+    product (fewer, cheaper calls than torch here), widening within the same scores."""
+    n = len(matrix)
+    qt = torch.from_numpy(q)
+    parts = [copy.scores(qt, lo, hi).numpy()[0] for lo, hi, _ in copy.blocks]
+    a = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    q0 = q[0]
+    while 2 * cand < n:
+        top = np.argpartition(a, n - cand)[n - cand :]
+        ev = np.einsum("ij,j->i", matrix[top], q0)
+        best = np.argsort(-ev, kind="stable")[:k]
+        if ev[best[-1]] > a[top].min() + eps:
+            return ev[best][None], top[best].astype(np.int64)[None], cand
+        cand *= 4
+    return (*topk_inner_product(matrix, q, k), None)
 
 
 def topk_single_thread(
@@ -711,7 +750,8 @@ class ExactSearcher:
     batches up to :data:`SMALL_BATCH` queries ``transposed`` (while its copy fits in
     ``copy_budget`` bytes), ``single`` (one query) and ``fp16``;
     for larger batches ``bf16`` on CPUs with native bf16 (a half-precision engine only when
-    :func:`mirror_error_within_bound` holds for the dimension). The choice, per batch-size
+    :func:`mirror_error_within_bound` holds for the dimension); ``int8`` at every batch size
+    while its copy fits and :func:`int8_error_within_bound` holds. The choice, per batch-size
     bucket (powers of two), is an :class:`AdaptiveChoice`; its timings are dropped when the
     matrix size changes by more than 2x. ``table`` (``{"cpu": "torch"}``,
     ``{"cpu:16": "bf16"}``) forces a choice.
@@ -734,7 +774,7 @@ class ExactSearcher:
         self._calibrated_n = 0
         self._mirrors: dict[torch.dtype, torch.Tensor] = {}
         self._int8: Int8Copy | None = None
-        self._hints: dict[str, CandidateHint] = {}  # per two-stage engine
+        self._hints: dict[tuple[str, int], CandidateHint] = {}  # two-stage engine, bucket
         self._cands: dict[tuple[int, int, int, int], tuple[str, ...]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self.threads = max(1, torch.get_num_threads())
@@ -749,12 +789,14 @@ class ExactSearcher:
         return self._mirrors.get(torch.bfloat16)
 
     def reset(self, appended: bool = False) -> None:
-        """The matrix changed. ``appended``: only rows were added at the end, so the
-        half-precision mirrors stay valid for the rows they have and are extended on their
-        next use; otherwise they are dropped (rebuilt when their engine next runs)."""
+        """The matrix changed. ``appended``: only rows were added at the end, so the copies
+        (transposed, half-precision, int8) stay valid for the rows they have and are extended
+        on their next use; otherwise they are dropped (rebuilt when their engine next runs),
+        with the learned candidate counts."""
         if not appended:
             self._mirrors.clear()
             self._int8 = None
+            self._hints.clear()
             self._xt, self._xt_n, self._xt_view = None, 0, None
 
     def close(self) -> None:
@@ -808,12 +850,12 @@ class ExactSearcher:
     def _runner(self, engine: str, matrix: np.ndarray, queries: np.ndarray, k: int):
         if engine in ("bf16", "fp16"):  # the mirror is made when the engine runs
             dtype = torch.bfloat16 if engine == "bf16" else torch.float16
-            hint = self._hints.setdefault(engine, CandidateHint())
+            hint = self._hints.setdefault((engine, batch_bucket(len(queries))), CandidateHint())
             return lambda: topk_two_stage(
                 matrix, self._mirror(matrix, dtype), queries, k, hint=hint
             )
         if engine == "int8":
-            hint = self._hints.setdefault(engine, CandidateHint())
+            hint = self._hints.setdefault((engine, batch_bucket(len(queries))), CandidateHint())
             return lambda: topk_int8(matrix, self._int8_copy(matrix), queries, k, hint=hint)
         if engine == "split":
             if self._pool is None:

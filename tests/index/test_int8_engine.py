@@ -65,7 +65,17 @@ def test_int8_widens_when_candidates_cannot_prove_the_top_k(nq) -> None:
     ref_v, ref_i = topk_inner_product(x, q, 10)
     v, i = topk_int8(x, Int8Copy(x), q, 10, candidates=40, hint=hint)
     assert_same_top_k(v, i, ref_v, ref_i)
-    assert hint.value >= 160  # the call had to widen; the next one starts there
+    # the call had to widen, and a candidate stage (not the float32 fallback, which would
+    # teach nothing) proved it: the next call starts there
+    assert 160 <= hint.value < len(x) // 2
+
+
+def test_int8_eps_counts_the_smallest_quantization_scale() -> None:
+    # PyTorch raises a query scale below 6.1e-5 to 6.1e-5: a query spanning almost nothing
+    # still moves by half of that step per component
+    tiny = int8_eps(4096, 0.0, 1e-6)
+    assert tiny == pytest.approx(int8_eps(4096, 0.0, 255 * 6.1e-5))
+    assert tiny > 0.5 * 6.1e-5 * 64
 
 
 def test_int8_eps_bounds_the_observed_error() -> None:
@@ -144,6 +154,8 @@ def test_int8_copy_is_offered_only_within_the_memory_budget() -> None:
 def test_candidate_hint_rises_on_widening_and_decays_when_calm() -> None:
     h = CandidateHint(calm=3)
     h.update(32, 128)
+    assert h.value == 128
+    h.update(128, None)  # a float32 fallback teaches nothing
     assert h.value == 128
     for _ in range(2):
         h.update(128, 128)
