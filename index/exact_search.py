@@ -29,7 +29,7 @@ CPU and the load, so :class:`ExactSearcher` picks one per batch-size bucket by m
   accumulation); if it does not, that engine is never offered. A mirror costs 2 bytes per
   dimension per vector and is built the first time its engine runs; appends extend it.
 * ``int8``: the same two-stage search over an int8 copy (:class:`Int8Copy`: one scale per
-  row, about 1 byte per dimension + 16 bytes per vector, prepacked in row blocks) through
+  row, about 1 byte per dimension + 92 bytes per vector, prepacked in row blocks) through
   torch's quantized dynamic linear (FBGEMM/oneDNN integer kernels; the query is quantized
   to 8 bits per call): it reads a quarter of float32's bytes and uses the integer dot
   product units (VNNI, AMX), 3-7x faster than float32 at 10k-100k rows on the machine
@@ -419,7 +419,7 @@ class Int8Copy:
     prepacked, in blocks of ``block_rows`` rows, for torch's quantized dynamic linear
     (``quantized::linear_dynamic``: FBGEMM/oneDNN integer kernels, VNNI/AMX where the CPU
     has them). ``err`` is the largest L2 distance of a row from its int8 form. About 1 byte
-    per dimension + 16 bytes per vector. :meth:`extend` packs appended rows, re-packing only
+    per dimension + 92 bytes per vector (measured at 512 dimensions). :meth:`extend` packs appended rows, re-packing only
     the last, partial block."""
 
     __slots__ = ("blocks", "err", "n", "block_rows")
@@ -478,6 +478,9 @@ _INT8_REDUCE_RANGE = not any(f in _FLAGS for f in ("avx512_vnni", "avx_vnni", "a
 
 
 _MIN_Q_SCALE = 6.1e-5
+#: Bytes an :class:`Int8Copy` keeps per row beyond its int8 codes (scales, zero points,
+#: FBGEMM's column offsets and packing; measured ~92 B at 512 dimensions), for the budget.
+INT8_ROW_OVERHEAD = 128
 
 
 def int8_eps(dim: int, err: float, q_range: float) -> float:
@@ -895,7 +898,7 @@ class ExactSearcher:
             and (dim is None or mirror_error_within_bound(torch.bfloat16, dim))
         ):
             out.append("bf16")
-        if n * (dim or 0) <= self.copy_budget and (
+        if n * ((dim or 0) + INT8_ROW_OVERHEAD) <= self.copy_budget and (
             int8_error_within_bound(dim) if dim else int8_available()
         ):
             out.append("int8")

@@ -145,8 +145,9 @@ def test_searcher_extends_the_int8_copy_on_append_and_drops_it_otherwise() -> No
 
 
 def test_int8_copy_is_offered_only_within_the_memory_budget() -> None:
-    assert "int8" in ExactSearcher(copy_budget=100_000 * 512).candidates(1, 100_000, 10, 512)
-    small = ExactSearcher(copy_budget=100_000 * 512 - 1)
+    size = 100_000 * (512 + exact_search.INT8_ROW_OVERHEAD)  # codes + scales and packing
+    assert "int8" in ExactSearcher(copy_budget=size).candidates(1, 100_000, 10, 512)
+    small = ExactSearcher(copy_budget=size - 1)
     assert "int8" not in small.candidates(1, 100_000, 10, 512)
     assert "int8" not in small.candidates(64, 100_000, 10, 512)
 
