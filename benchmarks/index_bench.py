@@ -29,6 +29,7 @@ import math
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import faiss
@@ -141,9 +142,12 @@ def sqlite_bytes(store_path: Path) -> int:
     return sum(f.stat().st_size for f in store_path.glob("metadata.sqlite*"))
 
 
-def ann_settings(n: int, names: list[str] | None = None) -> dict[str, FaissConfig]:
+def ann_settings(
+    n: int, names: list[str] | None = None, nprobe: int | None = None
+) -> dict[str, FaissConfig]:
     """The ANN settings measured at size ``n`` (``names`` picks some, in that order; by
-    default HNSW only up to 200k, as its build on 2 cores takes many minutes beyond)."""
+    default HNSW only up to 200k, as its build on 2 cores takes many minutes beyond;
+    ``nprobe`` replaces the IVF settings' 32)."""
     nlist = 256 if n < 50_000 else 1024 if n <= 200_000 else 4096
     every = {
         # in-index only, within 128 B/vector: PCA to 80 dims (+ random rotation), IVF, 8-bit
@@ -158,6 +162,10 @@ def ann_settings(n: int, names: list[str] | None = None) -> dict[str, FaissConfi
         ),
         "hnsw": FaissConfig(factory="HNSW32", ef_search=64),
     }
+    if nprobe:
+        every = {
+            k: replace(c, nprobe=nprobe) if "IVF" in c.factory else c for k, c in every.items()
+        }
     if names:
         unknown = set(names) - set(every)
         if unknown:
@@ -177,6 +185,7 @@ def run_size(
     settings: list[str] | None = None,
     checkpoint=None,
     latent: int = 64,
+    nprobe: int | None = None,
 ) -> dict:
     res: dict = {"n": n, "dim": dim, "latent": latent}
     log.info("n=%d: generating data", n)
@@ -248,7 +257,7 @@ def run_size(
     res["ann"] = {}
     if checkpoint:
         checkpoint(res)
-    for name, cfg in ann_settings(n, settings).items():
+    for name, cfg in ann_settings(n, settings, nprobe).items():
         log.info("n=%d: building %s (%s)", n, name, cfg.factory)
         s = create_store(workdir / f"{name}-{n}", space, config=cfg)
         t0 = time.perf_counter()
@@ -412,6 +421,12 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated ANN settings to run (default: all; HNSW only up to 200k)",
     )
     ap.add_argument(
+        "--nprobe",
+        type=int,
+        default=None,
+        help="IVF lists probed (default 32 for every IVF setting)",
+    )
+    ap.add_argument(
         "--out", type=Path, default=None, help="also write the results JSON here, after each step"
     )
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
@@ -449,6 +464,7 @@ def main(argv: list[str] | None = None) -> None:
                     settings,
                     checkpoint,
                     latent=args.latent,
+                    nprobe=args.nprobe,
                 )
             )
             log.info("load average %s", os.getloadavg())
