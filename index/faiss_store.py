@@ -57,6 +57,9 @@ __all__ = ["FaissConfig", "FaissStore"]
 log = logging.getLogger(__name__)
 _CACHE = re.compile(r"^faiss-g(\d{12})\.index$")
 _ADD_CHUNK = 65536
+#: ANN batches up to this many queries time FAISS' OpenMP team against one thread; larger
+#: ones always use the team.
+ONE_THREAD_MAX_BATCH = 8
 
 
 @dataclass
@@ -398,12 +401,19 @@ class FaissStore(MetadataBackedStore):
         """``index.search`` on CPU with FAISS' OpenMP team, or on this thread alone, whichever
         measures faster for this batch size (:class:`.exact_search.AdaptiveChoice`). A small
         batch is often faster on one thread: each OpenMP region wakes the other threads and
-        waits for them at a barrier, which on a loaded machine costs milliseconds."""
+        waits for them at a barrier, which on a loaded machine costs milliseconds. Batches of
+        more than :data:`ONE_THREAD_MAX_BATCH` queries always take the team: FAISS splits
+        them by query, one thread took 1.7-1.9x as long at batch 64, and timing it anyway
+        cost the re-timing calls and, on a noisy machine, spells of the slower choice."""
 
         def run() -> tuple[np.ndarray, np.ndarray]:
             return index.search(q, k, params=params)
 
-        if index is not self.index or faiss.omp_get_max_threads() <= 1:  # GPU, or 1 thread
+        if (
+            index is not self.index  # GPU
+            or len(q) > ONE_THREAD_MAX_BATCH
+            or faiss.omp_get_max_threads() <= 1
+        ):
             return run()
         return self._ann_choice.run(
             batch_bucket(len(q)),

@@ -47,6 +47,10 @@ def test_ann_search_times_both_thread_options_and_matches_raw_faiss(tmp_path) ->
             got_d, got_i = store.search_ids(q[s : s + b], 5)
             np.testing.assert_array_equal(got_i, want_i)
             np.testing.assert_allclose(got_d, want_d, rtol=1e-6)
+    want_d, want_i = store.index.search(q, 5, params=params)
+    got_d, got_i = store.search_ids(q, 5)  # 64 queries: always FAISS' team, not timed
+    np.testing.assert_array_equal(got_i, want_i)
+    np.testing.assert_allclose(got_d, want_d, rtol=1e-6)
     if faiss.omp_get_max_threads() > 1:
         assert set(store._ann_choice.choices) == {1, 8}
         assert set(store._ann_choice.choices.values()) <= {"omp", "one_thread"}
