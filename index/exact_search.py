@@ -773,7 +773,10 @@ class ExactSearcher:
         self._xt: torch.Tensor | None = None  # [dim, capacity] buffer of the transposed copy
         self._xt_n = 0  # columns of it filled
         self._xt_view: torch.Tensor | None = None  # self._xt[:, :_xt_n]
-        self.chooser = AdaptiveChoice(explore_every=explore_every)
+        # 3 timings per engine before choosing: the median then resists one outlier (a
+        # call that met a busy moment), which with 2 timings kept a fast engine out for
+        # hundreds of calls
+        self.chooser = AdaptiveChoice(explore_every=explore_every, min_samples=3)
         self._calibrated_n = 0
         self._mirrors: dict[torch.dtype, torch.Tensor] = {}
         self._int8: Int8Copy | None = None
