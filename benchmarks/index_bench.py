@@ -160,6 +160,10 @@ def ann_settings(
         "ivfpq_fastscan_rerank": FaissConfig(
             factory=f"IVF{nlist},PQ64x4fs", nprobe=32, rerank_factor=10
         ),
+        # the same with 128 4-bit sub-quantizers (64 B codes): better candidates for the rerank
+        "ivfpq128_fastscan_rerank": FaissConfig(
+            factory=f"IVF{nlist},PQ128x4fs", nprobe=32, rerank_factor=10
+        ),
         "hnsw": FaissConfig(factory="HNSW32", ef_search=64),
     }
     if nprobe:
