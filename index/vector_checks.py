@@ -1,7 +1,8 @@
 """Validation of vectors and ids before anything is written.
 
 Policy (documented in FORMAT.md): vectors must be finite, of the store's dimension and of
-unit L2 norm within ``UNIT_TOLERANCE``; those within tolerance are re-normalised exactly.
+unit L2 norm within ``UNIT_TOLERANCE``; those within tolerance are re-normalised exactly
+(those within ``UNIT_EXACT`` of 1 already are, and are kept as they are).
 Anything else is refused with :class:`VectorError` (a caller passing un-normalised vectors has
 a bug upstream; silently normalising would hide it). Stores created with
 ``normalize=True`` instead normalise any non-zero finite vector.
@@ -19,6 +20,9 @@ from .errors import DuplicateIdError, VectorError
 __all__ = ["UNIT_TOLERANCE", "check_vectors", "check_ids"]
 
 UNIT_TOLERANCE = 1e-3
+#: Norms within this of 1 are unit to float32 precision: such vectors are kept as they are
+#: (dividing by the norm would only change last bits, at the cost of a copy).
+UNIT_EXACT = 1e-6
 
 
 def check_vectors(vectors: object, dim: int, *, normalize: bool = False) -> np.ndarray:
@@ -35,9 +39,15 @@ def check_vectors(vectors: object, dim: int, *, normalize: bool = False) -> np.n
         raise VectorError(f"vectors have dimension {arr.shape[1]}, the store expects {dim}")
     with np.errstate(over="ignore", invalid="ignore"):
         norms = np.sqrt(np.einsum("ij,ij->i", arr, arr))
-    if len(norms) <= 64:  # a query batch: Python floats beat five small numpy calls
-        nl = norms.tolist()
-        if all(0.0 < v < math.inf and (normalize or abs(v - 1.0) <= UNIT_TOLERANCE) for v in nl):
+    if len(norms):  # the common cases in two reductions (NaN and inf fail every comparison)
+        lo, hi = float(norms.min()), float(norms.max())
+        if lo >= 1.0 - UNIT_EXACT and hi <= 1.0 + UNIT_EXACT:
+            return np.ascontiguousarray(arr)
+        if (
+            lo > 0.0
+            and hi < math.inf
+            and (normalize or (lo >= 1.0 - UNIT_TOLERANCE and hi <= 1.0 + UNIT_TOLERANCE))
+        ):
             return np.ascontiguousarray(arr / norms[:, None])
     if not np.isfinite(norms).all():  # NaN/inf anywhere in a row makes its norm non-finite
         bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))[:5].tolist()

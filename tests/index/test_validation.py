@@ -82,3 +82,24 @@ def test_manifest_versioning(tmp_path):
     with pytest.raises(StoreFormatError, match="not a vector store"):
         StoreManifest.read(tmp_path / "nowhere")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_check_vectors_keeps_unit_vectors_and_renormalises_near_unit_ones():
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal((64, 32)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    assert check_vectors(v, 32) is v  # unit to float32 precision: no copy
+    near = v * np.float32(1.0005)  # within the 1e-3 tolerance: re-normalised
+    out = check_vectors(near, 32)
+    assert out is not near
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-6)
+    bad = v.copy()
+    bad[5] *= 2
+    with pytest.raises(VectorError, match=r"rows \[5\]"):
+        check_vectors(bad, 32)
+    bad[5] = np.nan
+    with pytest.raises(VectorError, match="NaN"):
+        check_vectors(bad, 32, normalize=True)
+    bad[5] = 0.0
+    with pytest.raises(VectorError, match="zero"):
+        check_vectors(bad, 32, normalize=True)
