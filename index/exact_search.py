@@ -314,11 +314,25 @@ def _two_stage(
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_two_stage_run` from the larger of ``cand`` and ``hint``'s count, which the
     call then updates."""
-    learned = min(hint.value, (len(matrix) - 1) // 2) if hint is not None else 0
-    first_cand = max(cand, k + 1, learned)
-    vals, rows, final = _two_stage_run(matrix, queries, k, first_cand, eps, first)
+    return _with_hint(
+        lambda c: _two_stage_run(matrix, queries, k, c, eps, first), len(matrix), k, cand, hint
+    )
+
+
+def _with_hint(
+    run: Callable[[int], tuple[np.ndarray, np.ndarray, int | None]],
+    n: int,
+    k: int,
+    cand: int,
+    hint: CandidateHint | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``run(first candidate count)`` starting from the larger of ``cand`` and ``hint``'s
+    count (below ``n / 2``), teaching ``hint`` the count that proved the call."""
+    learned = min(hint.value, (n - 1) // 2) if hint is not None else 0
+    first = max(cand, k + 1, learned)
+    vals, rows, proved = run(first)
     if hint is not None:
-        hint.update(first_cand, final)
+        hint.update(first, proved)
     return vals, rows
 
 
@@ -525,12 +539,9 @@ def topk_int8(
     eps = int8_eps(matrix.shape[1], copy.err, _q_range(q))
     cand = candidates or max(32, 2 * k + 12)
     if len(q) == 1:
-        learned = min(hint.value, (len(matrix) - 1) // 2) if hint is not None else 0
-        first = max(cand, k + 1, learned)
-        vals, rows, proved = _int8_single(matrix, copy, q, k, first, eps)
-        if hint is not None:
-            hint.update(first, proved)
-        return vals, rows
+        return _with_hint(
+            lambda c: _int8_single(matrix, copy, q, k, c, eps), len(matrix), k, cand, hint
+        )
     blocks = copy.block_rows
     return _two_stage(
         matrix,
