@@ -303,22 +303,6 @@ class CandidateHint:
             self.value, self._quiet = self.value // 2, 0
 
 
-def _two_stage(
-    matrix: np.ndarray,
-    queries: np.ndarray,
-    k: int,
-    cand: int,
-    eps: float,
-    first: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]],
-    hint: CandidateHint | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_two_stage_run` from the larger of ``cand`` and ``hint``'s count, which the
-    call then updates."""
-    return _with_hint(
-        lambda c: _two_stage_run(matrix, queries, k, c, eps, first), len(matrix), k, cand, hint
-    )
-
-
 def _with_hint(
     run: Callable[[int], tuple[np.ndarray, np.ndarray, int | None]],
     n: int,
@@ -336,7 +320,7 @@ def _with_hint(
     return vals, rows
 
 
-def _two_stage_run(
+def _two_stage(
     matrix: np.ndarray,
     queries: np.ndarray,
     k: int,
@@ -359,16 +343,12 @@ def _two_stage_run(
     if 2 * cand >= n:  # too few rows for a candidate stage to save work
         return (*topk_inner_product(matrix, queries, k), None)
     if b == 1:  # the common single query: numpy rescoring, cheaper than torch calls here
-        q0 = q.numpy()[0]
-        while 2 * cand < n:
-            low, ai = first(q, cand)
-            rows1 = ai.numpy()[0]
-            ev = np.einsum("ij,j->i", matrix[rows1], q0)
-            top = np.argsort(-ev, kind="stable")[:k]
-            if ev[top[-1]] > float(low[0]) + eps:
-                return ev[top][None], rows1[top][None], cand
-            cand *= 4
-        return (*topk_inner_product(matrix, queries, k), None)
+
+        def select(c: int) -> tuple[np.ndarray, float]:
+            low, ai = first(q, c)
+            return ai.numpy()[0], float(low[0])
+
+        return _single_query(matrix, q.numpy(), k, cand, eps, select)
     vals = torch.empty((b, k), dtype=torch.float32)
     rows = torch.empty((b, k), dtype=torch.int64)
     todo = torch.arange(b)
@@ -393,6 +373,27 @@ def _two_stage_run(
     return vals.numpy(), rows.numpy(), cand
 
 
+def _single_query(
+    matrix: np.ndarray,
+    q: np.ndarray,
+    k: int,
+    cand: int,
+    eps: float,
+    select: Callable[[int], tuple[np.ndarray, float]],
+) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """:func:`_two_stage` for one query ``q`` (``[1, dim]``) in numpy: ``select(c)`` returns
+    the ``c`` candidate rows and the lowest approximate score among them."""
+    n, q0 = len(matrix), q[0]
+    while 2 * cand < n:
+        rows, low = select(cand)
+        ev = np.einsum("ij,j->i", matrix[rows], q0)
+        top = np.argsort(-ev, kind="stable")[:k]
+        if ev[top[-1]] > low + eps:
+            return ev[top][None], rows[top].astype(np.int64, copy=False)[None], cand
+        cand *= 4
+    return (*topk_inner_product(matrix, q, k), None)
+
+
 def _block_scores(qh: torch.Tensor, mirror: torch.Tensor) -> Callable[[int, int], torch.Tensor]:
     return lambda lo, hi: qh @ mirror[lo:hi].T
 
@@ -415,16 +416,14 @@ def topk_two_stage(
     fp16 = mirror.dtype == torch.float16
     cand = candidates or (k + 8 if fp16 else max(32, 2 * k + 12))
     eps = mirror_eps(mirror.dtype, matrix.shape[1])
-    return _two_stage(
-        matrix,
-        queries,
-        k,
-        cand,
-        eps,
-        lambda q, c: _blocked_candidates(
+
+    def first(q: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return _blocked_candidates(
             _block_scores(q.to(mirror.dtype), mirror), len(mirror), c, block_rows
-        ),
-        hint,
+        )
+
+    return _with_hint(
+        lambda c: _two_stage(matrix, queries, k, c, eps, first), len(matrix), k, cand, hint
     )
 
 
@@ -436,22 +435,21 @@ class Int8Copy:
     per dimension + 92 bytes per vector (measured at 512 dimensions). :meth:`extend` packs appended rows, re-packing only
     the last, partial block."""
 
-    __slots__ = ("blocks", "err", "n", "block_rows")
+    __slots__ = ("blocks", "err", "block_rows")
 
     def __init__(self, matrix: np.ndarray, block_rows: int = 65536) -> None:
         self.blocks: list[tuple[int, int, Any]] = []  # (lo, hi, packed weight)
         self.err = 0.0
-        self.n = 0
         self.block_rows = block_rows
         self.extend(matrix)
 
     def __len__(self) -> int:
-        return self.n
+        return self.blocks[-1][1] if self.blocks else 0
 
     def extend(self, matrix: np.ndarray) -> None:
         """Pack ``matrix[len(self):]``."""
         n = len(matrix)
-        start = self.n
+        start = len(self)
         if self.blocks and self.blocks[-1][1] - self.blocks[-1][0] < self.block_rows:
             start = self.blocks.pop()[0]  # the partial last block is packed again, with the rest
         spans = [(lo, min(n, lo + self.block_rows)) for lo in range(start, n, self.block_rows)]
@@ -464,7 +462,6 @@ class Int8Copy:
         for (lo, hi), (block, err) in zip(spans, packed, strict=True):
             self.blocks.append((lo, hi, block))
             self.err = max(self.err, err)
-        self.n = n
 
     def scores(self, q: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
         """Approximate ``q @ matrix[lo:hi].T`` for a block's ``lo, hi``."""
@@ -539,41 +536,35 @@ def topk_int8(
     eps = int8_eps(matrix.shape[1], copy.err, _q_range(q))
     cand = candidates or max(32, 2 * k + 12)
     if len(q) == 1:
-        return _with_hint(
-            lambda c: _int8_single(matrix, copy, q, k, c, eps), len(matrix), k, cand, hint
-        )
-    blocks = copy.block_rows
-    return _two_stage(
-        matrix,
-        q,
-        k,
-        cand,
-        eps,
-        lambda qq, c: _blocked_candidates(
-            lambda lo, hi: copy.scores(qq, lo, hi), len(copy), c, blocks
-        ),
-        hint,
-    )
+        run = _int8_single(matrix, copy, q, k, eps)
+    else:
+
+        def first(qq: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return _blocked_candidates(
+                lambda lo, hi: copy.scores(qq, lo, hi), len(copy), c, copy.block_rows
+            )
+
+        def run(c: int) -> tuple[np.ndarray, np.ndarray, int | None]:
+            return _two_stage(matrix, q, k, c, eps, first)
+
+    return _with_hint(run, len(matrix), k, cand, hint)
 
 
 def _int8_single(
-    matrix: np.ndarray, copy: Int8Copy, q: np.ndarray, k: int, cand: int, eps: float
-) -> tuple[np.ndarray, np.ndarray, int | None]:
-    """:func:`_two_stage_run` for one query over an int8 copy, in numpy after the integer
-    product (fewer, cheaper calls than torch here), widening within the same scores."""
+    matrix: np.ndarray, copy: Int8Copy, q: np.ndarray, k: int, eps: float
+) -> Callable[[int], tuple[np.ndarray, np.ndarray, int | None]]:
+    """:func:`_single_query` over an int8 copy, as a function of the first candidate count:
+    the integer product runs once, and widening selects again from the same scores."""
     n = len(matrix)
     qt = torch.from_numpy(q)
     parts = [copy.scores(qt, lo, hi).numpy()[0] for lo, hi, _ in copy.blocks]
     a = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    q0 = q[0]
-    while 2 * cand < n:
-        top = np.argpartition(a, n - cand)[n - cand :]
-        ev = np.einsum("ij,j->i", matrix[top], q0)
-        best = np.argsort(-ev, kind="stable")[:k]
-        if ev[best[-1]] > a[top].min() + eps:
-            return ev[best][None], top[best].astype(np.int64)[None], cand
-        cand *= 4
-    return (*topk_inner_product(matrix, q, k), None)
+
+    def select(c: int) -> tuple[np.ndarray, float]:
+        top = np.argpartition(a, n - c)[n - c :]
+        return top, float(a[top].min())
+
+    return lambda cand: _single_query(matrix, q, k, cand, eps, select)
 
 
 def topk_single_thread(

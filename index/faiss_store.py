@@ -7,8 +7,8 @@
   generation, ids on one side only), so the two never disagree after a crash.
 * Exact search ("Flat") runs on the FAISS flat storage itself (zero-copy) with the engine
   :class:`.exact_search.ExactSearcher` measures fastest per batch size (torch float32
-  products, direct or from a transposed copy, or the exact two-stage engines over fp16/bf16
-  copies; copies built lazily and extended on appends), which beats ``IndexFlatIP`` on CPU
+  products, direct or from a transposed copy, or the exact two-stage engines over fp16,
+  bf16 or int8 copies; copies built lazily and extended on appends), which beats ``IndexFlatIP`` on CPU
   with identical results.
   ANN factories (IVF/PQ, HNSW) search with FAISS. Filters follow
   :func:`.filter_plan.plan_search`.
