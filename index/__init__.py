@@ -38,7 +38,7 @@ from .errors import (
 )
 from .faiss_store import FaissConfig, FaissStore
 from .filters import Filter
-from .records import Hit, HitList, Item, content_sha256
+from .records import Hit, HitList, Item, SearchResults, content_sha256
 from .registry import available_backends, create_store, open_store, register_backend
 from .space import FORMAT_VERSION, EmbeddingSpace
 
@@ -54,6 +54,7 @@ __all__ = [
     "Filter",
     "Hit",
     "HitList",
+    "SearchResults",
     "Item",
     "EmbeddingSpace",
     "RepairReport",

@@ -29,7 +29,7 @@ from .errors import StoreError, UnknownIdError
 from .filters import Filter
 from .meta_cache import MetaCache, row_to_metadata
 from .metadata import MetadataDB
-from .records import Hit, HitList, Item, coerce_items
+from .records import Hit, Item, SearchResults, coerce_items
 from .space import MANIFEST_NAME, EmbeddingSpace, StoreManifest
 from .vector_checks import check_ids, check_vectors
 
@@ -165,17 +165,16 @@ class MetadataBackedStore(VectorStore):
         filters: Filter | None = None,
         *,
         space: EmbeddingSpace | None = None,
-    ) -> list[HitList]:
+    ) -> SearchResults:
         scores, ids = self.search_ids(vectors, k, filters, space=space)
         return self.hits(scores, ids)
 
-    def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[HitList]:
-        """One :class:`HitList` per query from ``search_ids`` arrays; each makes its hits
-        (metadata from the in-memory cache) when first read."""
+    def hits(self, scores: np.ndarray, ids: np.ndarray) -> SearchResults:
+        """One :class:`HitList` per query from ``search_ids`` arrays (made when first read),
+        each making its hits (metadata from the in-memory cache) when first read."""
         if not self.meta_cache.is_warm and (ids >= 0).any():
             self.meta_cache.warm(self.meta.count())
-        make = self._make_hits
-        return [HitList(srow, irow, make) for srow, irow in zip(scores, ids, strict=True)]
+        return SearchResults(scores, ids, self._make_hits)
 
     def _make_hits(self, ids: np.ndarray, scores: np.ndarray) -> list[Hit]:
         id_row = ids.tolist()

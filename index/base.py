@@ -76,9 +76,10 @@ class VectorStore(ABC):
         filters: Filter | None = None,
         *,
         space: EmbeddingSpace | None = None,
-    ) -> list[HitList]:
+    ) -> Sequence[HitList]:
         """Top-``k`` hits per query vector, best first, among items matching ``filters``
-        (one read-only :class:`HitList` per query, a sequence of :class:`Hit`)."""
+        (one read-only :class:`HitList` per query, a sequence of :class:`Hit`; the stores
+        here return a :class:`SearchResults`, which makes each list when first read)."""
 
     @abstractmethod
     def get(self, ids: Iterable[int]) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import asdict, dataclass, fields
@@ -334,7 +335,7 @@ class FaissStore(MetadataBackedStore):
         allowed = self._allowed(flt, "ids") if filtered else None
         exact = self.info.kind == "flat"
         on_gpu = self._use_gpu
-        plan = plan_search(
+        plan = _plan(
             k=k,
             n_total=int(self.index.ntotal),
             exact_index=exact,
@@ -344,11 +345,10 @@ class FaissStore(MetadataBackedStore):
         s = plan.strategy
         if s is Strategy.EMPTY:
             return _pad(np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64), k)
-        engine = choose_exact_engine(len(q), "cpu", self.exact_engine_table)
         if (
             exact
             and s in (Strategy.EXACT, Strategy.EXACT_MASK, Strategy.EXACT_SUBSET)
-            and (engine != "faiss" or filtered)
+            and (filtered or choose_exact_engine(len(q), "cpu", self.exact_engine_table) != "faiss")
         ):
             row_ids, mat = self._flat_view()
             if s is Strategy.EXACT:
@@ -376,6 +376,8 @@ class FaissStore(MetadataBackedStore):
             d, i = self._ann_search(index, q, fetch, params)
         if self.config.rerank_factor > 1 and self.info.kind != "flat":
             d, i = self._rerank(q, i, k)
+        elif i.shape[1] == k and s is not Strategy.ANN_POST_FILTER:
+            return d, i  # as FAISS returns it: a miss is id -1 with the lowest float score
         return _pad(d[:, :k], i[:, :k], k)
 
     def _search_params(self, ids: np.ndarray | None) -> faiss.SearchParameters | None:
@@ -406,15 +408,16 @@ class FaissStore(MetadataBackedStore):
         them by query, one thread took 1.7-1.9x as long at batch 64, and timing it anyway
         cost the re-timing calls and, on a noisy machine, spells of the slower choice."""
 
+        if (
+            len(q) > ONE_THREAD_MAX_BATCH
+            or index is not self.index  # GPU
+            or faiss.omp_get_max_threads() <= 1
+        ):
+            return index.search(q, k, params=params)
+
         def run() -> tuple[np.ndarray, np.ndarray]:
             return index.search(q, k, params=params)
 
-        if (
-            index is not self.index  # GPU
-            or len(q) > ONE_THREAD_MAX_BATCH
-            or faiss.omp_get_max_threads() <= 1
-        ):
-            return run()
         return self._ann_choice.run(
             batch_bucket(len(q)),
             {"omp": run, "one_thread": lambda: with_omp_threads(1, run)},
@@ -454,8 +457,13 @@ class FaissStore(MetadataBackedStore):
         return np.take_along_axis(exact, order, 1), np.take_along_axis(cand, order, 1)
 
 
+#: plan_search is pure and its arguments repeat from call to call: its answers are cached
+_plan = functools.lru_cache(maxsize=1024)(plan_search)
+
+
 def _pad(d: np.ndarray, i: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pad results to ``[b, k]`` with score -inf / id -1."""
+    """Pad results to ``[b, k]`` with id -1 (score -inf in the padding added here; a miss
+    FAISS itself reports keeps its id -1 and lowest-float score)."""
     i = np.where(np.isfinite(d) & (i >= 0), i, -1)
     if d.shape[1] >= k:
         return d[:, :k], i[:, :k]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-__all__ = ["Item", "Hit", "HitList", "make_hit", "content_sha256", "coerce_items"]
+__all__ = ["Item", "Hit", "HitList", "SearchResults", "make_hit", "content_sha256", "coerce_items"]
 
 
 def content_sha256(content: bytes | str) -> str:
@@ -185,3 +185,54 @@ class HitList(Sequence[Hit]):
 
     def __repr__(self) -> str:
         return repr(self._materialise())
+
+
+class SearchResults(Sequence[HitList]):
+    """The hits of a batch of queries: one :class:`HitList` per query, in query order.
+
+    A read-only sequence (``len``, indexing and slicing, iteration, comparison with a list).
+    It holds the ``[b, k]`` score and id arrays of the search and makes each query's
+    :class:`HitList` the first time that query is read, so a search costs the same whether
+    it answered 1 query or 64 until its results are read.
+    """
+
+    __slots__ = ("_scores", "_ids", "_rows", "_lists")
+
+    def __init__(
+        self,
+        scores: Sequence[Sequence[float]],
+        ids: Sequence[Sequence[int]],
+        rows: Callable[[Any, Any], list[Hit]],
+    ) -> None:
+        if len(scores) != len(ids):
+            raise ValueError(f"{len(scores)} score rows but {len(ids)} id rows")
+        self._scores = scores
+        self._ids = ids
+        self._rows = rows  # (ids, scores) of one query -> its hits
+        self._lists: list[HitList | None] = [None] * len(ids)
+
+    def __len__(self) -> int:
+        return len(self._lists)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self._lists)))]
+        hl = self._lists[i]  # raises IndexError (or TypeError) as a list would
+        if hl is None:
+            j = i % len(self._lists)
+            hl = self._lists[i] = HitList(self._scores[j], self._ids[j], self._rows)
+        return hl
+
+    def __iter__(self) -> Iterator[HitList]:
+        for i in range(len(self._lists)):
+            yield self[i]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (SearchResults, list, tuple)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(list(self))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import faiss
 import numpy as np
 
 from .errors import DuplicateIdError, VectorError
@@ -23,6 +24,9 @@ UNIT_TOLERANCE = 1e-3
 #: Norms within this of 1 are unit to float32 precision: such vectors are kept as they are
 #: (dividing by the norm would only change last bits, at the cost of a copy).
 UNIT_EXACT = 1e-6
+# the same bounds on squared norms (what the fast path computes)
+_EXACT_SQ = ((1.0 - UNIT_EXACT) ** 2, (1.0 + UNIT_EXACT) ** 2)
+_TOL_SQ = ((1.0 - UNIT_TOLERANCE) ** 2, (1.0 + UNIT_TOLERANCE) ** 2)
 
 
 def check_vectors(vectors: object, dim: int, *, normalize: bool = False) -> np.ndarray:
@@ -37,18 +41,19 @@ def check_vectors(vectors: object, dim: int, *, normalize: bool = False) -> np.n
         raise VectorError(f"vectors must be 2-D [n, {dim}], got shape {arr.shape}")
     if arr.shape[1] != dim:
         raise VectorError(f"vectors have dimension {arr.shape[1]}, the store expects {dim}")
+    if len(arr):  # the common cases: one C pass for the squared norms, two reductions
+        arr = np.ascontiguousarray(arr)
+        sq = np.empty(len(arr), np.float32)
+        faiss.fvec_norms_L2sqr(faiss.swig_ptr(sq), faiss.swig_ptr(arr), dim, len(arr))
+        listed = sq.tolist()  # (Python's min/max/sum over a list beat numpy reductions here)
+        lo, hi = min(listed), max(listed)  # both skip NaN: the sum, NaN or inf then, does not
+        if sum(listed) < math.inf:
+            if lo >= _EXACT_SQ[0] and hi <= _EXACT_SQ[1]:
+                return arr
+            if lo > 0.0 and (normalize or (lo >= _TOL_SQ[0] and hi <= _TOL_SQ[1])):
+                return arr / np.sqrt(sq)[:, None]
     with np.errstate(over="ignore", invalid="ignore"):
         norms = np.sqrt(np.einsum("ij,ij->i", arr, arr))
-    if len(norms):  # the common cases in two reductions (NaN and inf fail every comparison)
-        lo, hi = float(norms.min()), float(norms.max())
-        if lo >= 1.0 - UNIT_EXACT and hi <= 1.0 + UNIT_EXACT:
-            return np.ascontiguousarray(arr)
-        if (
-            lo > 0.0
-            and hi < math.inf
-            and (normalize or (lo >= 1.0 - UNIT_TOLERANCE and hi <= 1.0 + UNIT_TOLERANCE))
-        ):
-            return np.ascontiguousarray(arr / norms[:, None])
     if not np.isfinite(norms).all():  # NaN/inf anywhere in a row makes its norm non-finite
         bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))[:5].tolist()
         if bad:

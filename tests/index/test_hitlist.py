@@ -66,3 +66,51 @@ def test_an_empty_query_batch_returns_empty_results_every_time(tmp_path) -> None
         assert d.shape == i.shape == (0, 5)
     assert store.search(np.empty((0, 16), np.float32), 5) == []
     store.close()
+
+
+def test_search_results_make_each_list_once_and_only_when_read() -> None:
+    from spaner.index import SearchResults
+
+    made: list[list[int]] = []
+
+    def rows(ids, scores):
+        made.append(list(ids))
+        return [Hit(int(i), float(s), {"modality": "text"}) for i, s in zip(ids, scores)]
+
+    d = np.array([[0.9, 0.5], [0.8, 0.1], [0.7, 0.6]], np.float32)
+    i = np.array([[1, 2], [3, 4], [5, 6]])
+    res = SearchResults(d, i, rows)
+    assert len(res) == 3 and made == []  # nothing is made before it is read
+    assert res[1] is res[1] and res[-2] is res[1]  # one list per query, kept
+    assert [h.id for h in res[1]] == [3, 4] and made == [[3, 4]]
+    assert [h.id for h in res[2]] == [5, 6]
+    assert [[h.id for h in r] for r in res[0:3:2]] == [[1, 2], [5, 6]]
+    assert [[h.id for h in r] for r in res] == [[1, 2], [3, 4], [5, 6]]
+    assert len(made) == 3  # each row's hits made exactly once
+    assert res == [list(r) for r in res] and res != [[]] and res == SearchResults(d, i, rows)
+    assert "Hit(id=1" in repr(res)
+    try:
+        res[3]
+    except IndexError:
+        pass
+    else:  # pragma: no cover - the assertion below explains
+        raise AssertionError("reading past the last query should raise IndexError")
+
+
+def test_ann_results_with_fewer_than_k_hits_are_padded(tmp_path) -> None:
+    # IVF probing one list of 4: fewer than k vectors are reachable, the rest pad with -1
+    cfg = FaissConfig(factory="IVF4,Flat", nprobe=1)
+    store = create_store(tmp_path / "s", EmbeddingSpace("h", 16), config=cfg)
+    x = unit(400, 16, seed=5)
+    store.add(x, [Item("text") for _ in range(400)])
+    d, i = store.search_ids(x[:2], 300)
+    assert d.shape == i.shape == (2, 300)
+    for drow, irow in zip(d, i, strict=True):
+        found = irow >= 0
+        assert 0 < found.sum() < 300 and found[: found.sum()].all()  # hits first, then pads
+        assert np.isfinite(drow[found]).all() and (drow[~found] <= np.finfo(np.float32).min).all()
+    res = store.search(x[:2], 300)
+    assert [len(r) for r in res] == (i >= 0).sum(axis=1).tolist()
+    d, i = store.search_ids(x[:2], 3)  # k hits found: returned as FAISS gave them
+    assert (i >= 0).all() and np.isfinite(d).all()
+    store.close()

@@ -103,3 +103,39 @@ def test_check_vectors_keeps_unit_vectors_and_renormalises_near_unit_ones():
     bad[5] = 0.0
     with pytest.raises(VectorError, match="zero"):
         check_vectors(bad, 32, normalize=True)
+
+
+def test_check_vectors_edge_inputs_through_the_fast_path():
+    rng = np.random.default_rng(1)
+    v = rng.standard_normal((8, 16))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    # float64 and a strided (non-contiguous) view: a contiguous float32 copy comes back
+    wide = np.repeat(v, 2, axis=1)[:, ::2]
+    assert not wide.flags.c_contiguous
+    out = check_vectors(wide, 16)
+    assert out.dtype == np.float32 and out.flags.c_contiguous
+    np.testing.assert_allclose(out, v, atol=1e-6)
+    # squared norms overflow float32 for these finite values: still normalised
+    big = (v * 1e30).astype(np.float32)
+    np.testing.assert_allclose(check_vectors(big, 16, normalize=True), v, atol=1e-6)
+    with pytest.raises(VectorError, match="L2-normalised"):
+        check_vectors(big, 16)
+    # squared norms underflow to zero: refused as zero vectors, not divided by zero
+    with pytest.raises(VectorError, match="zero"):
+        check_vectors((v * 1e-30).astype(np.float32), 16, normalize=True)
+    # one row just outside the no-copy band is re-normalised, the rest are kept as they are
+    near = v.astype(np.float32)
+    near[3] *= np.float32(1 + 5e-5)
+    out = check_vectors(near, 16)
+    assert out is not near
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("row", [0, 3, 7])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_check_vectors_refuses_a_non_finite_value_in_any_row(row, value):
+    v = np.full((8, 4), 0.5, np.float32)  # unit rows
+    v[row, 2] = value
+    for normalize in (False, True):
+        with pytest.raises(VectorError, match=rf"NaN or inf \(rows \[{row}\]\)"):
+            check_vectors(v, 4, normalize=normalize)
