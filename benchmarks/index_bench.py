@@ -108,6 +108,49 @@ def side_by_side(
     return {n: done[n] / spent[n] for n in names}
 
 
+def paired_ratio(base, other, queries: np.ndarray, batch: int, budget_s: float) -> dict:
+    """Time of ``other`` over time of ``base``, measured call by call on the same query
+    batches in alternating order (base then other, other then base, ...), so that changes in
+    the machine's speed hit both alike. ``side_by_side`` interleaves in rounds of a quarter
+    of the budget, which leaves a small overhead (a few percent) lost in the speed drift of a
+    shared VM between rounds; pairing call by call measures it."""
+    for fn in (base, other):  # warm-up, as in side_by_side
+        for c in range(16):
+            s = (c * batch) % (len(queries) - batch + 1)
+            fn(queries[s : s + batch])
+    t_base = t_other = 0.0
+    pair_ratios = []
+    i, t_end = 0, time.perf_counter() + budget_s
+    clock = time.perf_counter
+    while i < 20 or clock() < t_end:
+        s = (i * batch) % (len(queries) - batch + 1)
+        qq = queries[s : s + batch]
+        if i % 2 == 0:
+            t0 = clock()
+            base(qq)
+            t1 = clock()
+            other(qq)
+            t2 = clock()
+            tb, to = t1 - t0, t2 - t1
+        else:
+            t0 = clock()
+            other(qq)
+            t1 = clock()
+            base(qq)
+            t2 = clock()
+            to, tb = t1 - t0, t2 - t1
+        t_base += tb
+        t_other += to
+        pair_ratios.append(to / tb)
+        i += 1
+    return {
+        "ratio": t_other / t_base,
+        "median_pair_ratio": float(np.median(pair_ratios)),
+        "extra_ms_per_query": 1000 * (t_other - t_base) / (i * batch),
+        "pairs": i,
+    }
+
+
 def read_all(results) -> int:
     """Read every hit of ``store.search`` results the way the API does (id, score and the
     metadata dict): what a caller pays beyond the search itself, hits being made on first
@@ -314,6 +357,18 @@ def run_size(
                     row[f"qps_store_{fn}"] = qs[fn]
                     row[f"overhead_store_{fn}"] = qs["raw"] / qs[fn]
                     row[f"overhead_store_{fn}_vs_best_raw"] = best_raw / qs[fn]
+                # the same overheads paired call by call with raw FAISS (its OpenMP threads)
+                for fn in ("search", "search_ids"):
+                    pr = paired_ratio(
+                        lambda qq, i=idx, p=params: i.search(qq, 10, params=p),
+                        lambda qq, st=s, fn=fn: getattr(st, fn)(qq, 10),
+                        q,
+                        b,
+                        budget,
+                    )
+                    row[f"paired_overhead_store_{fn}"] = pr["ratio"]
+                    row[f"paired_median_overhead_store_{fn}"] = pr["median_pair_ratio"]
+                    row[f"paired_extra_ms_per_query_store_{fn}"] = pr["extra_ms_per_query"]
                 r[f"batch{b}"] = row
             res["ann"][vname] = r
             log.info("n=%d %s: %s", n, vname, r)
@@ -336,6 +391,14 @@ def targets(all_res: list[dict]) -> dict:
     if plain:
         out["ann_overhead_b64_le_1_10"] = {
             f"{name}@{n}": round(a["batch64"]["overhead_store_search"], 3) for n, name, a in plain
+        }
+        out["ann_overhead_b64_paired_le_1_10"] = {
+            f"{name}@{n}": round(a["batch64"]["paired_overhead_store_search"], 3)
+            for n, name, a in plain
+        }
+        out["ann_extra_ms_b1_paired_le_2"] = {
+            f"{name}@{n}": round(a["batch1"]["paired_extra_ms_per_query_store_search"], 3)
+            for n, name, a in plain
         }
         out["ann_extra_ms_b1_le_2"] = {
             f"{name}@{n}": round(a["batch1"]["extra_ms_per_query_store_search"], 3)
@@ -382,7 +445,8 @@ def table(all_res: list[dict]) -> str:
     lines.append("")
     lines.append(
         "n        setting                factory                 rerank recall@10 B/vec(index) "
-        "raw b1  store b1  +ms b1  raw b64  store b64  overhead b64 (search / ids / +read)"
+        "raw b1  store b1  +ms b1  raw b64  store b64  overhead b64 (search / ids / +read)  "
+        "paired b64 (search / ids)  paired +ms b1"
     )
     for r in all_res:
         for name, a in r.get("ann", {}).items():
@@ -394,6 +458,9 @@ def table(all_res: list[dict]) -> str:
                 f"{b1['extra_ms_per_query_store_search']:>7.2f} {b64['qps_raw_faiss']:>8.0f} "
                 f"{b64['qps_store_search']:>10.0f} {b64['overhead_store_search']:>8.2f} / "
                 f"{b64['overhead_store_search_ids']:.2f} / {b64['overhead_store_search_read']:.2f}"
+                f"{b64['paired_overhead_store_search']:>16.3f} / "
+                f"{b64['paired_overhead_store_search_ids']:.3f}"
+                f"{b1['paired_extra_ms_per_query_store_search']:>14.3f}"
             )
     return "\n".join(lines)
 
