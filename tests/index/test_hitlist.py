@@ -75,7 +75,9 @@ def test_search_results_make_each_list_once_and_only_when_read() -> None:
 
     def rows(ids, scores):
         made.append(list(ids))
-        return [Hit(int(i), float(s), {"modality": "text"}) for i, s in zip(ids, scores)]
+        return [
+            Hit(int(i), float(s), {"modality": "text"}) for i, s in zip(ids, scores, strict=True)
+        ]
 
     d = np.array([[0.9, 0.5], [0.8, 0.1], [0.7, 0.6]], np.float32)
     i = np.array([[1, 2], [3, 4], [5, 6]])
