@@ -377,7 +377,7 @@ class FaissStore(MetadataBackedStore):
         if self.config.rerank_factor > 1 and self.info.kind != "flat":
             d, i = self._rerank(q, i, k)
         elif i.shape[1] == k and s is not Strategy.ANN_POST_FILTER:
-            return d, i  # as FAISS returns it: a miss is id -1 with the lowest float score
+            return d, i  # as FAISS returns it: a miss is id -1 (its score is unspecified)
         return _pad(d[:, :k], i[:, :k], k)
 
     def _search_params(self, ids: np.ndarray | None) -> faiss.SearchParameters | None:
@@ -463,7 +463,7 @@ _plan = functools.lru_cache(maxsize=1024)(plan_search)
 
 def _pad(d: np.ndarray, i: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Pad results to ``[b, k]`` with id -1 (score -inf in the padding added here; a miss
-    FAISS itself reports keeps its id -1 and lowest-float score)."""
+    FAISS itself reports keeps its id -1 and whatever score FAISS gave it)."""
     i = np.where(np.isfinite(d) & (i >= 0), i, -1)
     if d.shape[1] >= k:
         return d[:, :k], i[:, :k]

@@ -160,7 +160,9 @@ class HitList(Sequence[Hit]):
     def _materialise(self) -> list[Hit]:
         hits = self._hits
         if hits is None:
-            rows, ids, scores = self._rows, self._ids, self._scores
+            # ids and scores first: the thread that makes the hits clears _rows first
+            ids, scores = self._ids, self._scores
+            rows = self._rows
             if rows is None:  # another thread made them between the two reads
                 return self._hits  # type: ignore[return-value]
             hits = self._hits = rows(ids, scores)
@@ -185,6 +187,9 @@ class HitList(Sequence[Hit]):
 
     def __repr__(self) -> str:
         return repr(self._materialise())
+
+    def __reduce__(self):  # pickles (and copies) its hits, made now, not the store's reader
+        return (HitList.of, (self._materialise(),))
 
 
 class SearchResults(Sequence[HitList]):
@@ -224,11 +229,19 @@ class SearchResults(Sequence[HitList]):
         return hl
 
     def __iter__(self) -> Iterator[HitList]:
-        for i in range(len(self._lists)):
-            yield self[i]
+        lists = self._lists
+        if None in lists:  # make every missing list in one pass
+            rows = self._rows
+            for j, (hl, srow, irow) in enumerate(zip(lists, self._scores, self._ids, strict=True)):
+                if hl is None:
+                    lists[j] = HitList(srow, irow, rows)
+        return iter(lists)  # type: ignore[arg-type]
+
+    def __reduce__(self):  # pickles (and copies) as the plain list of hit lists it reads as
+        return (list, (list(self),))
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, (SearchResults, list, tuple)):
+        if isinstance(other, (SearchResults, list)):
             return list(self) == list(other)
         return NotImplemented
 

@@ -45,9 +45,14 @@ def check_vectors(vectors: object, dim: int, *, normalize: bool = False) -> np.n
         arr = np.ascontiguousarray(arr)
         sq = np.empty(len(arr), np.float32)
         faiss.fvec_norms_L2sqr(faiss.swig_ptr(sq), faiss.swig_ptr(arr), dim, len(arr))
-        listed = sq.tolist()  # (Python's min/max/sum over a list beat numpy reductions here)
-        lo, hi = min(listed), max(listed)  # both skip NaN: the sum, NaN or inf then, does not
-        if sum(listed) < math.inf:
+        if len(sq) <= 256:  # a query batch: Python's min/max/sum over a list beat numpy
+            listed = sq.tolist()
+            # min/max can miss a NaN (every comparison with it is false); the sum cannot
+            lo, hi, total = min(listed), max(listed), sum(listed)
+        else:  # an add: numpy's reductions propagate NaN
+            lo, hi = float(sq.min()), float(sq.max())
+            total = hi
+        if total < math.inf:
             if lo >= _EXACT_SQ[0] and hi <= _EXACT_SQ[1]:
                 return arr
             if lo > 0.0 and (normalize or (lo >= _TOL_SQ[0] and hi <= _TOL_SQ[1])):

@@ -116,3 +116,19 @@ def test_ann_results_with_fewer_than_k_hits_are_padded(tmp_path) -> None:
     d, i = store.search_ids(x[:2], 3)  # k hits found: returned as FAISS gave them
     assert (i >= 0).all() and np.isfinite(d).all()
     store.close()
+
+
+def test_search_results_pickle_and_copy_as_their_hits(tmp_path) -> None:
+    import copy
+    import pickle
+
+    store = create_store(tmp_path / "s", EmbeddingSpace("h", 16), config=FaissConfig())
+    x = unit(30, 16, seed=6)
+    store.add(x, [Item("text", concept=f"c{i}") for i in range(30)])
+    res = store.search(x[:3], 4)  # not read yet: holds the store's reader
+    back = pickle.loads(pickle.dumps(res))
+    store.close()  # the copies no longer need the store
+    assert isinstance(back, list) and len(back) == 3
+    assert [[h.id for h in r] for r in back] == [[h.id for h in r] for r in res]
+    assert back[0][0].metadata["concept"] == f"c{back[0][0].id}"
+    assert copy.deepcopy(res) == res
