@@ -32,7 +32,11 @@ def telephone_copy(test: Any, encoder: Any, paths: list[str]) -> Any:
     items = []
     for path in paths:
         wave = encoder.load(path)
-        items.append(encoder.forward(encoder.preprocess([telephone_band(wave, encoder.sample_rate)])).split()[0])
+        items.append(
+            encoder.forward(
+                encoder.preprocess([telephone_band(wave, encoder.sample_rate)])
+            ).split()[0]
+        )
     audio = test.modalities["audio"]
     mods = dict(test.modalities)
     mods["audio"] = ModalityFeatures(items, audio.labels, audio.ids, audio.concepts)
@@ -40,11 +44,15 @@ def telephone_copy(test: Any, encoder: Any, paths: list[str]) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--manifest", type=Path, default=Path("/tmp/digits/manifest.jsonl"))
     p.add_argument("--shots", type=int, default=5)
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--audio-augment", default="0,4", help="comma-separated copies per clip to compare")
+    p.add_argument(
+        "--audio-augment", default="0,4", help="comma-separated copies per clip to compare"
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     from spaner.compare import evaluate_model
@@ -68,8 +76,14 @@ def main(argv: list[str] | None = None) -> int:
             data = sp.prepare(manifest, cfg, cache)
             if seed not in tel_cache:
                 ids = set(data.test.modalities["audio"].ids)
-                paths = {i.id: i.fields["audio"] for i in data.splits.test if "audio" in i.fields and i.id in ids}
-                tel_cache[seed] = telephone_copy(data.test, enc, [paths[i] for i in data.test.modalities["audio"].ids])
+                paths = {
+                    i.id: i.fields["audio"]
+                    for i in data.splits.test
+                    if "audio" in i.fields and i.id in ids
+                }
+                tel_cache[seed] = telephone_copy(
+                    data.test, enc, [paths[i] for i in data.test.modalities["audio"].ids]
+                )
             torch.manual_seed(seed)
             model = SpanerModel(replace(sp.model.config))
             fit(model, data.train, data.val, cfg, progress=False)
@@ -77,14 +91,22 @@ def main(argv: list[str] | None = None) -> int:
             rows["telephone"].append(evaluate_model(model, tel_cache[seed])[0])
             print(f"audio_augment={copies} seed={seed} done", file=sys.stderr, flush=True)
         report["runs"][str(copies)] = {
-            cond: {d: round(float(np.mean([r[d]["R@1"] for r in rs])), 4) for d in (*DIRS, "image->text", "text->image")}
-            for cond, rs in rows.items()}
+            cond: {
+                d: round(float(np.mean([r[d]["R@1"] for r in rs])), 4)
+                for d in (*DIRS, "image->text", "text->image")
+            }
+            for cond, rs in rows.items()
+        }
     print(f"Audio robustness: {args.shots} shots, seeds {report['seeds']}, R@1 on held-out voices")
     print("| audio_augment | test audio | " + " | ".join(DIRS) + " | image->text |")
     print("|---:|---|" + "---:|" * (len(DIRS) + 1))
     for copies, conds in report["runs"].items():
         for cond, m in conds.items():
-            print(f"| {copies} | {cond} | " + " | ".join(f"{m[d]:.3f}" for d in DIRS) + f" | {m['image->text']:.3f} |")
+            print(
+                f"| {copies} | {cond} | "
+                + " | ".join(f"{m[d]:.3f}" for d in DIRS)
+                + f" | {m['image->text']:.3f} |"
+            )
     if args.json:
         print(json.dumps(report))
     return 0

@@ -40,7 +40,11 @@ AUDIO = {
     "randconv-audio, conv [64,128]": {"encoder": "randconv-audio", "channels": [64, 128]},
     "randconv-audio, conv [32,64,128]": {"encoder": "randconv-audio", "channels": [32, 64, 128]},
     "randconv-audio, conv seed 1": {"encoder": "randconv-audio", "seed": 1},
-    "log-mel 40, stack 3 (logmel-audio, the previous default)": {"encoder": "logmel-audio", "n_mels": 40, "stack": 3},
+    "log-mel 40, stack 3 (logmel-audio, the previous default)": {
+        "encoder": "logmel-audio",
+        "n_mels": 40,
+        "stack": 3,
+    },
     "log-mel 40, stack 1": {"encoder": "logmel-audio", "n_mels": 40, "stack": 1},
     "log-mel 40, stack 5": {"encoder": "logmel-audio", "n_mels": 40, "stack": 5},
     "log-mel 64, stack 3": {"encoder": "logmel-audio", "n_mels": 64, "stack": 3},
@@ -57,8 +61,9 @@ def _pool(items: list[Any], segments: int = 4) -> np.ndarray:
     return segment_means(b.tokens, b.mask, segments).numpy()
 
 
-
-def score(modality: str, options: dict[str, Any], manifest: Any, shots: int, seeds: int, cache: Any) -> dict[str, float]:
+def score(
+    modality: str, options: dict[str, Any], manifest: Any, shots: int, seeds: int, cache: Any
+) -> dict[str, float]:
     """Mean probe accuracy over ``seeds`` on the ``val`` split (held-out voices / images, used to
     choose) and on the ``test`` split (reported, not used to choose)."""
     from sklearn.linear_model import LogisticRegression
@@ -70,8 +75,12 @@ def score(modality: str, options: dict[str, Any], manifest: Any, shots: int, see
     options = dict(options)
     patch = options.pop("patch", None)
     encoder = options.pop("encoder", None)
-    sp = Spaner.from_profile("offline", modalities=[modality, "text"], encoders={modality: encoder} if encoder else None,
-                             options={modality: options} if not patch else {})
+    sp = Spaner.from_profile(
+        "offline",
+        modalities=[modality, "text"],
+        encoders={modality: encoder} if encoder else None,
+        options={modality: options} if not patch else {},
+    )
     if patch:  # raw pixels: the 32x32 image cut into patch x patch tiles, one token each
         enc = sp.encoders[modality]
         import torch.nn.functional as F
@@ -89,15 +98,21 @@ def score(modality: str, options: dict[str, Any], manifest: Any, shots: int, see
         data = sp.prepare(manifest, TrainConfig(shots=shots, seed=seed, audio_augment=0), cache)
         tr = data.train.modalities[modality]
         xs = StandardScaler().fit(_pool(tr.items))
-        clf = LogisticRegression(max_iter=2000, C=1.0).fit(xs.transform(_pool(tr.items)), tr.labels.numpy())
+        clf = LogisticRegression(max_iter=2000, C=1.0).fit(
+            xs.transform(_pool(tr.items)), tr.labels.numpy()
+        )
         for split, fs in (("val", data.val), ("test", data.test)):
             te = fs.modalities[modality]
-            accs[split].append(float((clf.predict(xs.transform(_pool(te.items))) == te.labels.numpy()).mean()))
+            accs[split].append(
+                float((clf.predict(xs.transform(_pool(te.items))) == te.labels.numpy()).mean())
+            )
     return {k: round(float(np.mean(v)), 4) for k, v in accs.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--manifest", type=Path, default=Path("/tmp/digits/manifest.jsonl"))
     p.add_argument("--shots", type=int, default=5)
     p.add_argument("--seeds", type=int, default=3)
@@ -108,15 +123,24 @@ def main(argv: list[str] | None = None) -> int:
     from spaner.manifest import load_manifest
 
     manifest, cache = load_manifest(args.manifest), FeatureCache()
-    report: dict[str, Any] = {"shots": args.shots, "seeds": list(range(args.seeds)), "image": {}, "audio": {}}
+    report: dict[str, Any] = {
+        "shots": args.shots,
+        "seeds": list(range(args.seeds)),
+        "image": {},
+        "audio": {},
+    }
     for modality, cands in (("image", IMAGE), ("audio", AUDIO)):
         if args.only and modality != args.only:
             continue
         for name, opts in cands.items():
             report[modality][name] = score(modality, opts, manifest, args.shots, args.seeds, cache)
             print(f"{modality}: {name}: {report[modality][name]}", file=sys.stderr, flush=True)
-    print(f"Frozen-feature probe: logistic regression on {args.shots} shots/digit, accuracy, seeds {report['seeds']}")
-    print("| modality | encoder configuration | val accuracy (chooses) | test accuracy |\n|---|---|---:|---:|")
+    print(
+        f"Frozen-feature probe: logistic regression on {args.shots} shots/digit, accuracy, seeds {report['seeds']}"
+    )
+    print(
+        "| modality | encoder configuration | val accuracy (chooses) | test accuracy |\n|---|---|---:|---:|"
+    )
     for modality in ("image", "audio"):
         for name, acc in report[modality].items():
             print(f"| {modality} | {name} | {acc['val']:.3f} | {acc['test']:.3f} |")

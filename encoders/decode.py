@@ -18,7 +18,16 @@ import numpy as np
 
 from spaner.errors import InputError
 
-__all__ = ["Limits", "DEFAULT_LIMITS", "RawInput", "read_bytes", "load_image", "load_audio", "load_audio_mono", "load_text"]
+__all__ = [
+    "Limits",
+    "DEFAULT_LIMITS",
+    "RawInput",
+    "read_bytes",
+    "load_image",
+    "load_audio",
+    "load_audio_mono",
+    "load_text",
+]
 
 RawInput = Union[str, os.PathLike, bytes]  # noqa: UP007 (a runtime alias; `|` on os.PathLike needs 3.10+ at runtime)
 
@@ -62,7 +71,9 @@ def read_bytes(source: RawInput, limits: Limits = DEFAULT_LIMITS, name: str | No
     if len(data) == 0:
         raise InputError(label, "empty input (0 bytes)")
     if len(data) > limits.max_bytes:
-        raise InputError(label, f"input is {len(data)} bytes, over the {limits.max_bytes}-byte limit")
+        raise InputError(
+            label, f"input is {len(data)} bytes, over the {limits.max_bytes}-byte limit"
+        )
     return data
 
 
@@ -93,9 +104,13 @@ def load_image(source: RawInput, limits: Limits = DEFAULT_LIMITS, name: str | No
     except InputError:
         raise
     except UnidentifiedImageError:
-        raise InputError(label, "not a recognised image format (expected PNG, JPEG, WebP, GIF, BMP, TIFF)") from None
+        raise InputError(
+            label, "not a recognised image format (expected PNG, JPEG, WebP, GIF, BMP, TIFF)"
+        ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(label, f"refused as a decompression bomb (over the pixel limit): {exc}") from None
+        raise InputError(
+            label, f"refused as a decompression bomb (over the pixel limit): {exc}"
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
         raise InputError(label, f"corrupt or truncated image: {exc}") from None
 
@@ -112,14 +127,18 @@ def _wav_truncation(data: bytes) -> str | None:
         chunk, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
         if chunk == b"data":
             have = len(data) - (pos + 8)
-            if size != 0xFFFFFFFF and size > have:  # 0xFFFFFFFF: streaming writers leave the size unset
+            if (
+                size != 0xFFFFFFFF and size > have
+            ):  # 0xFFFFFFFF: streaming writers leave the size unset
                 return f"truncated WAV: the data chunk declares {size} bytes but only {have} are present"
             return None
         pos += 8 + size + (size & 1)
     return "WAV file has no 'data' chunk (truncated?)"
 
 
-def load_audio(source: RawInput, limits: Limits = DEFAULT_LIMITS, name: str | None = None) -> tuple[np.ndarray, int]:
+def load_audio(
+    source: RawInput, limits: Limits = DEFAULT_LIMITS, name: str | None = None
+) -> tuple[np.ndarray, int]:
     """Decode audio with soundfile to float32 ``[channels, samples]`` and its sample rate.
 
     Duration is checked from the header before samples are decoded.
@@ -134,7 +153,9 @@ def load_audio(source: RawInput, limits: Limits = DEFAULT_LIMITS, name: str | No
     try:
         info = sf.info(io.BytesIO(data))
     except Exception:
-        raise InputError(label, "not a recognised audio format (expected WAV, FLAC, OGG or MP3)") from None
+        raise InputError(
+            label, "not a recognised audio format (expected WAV, FLAC, OGG or MP3)"
+        ) from None
     if info.samplerate <= 0:
         raise InputError(label, f"invalid sample rate {info.samplerate}")
     if info.frames <= 0:
@@ -142,7 +163,8 @@ def load_audio(source: RawInput, limits: Limits = DEFAULT_LIMITS, name: str | No
     duration = info.frames / info.samplerate
     if duration > limits.max_audio_seconds:
         raise InputError(
-            label, f"audio is {duration:.1f} s long, over the {limits.max_audio_seconds:.0f}-second limit"
+            label,
+            f"audio is {duration:.1f} s long, over the {limits.max_audio_seconds:.0f}-second limit",
         )
     try:
         samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
@@ -155,8 +177,9 @@ def load_audio(source: RawInput, limits: Limits = DEFAULT_LIMITS, name: str | No
     return np.ascontiguousarray(samples.T), int(rate)
 
 
-def load_audio_mono(source: RawInput, sample_rate: int, limits: Limits = DEFAULT_LIMITS,
-                    name: str | None = None):
+def load_audio_mono(
+    source: RawInput, sample_rate: int, limits: Limits = DEFAULT_LIMITS, name: str | None = None
+):
     """:func:`load_audio`, mixed down to mono and resampled: a float32 torch tensor ``[samples]``."""
     import torch
     import torchaudio.functional as AF
@@ -175,5 +198,8 @@ def load_text(source: str, limits: Limits = DEFAULT_LIMITS, name: str | None = N
     if not text:
         raise InputError(label, "empty text")
     if len(text) > limits.max_text_chars:
-        raise InputError(label, f"text is {len(text)} characters, over the {limits.max_text_chars}-character limit")
+        raise InputError(
+            label,
+            f"text is {len(text)} characters, over the {limits.max_text_chars}-character limit",
+        )
     return text

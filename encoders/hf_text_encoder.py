@@ -58,7 +58,13 @@ class HFTextEncoder(Encoder):
         self.max_length = int(max_length)
         source = weights or model
         tok_source = tokenizer or source
-        self._args = {"model": source, "tokenizer": tok_source, "tiny": tiny, "seed": seed, "max_length": max_length}
+        self._args = {
+            "model": source,
+            "tokenizer": tok_source,
+            "tiny": tiny,
+            "seed": seed,
+            "max_length": max_length,
+        }
         if source is None or tok_source is None:
             raise EncoderLoadError(f"text encoder {name!r} needs a model id or local directory")
         if not log.isEnabledFor(logging.DEBUG):  # no "Loading weights" bar on every load
@@ -99,7 +105,13 @@ class HFTextEncoder(Encoder):
         return load_text(source if isinstance(source, str) else str(source), self.limits, name)
 
     def preprocess(self, raws: Sequence[str]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(list(raws), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        enc = self.tokenizer(
+            list(raws),
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
         return {k: v.to(self.device) for k, v in enc.items()}
 
     def _forward(self, batch: dict[str, torch.Tensor]) -> TokenBatch:

@@ -59,15 +59,30 @@ class RandomConvImageEncoder(Encoder):
 
     modality = "image"
     input_kind = "file"
-    bf16_capable = False  # a few thousand multiply-adds per pixel: bf16 buys no speed, only rounding
+    bf16_capable = (
+        False  # a few thousand multiply-adds per pixel: bf16 buys no speed, only rounding
+    )
 
-    def __init__(self, name: str, size: int = 32, channels: Sequence[int] = (32, 64), seed: int = 0,
-                 grayscale: bool = True, weights: str | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        name: str,
+        size: int = 32,
+        channels: Sequence[int] = (32, 64),
+        seed: int = 0,
+        grayscale: bool = True,
+        weights: str | None = None,
+        device: str = "cpu",
+    ) -> None:
         super().__init__()
         self.name = name
         self.size = int(size)
         self.grayscale = bool(grayscale)
-        self._args = {"size": size, "channels": list(channels), "seed": seed, "grayscale": grayscale}
+        self._args = {
+            "size": size,
+            "channels": list(channels),
+            "seed": seed,
+            "grayscale": grayscale,
+        }
         self.net = random_conv_net(1 if grayscale else 3, channels, seed, weights)
         self.width = int(channels[-1])
         self.weights = str(weights) if weights else f"random (seed {seed})"
@@ -87,7 +102,9 @@ class RandomConvImageEncoder(Encoder):
 
         arrays = []
         for img in raws:
-            img = img.convert("L" if self.grayscale else "RGB").resize((self.size, self.size), Image.BILINEAR)
+            img = img.convert("L" if self.grayscale else "RGB").resize(
+                (self.size, self.size), Image.BILINEAR
+            )
             a = np.asarray(img, dtype=np.float32) / 255.0
             a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
             a = (a - a.mean()) / (a.std() + 1e-6)  # per-image contrast normalisation
@@ -108,8 +125,16 @@ class LogMelAudioEncoder(Encoder):
     input_kind = "file"
     bf16_capable = False  # an FFT front end: stays fp32
 
-    def __init__(self, name: str, sample_rate: int = 16000, n_mels: int = 40, stack: int = 3,
-                 max_seconds: float = 30.0, weights: str | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        name: str,
+        sample_rate: int = 16000,
+        n_mels: int = 40,
+        stack: int = 3,
+        max_seconds: float = 30.0,
+        weights: str | None = None,
+        device: str = "cpu",
+    ) -> None:
         super().__init__()
         import torchaudio
 
@@ -117,9 +142,16 @@ class LogMelAudioEncoder(Encoder):
         self.sample_rate = int(sample_rate)
         self.stack = int(stack)
         self.max_seconds = float(max_seconds)
-        self._args = {"sample_rate": sample_rate, "n_mels": n_mels, "stack": stack, "max_seconds": max_seconds}
+        self._args = {
+            "sample_rate": sample_rate,
+            "n_mels": n_mels,
+            "stack": stack,
+            "max_seconds": max_seconds,
+        }
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=self.sample_rate, n_fft=int(0.025 * sample_rate), hop_length=int(0.010 * sample_rate),
+            sample_rate=self.sample_rate,
+            n_fft=int(0.025 * sample_rate),
+            hop_length=int(0.010 * sample_rate),
             n_mels=n_mels,
         ).eval()
         self.width = int(n_mels * stack)
@@ -180,20 +212,48 @@ class RandConvAudioEncoder(LogMelAudioEncoder):
     conv features pool local time-frequency patterns that are less tied to one voice's pitch.
     """
 
-    def __init__(self, name: str, sample_rate: int = 16000, n_mels: int = 40, trim_db: float = 25.0,
-                 frames: int = 32, channels: Sequence[int] = (32, 64), seed: int = 0,
-                 max_seconds: float = 30.0, weights: str | None = None, device: str = "cpu") -> None:
-        super().__init__(name, sample_rate=sample_rate, n_mels=n_mels, stack=1, max_seconds=max_seconds, device=device)
+    def __init__(
+        self,
+        name: str,
+        sample_rate: int = 16000,
+        n_mels: int = 40,
+        trim_db: float = 25.0,
+        frames: int = 32,
+        channels: Sequence[int] = (32, 64),
+        seed: int = 0,
+        max_seconds: float = 30.0,
+        weights: str | None = None,
+        device: str = "cpu",
+    ) -> None:
+        super().__init__(
+            name,
+            sample_rate=sample_rate,
+            n_mels=n_mels,
+            stack=1,
+            max_seconds=max_seconds,
+            device=device,
+        )
         down = 2 ** len(channels)
         if n_mels % down or frames % down or frames < down:
-            raise ValueError(f"n_mels ({n_mels}) and frames ({frames}) must be multiples of 2**len(channels) = {down}")
+            raise ValueError(
+                f"n_mels ({n_mels}) and frames ({frames}) must be multiples of 2**len(channels) = {down}"
+            )
         self.trim_db = float(trim_db)
         self.frames = int(frames)
-        self._args = {"sample_rate": sample_rate, "n_mels": n_mels, "trim_db": trim_db, "frames": frames,
-                      "channels": list(channels), "seed": seed, "max_seconds": max_seconds}
+        self._args = {
+            "sample_rate": sample_rate,
+            "n_mels": n_mels,
+            "trim_db": trim_db,
+            "frames": frames,
+            "channels": list(channels),
+            "seed": seed,
+            "max_seconds": max_seconds,
+        }
         self.net = random_conv_net(1, channels, seed, weights)
         self.width = int(channels[-1] * n_mels // down)
-        self.weights = str(weights) if weights else f"none: fixed transform + random conv (seed {seed})"
+        self.weights = (
+            str(weights) if weights else f"none: fixed transform + random conv (seed {seed})"
+        )
         self.to(device)
 
     def modules(self) -> list[nn.Module]:
@@ -205,8 +265,9 @@ class RandConvAudioEncoder(LogMelAudioEncoder):
         spec = torch.log(self.mel(wave) + 1e-6).T  # [frames, n_mels]
         spec = trim_silence(spec, self.trim_db)
         spec = normalise_bins(spec)  # per-utterance, voiced frames only
-        return torch.nn.functional.interpolate(spec.T[None], size=self.frames, mode="linear",
-                                               align_corners=False)[0].T
+        return torch.nn.functional.interpolate(
+            spec.T[None], size=self.frames, mode="linear", align_corners=False
+        )[0].T
 
     def _forward(self, waves: list[torch.Tensor]) -> TokenBatch:
         specs = torch.stack([self.spectrogram(w) for w in waves])  # [B, frames, n_mels]

@@ -66,13 +66,21 @@ class OpenClipBackbone:
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.embed_dim = _embed_dim(model)
         visual = model.visual
-        self.image_width = int(getattr(visual, "transformer", None).width) if hasattr(visual, "transformer") else self.embed_dim
+        self.image_width = (
+            int(getattr(visual, "transformer", None).width)
+            if hasattr(visual, "transformer")
+            else self.embed_dim
+        )
         # ViT towers can return patch tokens; the flag is switched on only inside our forward
         # (under ``lock``) so the shared model keeps behaving normally for everyone else.
         self.image_tokens = hasattr(visual, "output_tokens") and hasattr(visual, "transformer")
         self.lock = threading.Lock()
         text = getattr(model, "text", None)
-        self.text_width = int(text.width) if text is not None and hasattr(text, "width") else int(model.transformer.width)
+        self.text_width = (
+            int(text.width)
+            if text is not None and hasattr(text, "width")
+            else int(model.transformer.width)
+        )
 
     @property
     def space_id(self) -> str:
@@ -89,7 +97,9 @@ def _embed_dim(model: torch.nn.Module) -> int:
         return int(model.encode_text(torch.zeros(1, 8, dtype=torch.long)).shape[-1])
 
 
-def load_backbone(model_name: str, pretrained: str | None = None, seed: int = 0) -> OpenClipBackbone:
+def load_backbone(
+    model_name: str, pretrained: str | None = None, seed: int = 0
+) -> OpenClipBackbone:
     """Load (or reuse) an open_clip model. ``pretrained`` is a tag or a local checkpoint path."""
     key = (model_name, pretrained, seed)
     with _LOCK:
@@ -100,8 +110,15 @@ def load_backbone(model_name: str, pretrained: str | None = None, seed: int = 0)
 
 
 class _OpenClipEncoder(Encoder):
-    def __init__(self, name: str, model_name: str, pretrained: str | None = None, seed: int = 0,
-                 weights: str | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        name: str,
+        model_name: str,
+        pretrained: str | None = None,
+        seed: int = 0,
+        weights: str | None = None,
+        device: str = "cpu",
+    ) -> None:
         super().__init__()
         self.name = name
         source = weights or pretrained
@@ -187,9 +204,15 @@ class OpenClipTextEncoder(_OpenClipEncoder):
         x = model.token_embedding(text).to(cast_dtype) + model.positional_embedding.to(cast_dtype)
         x = model.transformer(x, attn_mask=model.attn_mask)
         x = model.ln_final(x)
-        pooled = text_global_pool(x, text, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+        pooled = text_global_pool(
+            x, text, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None)
+        )
         if model.text_projection is not None:
-            pooled = model.text_projection(pooled) if isinstance(model.text_projection, torch.nn.Linear) else pooled @ model.text_projection
+            pooled = (
+                model.text_projection(pooled)
+                if isinstance(model.text_projection, torch.nn.Linear)
+                else pooled @ model.text_projection
+            )
         return TokenBatch(x, _text_mask(text, x.shape[1]), pooled)
 
 
@@ -198,4 +221,8 @@ def _text_mask(text: torch.Tensor, length: int) -> torch.Tensor:
     positions = torch.arange(text.shape[1], device=text.device)
     eot = text.argmax(dim=-1, keepdim=True)
     mask = positions.unsqueeze(0) <= eot
-    return mask[:, :length] if length <= text.shape[1] else torch.nn.functional.pad(mask, (0, length - text.shape[1]))
+    return (
+        mask[:, :length]
+        if length <= text.shape[1]
+        else torch.nn.functional.pad(mask, (0, length - text.shape[1]))
+    )

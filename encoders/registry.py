@@ -68,7 +68,9 @@ def _specs_from(obj: Any) -> list[EncoderSpec]:
         if bad:
             raise TypeError(f"entry point yielded non-EncoderSpec objects: {bad!r}")
         return specs
-    raise TypeError(f"entry point must give EncoderSpec(s) or a callable returning them, got {type(obj).__name__}")
+    raise TypeError(
+        f"entry point must give EncoderSpec(s) or a callable returning them, got {type(obj).__name__}"
+    )
 
 
 def reload_plugins() -> None:
@@ -82,7 +84,9 @@ def reload_plugins() -> None:
             for spec in specs:
                 if spec.source == "builtin":
                     object.__setattr__(spec, "source", f"plugin:{ep.value}")
-                register_encoder(spec, overwrite=_REGISTRY.get(spec.name, spec).source == spec.source)
+                register_encoder(
+                    spec, overwrite=_REGISTRY.get(spec.name, spec).source == spec.source
+                )
         except Exception as exc:  # a broken plugin must not break the built-ins
             _PLUGIN_ERRORS[ep.name] = f"{type(exc).__name__}: {exc}"
             log.warning("encoder plugin %r (%s) failed to load: %s", ep.name, ep.value, exc)
@@ -126,5 +130,7 @@ def build_encoder(name: str, **kwargs: Any) -> Encoder:
     encoder = spec.factory(**kwargs)
     encoder.set_precision(precision)
     if encoder.modality != spec.modality:
-        raise ConfigError(f"encoder {name!r} declared modality {spec.modality!r} but built {encoder.modality!r}")
+        raise ConfigError(
+            f"encoder {name!r} declared modality {spec.modality!r} but built {encoder.modality!r}"
+        )
     return encoder

@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 #: A tiny wav2vec2 architecture for tests: same code path, random seeded weights.
 TINY_WAV2VEC2_PARAMS: dict[str, Any] = {
     "extractor_mode": "group_norm",
-    "extractor_conv_layer_config": [(16, 10, 5)] + [(16, 3, 2)] * 4 + [(16, 2, 2)] * 2,  # 50 frames/s
+    "extractor_conv_layer_config": [(16, 10, 5)]
+    + [(16, 3, 2)] * 4
+    + [(16, 2, 2)] * 2,  # 50 frames/s
     "extractor_conv_bias": False,
     "encoder_embed_dim": 48,
     "encoder_projection_dropout": 0.0,
@@ -90,8 +92,14 @@ class TorchaudioEncoder(Encoder):
         self.chunk_seconds = float(chunk_seconds)
         self.max_chunks = int(max_chunks)
         self.layer = layer
-        self._args: dict[str, Any] = {"bundle": bundle, "weights": weights, "seed": seed, "layer": layer,
-                                      "chunk_seconds": chunk_seconds, "max_chunks": max_chunks}
+        self._args: dict[str, Any] = {
+            "bundle": bundle,
+            "weights": weights,
+            "seed": seed,
+            "layer": layer,
+            "chunk_seconds": chunk_seconds,
+            "max_chunks": max_chunks,
+        }
         self.normalize_waveform = False
         if bundle is not None:
             b = getattr(torchaudio.pipelines, bundle, None)
@@ -117,7 +125,9 @@ class TorchaudioEncoder(Encoder):
                 self.weights = str(weights)
         else:
             if arch is None:
-                raise EncoderLoadError(f"audio encoder {name!r} needs a torchaudio bundle name or an architecture")
+                raise EncoderLoadError(
+                    f"audio encoder {name!r} needs a torchaudio bundle name or an architecture"
+                )
             self.sample_rate = int(sample_rate)
             params = dict(arch)
             self._args.update({"arch": arch, "model_type": model_type, "sample_rate": sample_rate})
@@ -138,7 +148,10 @@ class TorchaudioEncoder(Encoder):
     def _build(model_type: str, params: dict[str, Any], seed: int) -> torch.nn.Module:
         from torchaudio.models import wav2vec2_model, wavlm_model
 
-        params = {k: (list(map(tuple, v)) if k == "extractor_conv_layer_config" and v else v) for k, v in params.items()}
+        params = {
+            k: (list(map(tuple, v)) if k == "extractor_conv_layer_config" and v else v)
+            for k, v in params.items()
+        }
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             if model_type.lower() == "wavlm":
@@ -155,14 +168,18 @@ class TorchaudioEncoder(Encoder):
         mono = load_audio_mono(source, self.sample_rate, self.limits, name)
         limit = int(self.chunk_seconds * self.max_chunks * self.sample_rate)
         if mono.numel() > limit:
-            log.debug("%s: keeping the first %.0f s of audio", name or "<audio>", limit / self.sample_rate)
+            log.debug(
+                "%s: keeping the first %.0f s of audio", name or "<audio>", limit / self.sample_rate
+            )
             mono = mono[:limit]
         min_len = 400  # the feature extractor's receptive field at 16 kHz
         if mono.numel() < min_len:
             mono = torch.nn.functional.pad(mono, (0, min_len - mono.numel()))
         return mono
 
-    def preprocess(self, raws: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    def preprocess(
+        self, raws: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
         """Split each waveform into chunks; returns padded chunks, their lengths, and chunks per item."""
         chunk = int(self.chunk_seconds * self.sample_rate)
         pieces: list[torch.Tensor] = []

@@ -46,8 +46,12 @@ def augment_waveform(wave: torch.Tensor, rate: int, rng: np.random.Generator) ->
     import torchaudio.functional as AF
 
     x = wave.float()
-    speed = float(rng.choice([0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15]))  # rates with a large gcd resample fast
-    if speed != 1.0:  # resampling to rate*speed and playing at rate changes tempo and pitch together
+    speed = float(
+        rng.choice([0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15])
+    )  # rates with a large gcd resample fast
+    if (
+        speed != 1.0
+    ):  # resampling to rate*speed and playing at rate changes tempo and pitch together
         x = AF.resample(x, int(round(rate * speed)), rate)
     if rng.random() < 0.3:
         x = telephone_band(x, rate)
@@ -55,7 +59,8 @@ def augment_waveform(wave: torch.Tensor, rate: int, rng: np.random.Generator) ->
         t60 = float(rng.uniform(0.1, 0.5))
         n = int(t60 * rate)
         ir = torch.from_numpy(rng.standard_normal(n).astype(np.float32)) * torch.exp(
-            -6.9 * torch.arange(n, dtype=torch.float32) / n)
+            -6.9 * torch.arange(n, dtype=torch.float32) / n
+        )
         ir[0] = 1.0
         x = AF.fftconvolve(x, ir / ir.norm())[: x.numel()]
     if rng.random() < 0.5:
@@ -67,13 +72,24 @@ def augment_waveform(wave: torch.Tensor, rate: int, rng: np.random.Generator) ->
     return x / peak * 0.9 if peak > 1.0 else x
 
 
-def add_audio_copies(feats: ModalityFeatures, paths: list[str], encoder: Encoder, copies: int, seed: int,
-                     cache: FeatureCache | None = None) -> ModalityFeatures:
+def add_audio_copies(
+    feats: ModalityFeatures,
+    paths: list[str],
+    encoder: Encoder,
+    copies: int,
+    seed: int,
+    cache: FeatureCache | None = None,
+) -> ModalityFeatures:
     """``feats`` plus ``copies`` augmented copies of each clip in ``paths`` (same order as ``feats``)."""
     rate = getattr(encoder, "sample_rate", None)
     if copies < 1 or encoder.modality != "audio" or rate is None:
         return feats
-    items, labels, ids, concepts = list(feats.items), feats.labels.tolist(), list(feats.ids), list(feats.concepts)
+    items, labels, ids, concepts = (
+        list(feats.items),
+        feats.labels.tolist(),
+        list(feats.ids),
+        list(feats.concepts),
+    )
     for j, path in enumerate(paths):
         base = content_hash(encoder, path)
         wave = None
@@ -84,11 +100,16 @@ def add_audio_copies(feats: ModalityFeatures, paths: list[str], encoder: Encoder
                 if wave is None:
                     wave = encoder.load(path)
                     if not isinstance(wave, torch.Tensor) or wave.ndim != 1:
-                        log.info("encoder %s does not load a mono waveform; no audio augmentation", encoder.name)
+                        log.info(
+                            "encoder %s does not load a mono waveform; no audio augmentation",
+                            encoder.name,
+                        )
                         return feats
                 digest = int(base[:8], 16)
                 rng = np.random.default_rng([seed, k, digest])
-                item = encoder.forward(encoder.preprocess([augment_waveform(wave, int(rate), rng)])).split()[0]
+                item = encoder.forward(
+                    encoder.preprocess([augment_waveform(wave, int(rate), rng)])
+                ).split()[0]
                 if cache is not None:
                     cache.put(encoder, key, item)
             items.append(ItemTokens(item.tokens, item.native))

@@ -39,18 +39,26 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(model: SpanerModel, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    model: SpanerModel, path: str | Path, extra: dict[str, Any] | None = None
+) -> Path:
     """Atomically write ``model`` to the directory ``path`` (replacing an existing checkpoint)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not (path / CONFIG_NAME).is_file() and any(path.iterdir()):
-        raise CheckpointError(f"{path} exists and is not a SPANER checkpoint; refusing to overwrite it")
+        raise CheckpointError(
+            f"{path} exists and is not a SPANER checkpoint; refusing to overwrite it"
+        )
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     try:
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         # one metadata key only: safetensors writes a multi-key metadata map in arbitrary order,
         # which would make the bytes (and the checkpoint hash) differ between identical saves
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": f"spaner-v{model.config.format_version}"})
+        save_file(
+            state,
+            str(tmp / WEIGHTS_NAME),
+            metadata={"format": f"spaner-v{model.config.format_version}"},
+        )
         doc = {"spaner": model.config.to_dict(), "extra": extra or {}}
         with open(tmp / CONFIG_NAME, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=2, sort_keys=True)
@@ -77,7 +85,9 @@ def load_checkpoint(path: str | Path) -> tuple[SpanerModel, dict[str, Any]]:
     path = Path(path)
     cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
     if not cfg_file.is_file() or not weights.is_file():
-        raise CheckpointError(f"{path}: not a SPANER checkpoint (expected {CONFIG_NAME} and {WEIGHTS_NAME})")
+        raise CheckpointError(
+            f"{path}: not a SPANER checkpoint (expected {CONFIG_NAME} and {WEIGHTS_NAME})"
+        )
     try:
         doc = json.loads(cfg_file.read_text(encoding="utf-8"))
         config = from_dict(SpanerConfig, doc["spaner"])

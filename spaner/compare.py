@@ -48,15 +48,25 @@ def _variant(config: SpanerConfig, method: str) -> SpanerConfig | None:
         aligner = replace(a, kind="linear")
     elif method == "native":
         mods = {m: c for m, c in config.modalities.items() if c.use_native}
-        return SpanerConfig(aligner=a, modalities=mods, profile=config.profile) if len(mods) >= 2 else None
+        return (
+            SpanerConfig(aligner=a, modalities=mods, profile=config.profile)
+            if len(mods) >= 2
+            else None
+        )
     else:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    return SpanerConfig(aligner=AlignerConfig(**asdict(aligner)), modalities=config.modalities, profile=config.profile)
+    return SpanerConfig(
+        aligner=AlignerConfig(**asdict(aligner)),
+        modalities=config.modalities,
+        profile=config.profile,
+    )
 
 
 def evaluate_model(model: SpanerModel, test: FeatureSet) -> tuple[dict[str, Any], dict[str, Any]]:
     """(retrieval metrics per direction, coherence) of ``model`` on ``test``."""
-    embs = {m: embed_items(model, m, f.items) for m, f in test.modalities.items() if m in model.aligners}
+    embs = {
+        m: embed_items(model, m, f.items) for m, f in test.modalities.items() if m in model.aligners
+    }
     return retrieval_metrics(embs, test), coherence_metrics(embs, test)
 
 
@@ -93,14 +103,18 @@ def compare(
         if not data.test.modalities:
             from spaner.errors import ManifestError
 
-            raise ManifestError(f"{manifest.path}: no test items to evaluate on (add 'split': 'test' lines)")
+            raise ManifestError(
+                f"{manifest.path}: no test items to evaluate on (add 'split': 'test' lines)"
+            )
         info = {
             "relevance": data.splits.relevance,
             "train_items": {m: len(f) for m, f in data.train.modalities.items()},
             "test_items": {m: len(f) for m, f in data.test.modalities.items()},
         }
         if checkpoint_model is not None:
-            per_method.setdefault("checkpoint", []).append(evaluate_model(checkpoint_model, data.test))
+            per_method.setdefault("checkpoint", []).append(
+                evaluate_model(checkpoint_model, data.test)
+            )
         for method in methods:
             config = _variant(sp.model.config, method)
             if config is None:
@@ -131,7 +145,11 @@ def format_markdown(report: dict[str, Any]) -> str:
     """The report as two Markdown tables (retrieval, coherence)."""
     lines = [
         f"Relevance: **{report['relevance']}** (a hit is "
-        + ("any item of the query's concept" if report["relevance"] == "concept" else "the query's own paired item")
+        + (
+            "any item of the query's concept"
+            if report["relevance"] == "concept"
+            else "the query's own paired item"
+        )
         + f"); shots: {report['shots']}; seeds: {report['seeds']}; test items: {report['test_items']}",
         "",
         "| method | direction | R@1 | R@5 | R@10 | mAP@10 |",
@@ -139,11 +157,18 @@ def format_markdown(report: dict[str, Any]) -> str:
     ]
     for method, dirs in report["methods"].items():
         for d, m in dirs.items():
-            lines.append(f"| {method} | {d} | {m['R@1']:.3f} | {m['R@5']:.3f} | {m['R@10']:.3f} | {m['mAP@10']:.3f} |")
-    lines += ["", "| method | modality gap ↓ | neighbour purity ↑ | silhouette concept ↑ | silhouette modality ↓ |",
-              "|---|---:|---:|---:|---:|"]
+            lines.append(
+                f"| {method} | {d} | {m['R@1']:.3f} | {m['R@5']:.3f} | {m['R@10']:.3f} | {m['mAP@10']:.3f} |"
+            )
+    lines += [
+        "",
+        "| method | modality gap ↓ | neighbour purity ↑ | silhouette concept ↑ | silhouette modality ↓ |",
+        "|---|---:|---:|---:|---:|",
+    ]
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     for method, c in report["coherence"].items():
-        lines.append(f"| {method} | {fmt(c['modality_gap'])} | {fmt(c['neighbour_purity'])} | "
-                     f"{fmt(c['silhouette_concept'])} | {fmt(c['silhouette_modality'])} |")
+        lines.append(
+            f"| {method} | {fmt(c['modality_gap'])} | {fmt(c['neighbour_purity'])} | "
+            f"{fmt(c['silhouette_concept'])} | {fmt(c['silhouette_modality'])} |"
+        )
     return "\n".join(lines)

@@ -26,8 +26,12 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 class AlignerConfig:
     """Shape of the shared prompt and the per-modality aligners."""
 
-    kind: Literal["cross_attention", "linear"] = _f("cross_attention", "aligner type: 'cross_attention' (SPANER) or 'linear' (baseline)")
-    prompt_mode: Literal["shared", "separate"] = _f("shared", "one prompt for every modality ('shared', SPANER) or one per modality (ablation)")
+    kind: Literal["cross_attention", "linear"] = _f(
+        "cross_attention", "aligner type: 'cross_attention' (SPANER) or 'linear' (baseline)"
+    )
+    prompt_mode: Literal["shared", "separate"] = _f(
+        "shared", "one prompt for every modality ('shared', SPANER) or one per modality (ablation)"
+    )
     prompt_len: int = _f(8, "number of learnable prompt tokens")
     width: int = _f(128, "aligner width (prompt token size)")
     depth: int = _f(2, "cross-attention layers per aligner")
@@ -35,16 +39,25 @@ class AlignerConfig:
     ff_mult: int = _f(2, "feed-forward expansion factor")
     dropout: float = _f(0.1, "dropout inside aligners during training")
     positional: bool = _f(True, "add fixed sinusoidal positions to projected tokens")
-    dim: int = _f(128, "dimension of the unified space (forced to the native dim when a native space is used)")
+    dim: int = _f(
+        128, "dimension of the unified space (forced to the native dim when a native space is used)"
+    )
     init_temperature: float = _f(0.07, "initial InfoNCE temperature (learnable)")
-    linear_segments: int = _f(4, "linear baseline only: pool tokens as the means of this many equal, consecutive "
-                              "segments (1 = plain mean; a plain mean of per-utterance-normalised frames is ~0)")
+    linear_segments: int = _f(
+        4,
+        "linear baseline only: pool tokens as the means of this many equal, consecutive "
+        "segments (1 = plain mean; a plain mean of per-utterance-normalised frames is ~0)",
+    )
 
     def validate(self) -> None:
         if self.kind not in ("cross_attention", "linear"):
-            raise ConfigError(f"aligner kind must be 'cross_attention' or 'linear', got {self.kind!r}")
+            raise ConfigError(
+                f"aligner kind must be 'cross_attention' or 'linear', got {self.kind!r}"
+            )
         if self.prompt_mode not in ("shared", "separate"):
-            raise ConfigError(f"prompt_mode must be 'shared' or 'separate', got {self.prompt_mode!r}")
+            raise ConfigError(
+                f"prompt_mode must be 'shared' or 'separate', got {self.prompt_mode!r}"
+            )
         for name in ("prompt_len", "width", "depth", "heads", "ff_mult", "dim", "linear_segments"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"aligner {name} must be >= 1, got {getattr(self, name)}")
@@ -84,20 +97,37 @@ class TrainConfig:
     """Few-shot training settings."""
 
     shots: int | None = _f(None, "K examples per concept per modality (concept-grouped manifests)")
-    fraction: float | None = _f(None, "fraction of training lines/pairs to use (alternative to --shots)")
+    fraction: float | None = _f(
+        None, "fraction of training lines/pairs to use (alternative to --shots)"
+    )
     epochs: int = _f(200, "maximum epochs")
     batch_size: int = _f(256, "items per batch (all modalities together)")
     lr: float = _f(3e-4, "AdamW peak learning rate (one-cycle schedule)")
     weight_decay: float = _f(0.01, "AdamW weight decay")
-    val_fraction: float = _f(0.15, "share of the training pool held out for validation when the manifest has no 'val' split")
+    val_fraction: float = _f(
+        0.15,
+        "share of the training pool held out for validation when the manifest has no 'val' split",
+    )
     patience: int = _f(20, "early-stopping patience in epochs")
-    val_every: int = _f(2, "validate (and consider early stopping) every N epochs; the last epoch is always validated")
-    min_epochs: int = _f(40, "epochs before early stopping may trigger (the one-cycle warm-up makes early validation noisy)")
-    monitor: str = _f("recall", "early-stopping signal on the validation set: 'recall' (mean R@1 over directions) or 'loss'")
+    val_every: int = _f(
+        2,
+        "validate (and consider early stopping) every N epochs; the last epoch is always validated",
+    )
+    min_epochs: int = _f(
+        40,
+        "epochs before early stopping may trigger (the one-cycle warm-up makes early validation noisy)",
+    )
+    monitor: str = _f(
+        "recall",
+        "early-stopping signal on the validation set: 'recall' (mean R@1 over directions) or 'loss'",
+    )
     seed: int = _f(0, "seed for sampling, initialisation and shuffling")
     augment: bool = _f(False, "apply token-level augmentation (dropout of tokens) during training")
-    audio_augment: int = _f(4, "augmented copies of each training audio clip (speed/pitch, telephone band, "
-                            "reverberation, noise; see spaner.augment); 0 = off")
+    audio_augment: int = _f(
+        4,
+        "augmented copies of each training audio clip (speed/pitch, telephone band, "
+        "reverberation, noise; see spaner.augment); 0 = off",
+    )
 
     def validate(self) -> None:
         if self.shots is not None and self.fraction is not None:
@@ -108,7 +138,13 @@ class TrainConfig:
             raise ConfigError(f"--fraction must be in (0, 1], got {self.fraction}")
         if self.monitor not in ("recall", "loss"):
             raise ConfigError(f"monitor must be 'recall' or 'loss', got {self.monitor!r}")
-        if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.patience < 1 or self.min_epochs < 0:
+        if (
+            self.epochs < 1
+            or self.batch_size < 2
+            or self.lr <= 0
+            or self.patience < 1
+            or self.min_epochs < 0
+        ):
             raise ConfigError("epochs >= 1, batch size >= 2, lr > 0 and patience >= 1 are required")
         if self.val_every < 1:
             raise ConfigError(f"val_every must be >= 1, got {self.val_every}")

@@ -26,7 +26,14 @@ from spaner.errors import ConfigError, ManifestError
 from .features import FeatureCache, encode_items
 from .manifest import Manifest, ManifestItem
 
-__all__ = ["Splits", "split_manifest", "sample_few_shot", "ModalityFeatures", "FeatureSet", "build_features"]
+__all__ = [
+    "Splits",
+    "split_manifest",
+    "sample_few_shot",
+    "ModalityFeatures",
+    "FeatureSet",
+    "build_features",
+]
 
 
 @dataclass
@@ -51,7 +58,9 @@ def split_manifest(manifest: Manifest, seed: int = 0, test_fraction: float = 0.2
     relevance = "concept" if manifest.has_concepts else "paired"
     if relevance == "concept" and any(i.concept is None for i in manifest.items):
         missing = next(i for i in manifest.items if i.concept is None)
-        raise ManifestError(f"{manifest.path}:{missing.line}: some lines have a 'concept' and this one has none")
+        raise ManifestError(
+            f"{manifest.path}:{missing.line}: some lines have a 'concept' and this one has none"
+        )
     train, val, test = [], [], []
     for item in manifest.items:
         split = item.split
@@ -64,7 +73,11 @@ def split_manifest(manifest: Manifest, seed: int = 0, test_fraction: float = 0.2
 
 
 def sample_few_shot(
-    splits: Splits, shots: int | None = None, fraction: float | None = None, seed: int = 0, val_fraction: float = 0.15
+    splits: Splits,
+    shots: int | None = None,
+    fraction: float | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.15,
 ) -> tuple[list[ManifestItem], list[ManifestItem]]:
     """Pick the few-shot training set and a validation set from the training pool."""
     rng = random.Random(seed)
@@ -72,7 +85,9 @@ def sample_few_shot(
     rng.shuffle(pool)
     if shots is not None:
         if splits.relevance != "concept":
-            raise ConfigError("--shots needs a manifest with 'concept' fields; use --fraction for paired data")
+            raise ConfigError(
+                "--shots needs a manifest with 'concept' fields; use --fraction for paired data"
+            )
         by_concept: dict[str, list[ManifestItem]] = defaultdict(list)
         for item in pool:
             by_concept[item.concept].append(item)  # type: ignore[index]
@@ -103,7 +118,9 @@ def sample_few_shot(
     return chosen, val
 
 
-def _stratified(items: list[ManifestItem], n: int, relevance: str, rng: random.Random) -> list[ManifestItem]:
+def _stratified(
+    items: list[ManifestItem], n: int, relevance: str, rng: random.Random
+) -> list[ManifestItem]:
     """``n`` items taken round-robin across labels (one per concept in turn), in seeded order."""
     groups: dict[str, list[ManifestItem]] = defaultdict(list)
     for item in items:
@@ -158,9 +175,18 @@ def build_features(
         chosen = [i for i in items if modality in i.fields]
         if not chosen:
             continue
-        feats = encode_items(encoder, [i.fields[modality] for i in chosen], cache, batch_size, desc=f"encode {modality}")
+        feats = encode_items(
+            encoder,
+            [i.fields[modality] for i in chosen],
+            cache,
+            batch_size,
+            desc=f"encode {modality}",
+        )
         labels = [label_ids.setdefault(_label(i, relevance), len(label_ids)) for i in chosen]
         fs.modalities[modality] = ModalityFeatures(
-            feats, torch.tensor(labels, dtype=torch.long), [i.id for i in chosen], [i.concept for i in chosen]
+            feats,
+            torch.tensor(labels, dtype=torch.long),
+            [i.id for i in chosen],
+            [i.concept for i in chosen],
         )
     return fs

@@ -93,19 +93,37 @@ def _prepare_demo(cfg: DemoConfig, progress: bool) -> dict[str, Any]:
     t = time.perf_counter()
     if not manifest.is_file():
         log.info("building the digits collection in %s", data)
-        build_digits(data, cfg.digits or DigitsConfig(seed=cfg.seed), overwrite=data.exists(), progress=progress)
+        build_digits(
+            data,
+            cfg.digits or DigitsConfig(seed=cfg.seed),
+            overwrite=data.exists(),
+            progress=progress,
+        )
     timings["dataset"] = time.perf_counter() - t
     data_hash = _file_hash(manifest)
 
     t = time.perf_counter()
     from spaner.profiles import get_profile
 
-    prof = get_profile(cfg.profile)  # encoders and every training setting (defaults too): a change retrains
-    train_key = {"data": data_hash, "shots": cfg.shots, "seed": cfg.seed, "profile": cfg.profile,
-                 **({"train": cfg.train} if cfg.train else {}), "encoders": prof.encoders, "aligner": prof.aligner,
-                 "train_config": asdict(TrainConfig(shots=cfg.shots, seed=cfg.seed, **cfg.train))}
+    prof = get_profile(
+        cfg.profile
+    )  # encoders and every training setting (defaults too): a change retrains
+    train_key = {
+        "data": data_hash,
+        "shots": cfg.shots,
+        "seed": cfg.seed,
+        "profile": cfg.profile,
+        **({"train": cfg.train} if cfg.train else {}),
+        "encoders": prof.encoders,
+        "aligner": prof.aligner,
+        "train_config": asdict(TrainConfig(shots=cfg.shots, seed=cfg.seed, **cfg.train)),
+    }
     if state.get("train") != train_key or not (ckpt / "model.safetensors").is_file():
-        log.info("training SPANER few-shot (%d shots per digit per modality, profile %s)", cfg.shots, cfg.profile)
+        log.info(
+            "training SPANER few-shot (%d shots per digit per modality, profile %s)",
+            cfg.shots,
+            cfg.profile,
+        )
         sp = Spaner.from_profile(cfg.profile)
         tcfg = TrainConfig(shots=cfg.shots, seed=cfg.seed, **cfg.train)
         prepared = sp.prepare(manifest, tcfg, FeatureCache(work / "cache"))
@@ -113,8 +131,15 @@ def _prepare_demo(cfg: DemoConfig, progress: bool) -> dict[str, Any]:
         from spaner.compare import evaluate_model
 
         retrieval, coherence = evaluate_model(sp.model, prepared.test)
-        sp.save(ckpt, extra={"train": result.to_dict(), "train_config": asdict(tcfg),
-                             "test": {"retrieval": retrieval, "coherence": coherence}, "demo": True})
+        sp.save(
+            ckpt,
+            extra={
+                "train": result.to_dict(),
+                "train_config": asdict(tcfg),
+                "test": {"retrieval": retrieval, "coherence": coherence},
+                "demo": True,
+            },
+        )
         state["train"] = train_key
         state["test_r1"] = {d: m["R@1"] for d, m in retrieval.items()}
         state.pop("store", None)
@@ -131,17 +156,29 @@ def _prepare_demo(cfg: DemoConfig, progress: bool) -> dict[str, Any]:
     if count is not None:  # this data set is fully indexed with this model: nothing to read again
         added = 0
     else:
-        report = ingest([manifest], store, checkpoint=ckpt if not store.exists() else None, progress=progress)
+        report = ingest(
+            [manifest], store, checkpoint=ckpt if not store.exists() else None, progress=progress
+        )
         if report.bad:
-            log.warning("%d demo items were skipped: %s", len(report.bad), "; ".join(map(str, report.bad[:3])))
+            log.warning(
+                "%d demo items were skipped: %s",
+                len(report.bad),
+                "; ".join(map(str, report.bad[:3])),
+            )
         count, added = report.store_count, report.added
         state["store"] = space
         state["ingested"] = {**done, "items": count}
         _save_state(work, state)
     timings["ingest"] = time.perf_counter() - t
     log.info("store %s holds %d items (%d added now)", store, count, added)
-    return {"timings": timings, "store": str(store), "checkpoint": str(ckpt), "items": count,
-            "added": added, "test_r1": state.get("test_r1", {})}
+    return {
+        "timings": timings,
+        "store": str(store),
+        "checkpoint": str(ckpt),
+        "items": count,
+        "added": added,
+        "test_r1": state.get("test_r1", {}),
+    }
 
 
 def _complete_store_count(store: Path, state: dict[str, Any], done: dict[str, str]) -> int | None:
@@ -169,8 +206,13 @@ def serve_demo(cfg: DemoConfig) -> None:
     from spaner.app.main import create_app
     from spaner.app.settings import Settings
 
-    settings = Settings(store=cfg.workdir / "store", host=cfg.host, port=cfg.port, profile=cfg.profile)
+    settings = Settings(
+        store=cfg.workdir / "store", host=cfg.host, port=cfg.port, profile=cfg.profile
+    )
     app = create_app(settings)
     url = f"http://{cfg.host}:{cfg.port}"
-    print(f"\nSPANER demo ready: {url}/ui/  (API {url}/v1, docs {url}/docs); Ctrl-C stops it\n", flush=True)
+    print(
+        f"\nSPANER demo ready: {url}/ui/  (API {url}/v1, docs {url}/docs); Ctrl-C stops it\n",
+        flush=True,
+    )
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False)

@@ -24,7 +24,9 @@ __all__ = ["retrieval_metrics", "coherence_metrics", "KS"]
 KS = (1, 5, 10)
 
 
-def retrieval_metrics(embs: dict[str, torch.Tensor], fs: FeatureSet, ks: tuple[int, ...] = KS) -> dict[str, dict[str, float]]:
+def retrieval_metrics(
+    embs: dict[str, torch.Tensor], fs: FeatureSet, ks: tuple[int, ...] = KS
+) -> dict[str, dict[str, float]]:
     """``{"text->image": {"R@1": .., "R@5": .., "R@10": .., "mAP@10": ..}, ...}``."""
     out: dict[str, dict[str, float]] = {}
     for q, t in permutations(sorted(embs), 2):
@@ -39,7 +41,9 @@ def retrieval_metrics(embs: dict[str, torch.Tensor], fs: FeatureSet, ks: tuple[i
         has_any = (lq.unsqueeze(1) == lt.unsqueeze(0)).any(1)
         row: dict[str, float] = {}
         for k in ks:
-            row[f"R@{k}"] = float(rel[:, :k].amax(1).mean()) if k <= kmax else float(rel.amax(1).mean())
+            row[f"R@{k}"] = (
+                float(rel[:, :k].amax(1).mean()) if k <= kmax else float(rel.amax(1).mean())
+            )
         n_rel = (lq.unsqueeze(1) == lt.unsqueeze(0)).sum(1).float()
         k10 = min(10, kmax)
         prec = rel[:, :k10].cumsum(1) / torch.arange(1, k10 + 1).float()
@@ -49,7 +53,9 @@ def retrieval_metrics(embs: dict[str, torch.Tensor], fs: FeatureSet, ks: tuple[i
     return out
 
 
-def coherence_metrics(embs: dict[str, torch.Tensor], fs: FeatureSet, k: int = 10) -> dict[str, float | None]:
+def coherence_metrics(
+    embs: dict[str, torch.Tensor], fs: FeatureSet, k: int = 10
+) -> dict[str, float | None]:
     """Modality gap, cross-modal neighbour purity and silhouettes (see the module docstring)."""
     from sklearn.metrics import silhouette_score
 

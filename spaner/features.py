@@ -97,13 +97,26 @@ def encode_items(
                 continue
         todo.append(i)
     if todo:
-        log.info("encoding %d %s item(s) with %s (%d cached)", len(todo), encoder.modality, encoder.name,
-                 len(values) - len(todo))
-    with tqdm(total=len(todo), desc=desc or f"encode {encoder.modality}", unit="item",
-              disable=True if len(todo) < 2 * batch_size else None, leave=False) as bar:
+        log.info(
+            "encoding %d %s item(s) with %s (%d cached)",
+            len(todo),
+            encoder.modality,
+            encoder.name,
+            len(values) - len(todo),
+        )
+    with tqdm(
+        total=len(todo),
+        desc=desc or f"encode {encoder.modality}",
+        unit="item",
+        disable=True if len(todo) < 2 * batch_size else None,
+        leave=False,
+    ) as bar:
         for start in range(0, len(todo), batch_size):
             idx = todo[start : start + batch_size]
-            batch = encoder.encode([values[i] for i in idx], names=[values[i] if encoder.input_kind == "file" else None for i in idx])
+            batch = encoder.encode(
+                [values[i] for i in idx],
+                names=[values[i] if encoder.input_kind == "file" else None for i in idx],
+            )
             for i, item in zip(idx, batch.split(), strict=True):
                 out[i] = item
                 if cache is not None:

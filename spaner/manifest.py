@@ -69,14 +69,18 @@ def _resolve(root: Path, value: Any, where: str) -> str:
         raise ManifestError(f"{where}: expected a non-empty relative path string, got {value!r}")
     rel = Path(value)
     if rel.is_absolute():
-        raise ManifestError(f"{where}: absolute path {value!r} refused; paths are relative to the manifest")
+        raise ManifestError(
+            f"{where}: absolute path {value!r} refused; paths are relative to the manifest"
+        )
     full = (root / rel).resolve()
     if not full.is_relative_to(root.resolve()):
         raise ManifestError(f"{where}: path {value!r} escapes the manifest's directory")
     return str(full)
 
 
-def load_manifest(path: str | Path, modalities: Iterable[str] | None = None, check_files: bool = True) -> Manifest:
+def load_manifest(
+    path: str | Path, modalities: Iterable[str] | None = None, check_files: bool = True
+) -> Manifest:
     """Parse and validate a manifest. Errors name the file and line.
 
     ``modalities`` restricts the accepted modality keys (unknown keys are errors then).
@@ -111,7 +115,9 @@ def load_manifest(path: str | Path, modalities: Iterable[str] | None = None, che
                 raise ManifestError(f"{where}: 'concept' must be a string")
             split = obj.get("split")
             if split is not None and split not in SPLITS:
-                raise ManifestError(f"{where}: 'split' must be one of {', '.join(SPLITS)}, got {split!r}")
+                raise ManifestError(
+                    f"{where}: 'split' must be one of {', '.join(SPLITS)}, got {split!r}"
+                )
             meta = obj.get("meta", {})
             if not isinstance(meta, dict):
                 raise ManifestError(f"{where}: 'meta' must be an object")
@@ -132,8 +138,14 @@ def load_manifest(path: str | Path, modalities: Iterable[str] | None = None, che
                     if check_files and not Path(fields[key]).is_file():
                         raise ManifestError(f"{where}: {key} file not found: {value}")
             if not fields:
-                raise ManifestError(f"{where}: the item has no modality field (text, image, audio, ...)")
-            items.append(ManifestItem(item_id, fields, None if concept is None else str(concept), split, meta, lineno))
+                raise ManifestError(
+                    f"{where}: the item has no modality field (text, image, audio, ...)"
+                )
+            items.append(
+                ManifestItem(
+                    item_id, fields, None if concept is None else str(concept), split, meta, lineno
+                )
+            )
     if not items:
         raise ManifestError(f"{path}: manifest has no items")
     return Manifest(path, items)

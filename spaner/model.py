@@ -35,7 +35,9 @@ __all__ = ["SpanerModel", "CrossAttentionLayer", "ModalityAligner", "LinearAlign
 
 def _sinusoid(length: int, width: int, device: torch.device) -> torch.Tensor:
     pos = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
-    div = torch.exp(torch.arange(0, width, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / width))
+    div = torch.exp(
+        torch.arange(0, width, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / width)
+    )
     pe = torch.zeros(length, width, device=device)
     pe[:, 0::2] = torch.sin(pos * div)
     pe[:, 1::2] = torch.cos(pos * div)[:, : width // 2]
@@ -52,7 +54,10 @@ class CrossAttentionLayer(nn.Module):
         self.attn = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
         self.norm_ff = nn.LayerNorm(width)
         self.ff = nn.Sequential(
-            nn.Linear(width, width * ff_mult), nn.GELU(), nn.Dropout(dropout), nn.Linear(width * ff_mult, width)
+            nn.Linear(width, width * ff_mult),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(width * ff_mult, width),
         )
 
     def forward(self, q: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -81,7 +86,9 @@ class _NativeHead(nn.Module):
         z = self.proj(self.norm(pooled))
         if self.use_native:
             if native is None:
-                raise ValueError("this modality's head is a residual on the native vector, but none was given")
+                raise ValueError(
+                    "this modality's head is a residual on the native vector, but none was given"
+                )
             z = self.native_gate * F.normalize(native.to(z.dtype), dim=-1) + z
         return F.normalize(z, dim=-1)
 
@@ -94,7 +101,8 @@ class ModalityAligner(nn.Module):
         self.positional = cfg.positional
         self.input_proj = nn.Sequential(nn.LayerNorm(in_width), nn.Linear(in_width, cfg.width))
         self.layers = nn.ModuleList(
-            CrossAttentionLayer(cfg.width, cfg.heads, cfg.ff_mult, cfg.dropout) for _ in range(cfg.depth)
+            CrossAttentionLayer(cfg.width, cfg.heads, cfg.ff_mult, cfg.dropout)
+            for _ in range(cfg.depth)
         )
         self.head = _NativeHead(cfg.width, cfg.dim, use_native)
 
@@ -115,10 +123,14 @@ def segment_means(tokens: torch.Tensor, mask: torch.Tensor, segments: int) -> to
     lengths = mask.sum(1, keepdim=True).clamp_min(1)  # [B, 1]
     pos = torch.cumsum(mask.long(), dim=1) - 1  # rank of each real token
     seg = (pos * segments // lengths).clamp(0, segments - 1)  # [B, T]
-    onehot = F.one_hot(seg, segments).to(tokens.dtype) * mask.unsqueeze(-1).to(tokens.dtype)  # [B, T, S]
+    onehot = F.one_hot(seg, segments).to(tokens.dtype) * mask.unsqueeze(-1).to(
+        tokens.dtype
+    )  # [B, T, S]
     sums = torch.einsum("bts,btw->bsw", onehot, tokens)
     counts = onehot.sum(1).unsqueeze(-1)  # [B, S, 1]
-    means = torch.where(counts > 0, sums / counts.clamp_min(1.0), sums.sum(1, keepdim=True) / lengths.unsqueeze(-1))
+    means = torch.where(
+        counts > 0, sums / counts.clamp_min(1.0), sums.sum(1, keepdim=True) / lengths.unsqueeze(-1)
+    )
     return means.flatten(1)
 
 
@@ -182,7 +194,9 @@ class SpanerModel(nn.Module):
 
     def embed(self, modality: str, batch: TokenBatch) -> torch.Tensor:
         if modality not in self.aligners:
-            raise ConfigError(f"the model has no aligner for modality {modality!r} (has: {', '.join(self.modalities)})")
+            raise ConfigError(
+                f"the model has no aligner for modality {modality!r} (has: {', '.join(self.modalities)})"
+            )
         return self.aligners[modality](self.prompt_for(modality), batch)
 
     def trainable_for(self, modality: str) -> list[nn.Parameter]:
@@ -195,7 +209,11 @@ class SpanerModel(nn.Module):
 
 
 def info_nce(
-    za: torch.Tensor, zb: torch.Tensor, la: torch.Tensor, lb: torch.Tensor, logit_scale: torch.Tensor
+    za: torch.Tensor,
+    zb: torch.Tensor,
+    la: torch.Tensor,
+    lb: torch.Tensor,
+    logit_scale: torch.Tensor,
 ) -> torch.Tensor:
     """Symmetric multi-positive InfoNCE between two modalities.
 

@@ -35,20 +35,29 @@ __all__ = ["Spaner", "PreparedData", "build_model_config", "build_encoders"]
 log = logging.getLogger(__name__)
 
 
-def build_encoders(choice: Mapping[str, str], options: Mapping[str, dict[str, Any]] | None = None,
-                   device: str = "cpu") -> dict[str, Encoder]:
+def build_encoders(
+    choice: Mapping[str, str],
+    options: Mapping[str, dict[str, Any]] | None = None,
+    device: str = "cpu",
+) -> dict[str, Encoder]:
     """Instantiate one encoder per modality; checks each encoder serves its modality."""
     encoders = {}
     for modality, name in choice.items():
         spec = get_spec(name)
         if spec.modality != modality:
             raise ConfigError(f"encoder {name!r} is a {spec.modality} encoder, not {modality}")
-        encoders[modality] = build_encoder(name, device=device, **dict((options or {}).get(modality, {})))
+        encoders[modality] = build_encoder(
+            name, device=device, **dict((options or {}).get(modality, {}))
+        )
     return encoders
 
 
-def build_model_config(encoders: Mapping[str, Encoder], aligner: AlignerConfig,
-                       options: Mapping[str, dict[str, Any]] | None = None, profile: str | None = None) -> SpanerConfig:
+def build_model_config(
+    encoders: Mapping[str, Encoder],
+    aligner: AlignerConfig,
+    options: Mapping[str, dict[str, Any]] | None = None,
+    profile: str | None = None,
+) -> SpanerConfig:
     """Model config for these encoders. A native space shared by >= 2 modalities is used as the
     zero-init residual starting point, and fixes the unified dim to the native dim."""
     spaces: dict[str, list[str]] = {}
@@ -62,7 +71,9 @@ def build_model_config(encoders: Mapping[str, Encoder], aligner: AlignerConfig,
         use = e.native_space in shared
         if use:
             aligner.dim = int(e.native_dim)  # type: ignore[arg-type]
-        mods[m] = ModalityConfig(e.name, e.width, dict((options or {}).get(m, {})), e.native_space, e.native_dim, use)
+        mods[m] = ModalityConfig(
+            e.name, e.width, dict((options or {}).get(m, {})), e.native_space, e.native_dim, use
+        )
     return SpanerConfig(aligner=aligner, modalities=mods, profile=profile)
 
 
@@ -77,7 +88,9 @@ class PreparedData:
 class Spaner:
     """Encoders + model. Build with :meth:`from_profile` or :meth:`load`."""
 
-    def __init__(self, model: SpanerModel, encoders: dict[str, Encoder], checkpoint: Path | None = None) -> None:
+    def __init__(
+        self, model: SpanerModel, encoders: dict[str, Encoder], checkpoint: Path | None = None
+    ) -> None:
         self.model = model
         self.encoders = encoders
         self.checkpoint = checkpoint
@@ -99,7 +112,9 @@ class Spaner:
         if modalities is not None:
             unknown = [m for m in modalities if m not in choice]
             if unknown:
-                raise ConfigError(f"no encoder for modality {unknown} in profile {profile!r}; pass --encoder MODALITY=NAME")
+                raise ConfigError(
+                    f"no encoder for modality {unknown} in profile {profile!r}; pass --encoder MODALITY=NAME"
+                )
             choice = {m: choice[m] for m in modalities}
         if isinstance(aligner, AlignerConfig):
             acfg = aligner
@@ -131,11 +146,18 @@ class Spaner:
         return self.model.modalities
 
     # -- inference ----------------------------------------------------------------------
-    def embed(self, modality: str, values: Sequence[RawInput], batch_size: int = 32,
-              names: Sequence[str] | None = None) -> np.ndarray:
+    def embed(
+        self,
+        modality: str,
+        values: Sequence[RawInput],
+        batch_size: int = 32,
+        names: Sequence[str] | None = None,
+    ) -> np.ndarray:
         """Unit vectors ``[N, dim]`` (float32) for raw inputs: texts, file paths or bytes."""
         if modality not in self.encoders:
-            raise ConfigError(f"this model has no {modality!r} modality (has: {', '.join(self.modalities)})")
+            raise ConfigError(
+                f"this model has no {modality!r} modality (has: {', '.join(self.modalities)})"
+            )
         enc = self.encoders[modality]
         self.model.eval()
         out = []
@@ -147,12 +169,19 @@ class Spaner:
         return np.concatenate(out) if out else np.zeros((0, self.model.dim), np.float32)
 
     # -- training -----------------------------------------------------------------------
-    def prepare(self, manifest: str | Path | Manifest, cfg: TrainConfig, cache: FeatureCache | None = None,
-                modalities: Sequence[str] | None = None) -> PreparedData:
+    def prepare(
+        self,
+        manifest: str | Path | Manifest,
+        cfg: TrainConfig,
+        cache: FeatureCache | None = None,
+        modalities: Sequence[str] | None = None,
+    ) -> PreparedData:
         """Split the manifest, sample shots, and compute (cached) frozen features."""
         man = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
         splits = split_manifest(man, cfg.seed)
-        train_items, val_items = sample_few_shot(splits, cfg.shots, cfg.fraction, cfg.seed, cfg.val_fraction)
+        train_items, val_items = sample_few_shot(
+            splits, cfg.shots, cfg.fraction, cfg.seed, cfg.val_fraction
+        )
         mods = [m for m in (modalities or self.encoders) if m in self.encoders]
         encs = {m: self.encoders[m] for m in mods}
         labels: dict[str, int] = {}
@@ -161,38 +190,73 @@ class Spaner:
             from .augment import add_audio_copies
 
             paths = [i.fields["audio"] for i in train_items if "audio" in i.fields]
-            train.modalities["audio"] = add_audio_copies(train.modalities["audio"], paths, encs["audio"],
-                                                         cfg.audio_augment, cfg.seed, cache)
+            train.modalities["audio"] = add_audio_copies(
+                train.modalities["audio"], paths, encs["audio"], cfg.audio_augment, cfg.seed, cache
+            )
         val = build_features(val_items, encs, splits.relevance, labels, cache)
         test = build_features(splits.test, encs, splits.relevance, labels, cache)
-        log.info("data: %s", ", ".join(f"{m}: {len(train.modalities[m])} train" for m in train.modalities))
+        log.info(
+            "data: %s",
+            ", ".join(f"{m}: {len(train.modalities[m])} train" for m in train.modalities),
+        )
         return PreparedData(splits, train, val, test)
 
-    def fit(self, manifest: str | Path | Manifest | PreparedData, cfg: TrainConfig,
-            cache: FeatureCache | None = None, progress: bool = True) -> TrainResult:
+    def fit(
+        self,
+        manifest: str | Path | Manifest | PreparedData,
+        cfg: TrainConfig,
+        cache: FeatureCache | None = None,
+        progress: bool = True,
+    ) -> TrainResult:
         """Few-shot training of prompt + aligners on the manifest's training split."""
-        data = manifest if isinstance(manifest, PreparedData) else self.prepare(manifest, cfg, cache)
+        data = (
+            manifest if isinstance(manifest, PreparedData) else self.prepare(manifest, cfg, cache)
+        )
         return fit(self.model, data.train, data.val, cfg, progress=progress)
 
-    def extend(self, modality: str, manifest: str | Path | Manifest | PreparedData, cfg: TrainConfig,
-               encoder: str | None = None, options: dict[str, Any] | None = None,
-               cache: FeatureCache | None = None, progress: bool = True) -> TrainResult:
+    def extend(
+        self,
+        modality: str,
+        manifest: str | Path | Manifest | PreparedData,
+        cfg: TrainConfig,
+        encoder: str | None = None,
+        options: dict[str, Any] | None = None,
+        cache: FeatureCache | None = None,
+        progress: bool = True,
+    ) -> TrainResult:
         """Train only ``modality``'s aligner (adding the modality first if it is new); the shared
         prompt and every other aligner stay frozen, so existing embeddings do not change."""
         self.add_modality(modality, encoder, options)
-        data = manifest if isinstance(manifest, PreparedData) else self.prepare(manifest, cfg, cache)
+        data = (
+            manifest if isinstance(manifest, PreparedData) else self.prepare(manifest, cfg, cache)
+        )
         if modality not in data.train.modalities:
             raise ConfigError(f"the manifest has no training items for modality {modality!r}")
         return fit(self.model, data.train, data.val, cfg, only=[modality], progress=progress)
 
-    def add_modality(self, modality: str, encoder: str | None = None, options: dict[str, Any] | None = None) -> None:
+    def add_modality(
+        self, modality: str, encoder: str | None = None, options: dict[str, Any] | None = None
+    ) -> None:
         """Plug in ``modality`` with the registered ``encoder`` (a no-op if the model has it)."""
         if modality not in self.model.aligners:
             if encoder is None:
-                raise ConfigError(f"modality {modality!r} is new to this model: pass --encoder NAME for it")
+                raise ConfigError(
+                    f"modality {modality!r} is new to this model: pass --encoder NAME for it"
+                )
             enc = build_encoders({modality: encoder}, {modality: options or {}})[modality]
             self.encoders[modality] = enc
             native_ok = enc.native_space is not None and any(
-                c.native_space == enc.native_space and c.use_native for c in self.model.config.modalities.values())
-            self.model.add_modality(modality, ModalityConfig(enc.name, enc.width, dict(options or {}),
-                                                             enc.native_space, enc.native_dim, native_ok))
+                c.native_space == enc.native_space and c.use_native
+                for c in self.model.config.modalities.values()
+            )
+            self.model.add_modality(
+                modality,
+                ModalityConfig(
+                    enc.name,
+                    enc.width,
+                    dict(options or {}),
+                    enc.native_space,
+                    enc.native_dim,
+                    native_ok,
+                ),
+            )

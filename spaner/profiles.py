@@ -30,7 +30,11 @@ PROFILES: dict[str, Profile] = {
     for p in [
         Profile(
             "default",
-            {"text": "openclip-vit-b-32-text", "image": "openclip-vit-b-32-image", "audio": "hubert-base-audio"},
+            {
+                "text": "openclip-vit-b-32-text",
+                "image": "openclip-vit-b-32-image",
+                "audio": "hubert-base-audio",
+            },
             {"width": 256, "heads": 8, "prompt_len": 8, "depth": 2},
             "open_clip ViT-B-32 (laion2b_s34b_b79k) + HuBERT Base; needs downloaded weights",
         ),
@@ -54,4 +58,6 @@ def get_profile(name: str) -> Profile:
     try:
         return PROFILES[name]
     except KeyError:
-        raise ConfigError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}") from None
+        raise ConfigError(
+            f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}"
+        ) from None

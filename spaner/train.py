@@ -38,7 +38,9 @@ class TrainResult:
     best_epoch: int
     best_val_loss: float | None
     train_loss: list[float] = field(default_factory=list)
-    val_loss: list[float | None] = field(default_factory=list)  # per epoch; None where not validated (val_every)
+    val_loss: list[float | None] = field(
+        default_factory=list
+    )  # per epoch; None where not validated (val_every)
     val_recall: list[float | None] = field(default_factory=list)
     initial_loss: float | None = None
     train_items: int = 0
@@ -49,7 +51,9 @@ class TrainResult:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def _batch(items: Sequence[ItemTokens], token_dropout: float, gen: torch.Generator | None) -> TokenBatch:
+def _batch(
+    items: Sequence[ItemTokens], token_dropout: float, gen: torch.Generator | None
+) -> TokenBatch:
     batch = TokenBatch.collate(items)
     if token_dropout > 0 and gen is not None:
         keep = torch.rand(batch.mask.shape, generator=gen) >= token_dropout
@@ -59,7 +63,9 @@ def _batch(items: Sequence[ItemTokens], token_dropout: float, gen: torch.Generat
     return batch
 
 
-def embed_items(model: SpanerModel, modality: str, items: Sequence[ItemTokens], batch_size: int = 256) -> torch.Tensor:
+def embed_items(
+    model: SpanerModel, modality: str, items: Sequence[ItemTokens], batch_size: int = 256
+) -> torch.Tensor:
     """Embed cached features in eval mode without gradients: ``[N, dim]``."""
     was_training = model.training
     model.eval()
@@ -72,21 +78,37 @@ def embed_items(model: SpanerModel, modality: str, items: Sequence[ItemTokens], 
 
 
 def _pairs(modalities: Sequence[str], only: Sequence[str] | None) -> list[tuple[str, str]]:
-    return [(a, b) for a, b in combinations(modalities, 2) if only is None or a in only or b in only]
+    return [
+        (a, b) for a, b in combinations(modalities, 2) if only is None or a in only or b in only
+    ]
 
 
-def validation_metrics(model: SpanerModel, fs: FeatureSet, only: Sequence[str] | None = None) -> tuple[float, float]:
+def validation_metrics(
+    model: SpanerModel, fs: FeatureSet, only: Sequence[str] | None = None
+) -> tuple[float, float]:
     """(contrastive loss, mean Recall@1) over the modality pairs training optimises, in eval mode,
     embedding every item once."""
     from .evaluate import retrieval_metrics
 
-    embs = {m: embed_items(model, m, f.items) for m, f in fs.modalities.items() if m in model.aligners}
+    embs = {
+        m: embed_items(model, m, f.items) for m, f in fs.modalities.items() if m in model.aligners
+    }
     pairs = _pairs(sorted(embs), only)
     if not pairs:
         return float("nan"), float("nan")
     with torch.no_grad():
-        loss = torch.stack([info_nce(embs[a], embs[b], fs.modalities[a].labels, fs.modalities[b].labels,
-                                     model.logit_scale) for a, b in pairs]).mean()
+        loss = torch.stack(
+            [
+                info_nce(
+                    embs[a],
+                    embs[b],
+                    fs.modalities[a].labels,
+                    fs.modalities[b].labels,
+                    model.logit_scale,
+                )
+                for a, b in pairs
+            ]
+        ).mean()
     metrics = retrieval_metrics(embs, fs, ks=(1,))
     directions = [f"{a}->{b}" for a, b in pairs] + [f"{b}->{a}" for a, b in pairs]
     recalls = [metrics[d]["R@1"] for d in directions if d in metrics]
@@ -108,7 +130,9 @@ def fit(
 ) -> TrainResult:
     """Train ``model`` in place; returns the loss history. See the module docstring."""
     cfg.validate()
-    modalities = sorted(m for m in train.modalities if m in model.aligners)  # order-independent of the manifest
+    modalities = sorted(
+        m for m in train.modalities if m in model.aligners
+    )  # order-independent of the manifest
     if len(modalities) < 2:
         raise ValueError(f"training needs at least two modalities with data, got {modalities}")
     if only is not None:
@@ -131,9 +155,13 @@ def fit(
     total_steps = cfg.epochs * steps_per_epoch
     # 10% warm-up; OneCycleLR divides by zero when the warm-up ends exactly at step 1 (10 steps in all)
     pct_start = 0.15 if abs(0.1 * total_steps - 1.0) < 1e-9 else 0.1
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=pct_start)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=pct_start
+    )
     pairs = _pairs(modalities, only)
-    result = TrainResult(0, 0, None, train_items=len(entries), val_items=len(val) if val is not None else 0)
+    result = TrainResult(
+        0, 0, None, train_items=len(entries), val_items=len(val) if val is not None else 0
+    )
     result.initial_loss = feature_loss(model, train, only)
     best_state = copy.deepcopy(model.state_dict())
     best = math.inf
@@ -145,7 +173,13 @@ def fit(
             for m, aligner in model.aligners.items():
                 aligner.train(m in only)
 
-    bar = tqdm(range(cfg.epochs), desc="train", unit="epoch", disable=None if progress else True, leave=False)
+    bar = tqdm(
+        range(cfg.epochs),
+        desc="train",
+        unit="epoch",
+        disable=None if progress else True,
+        leave=False,
+    )
     for epoch in bar:
         set_mode()
         order = torch.randperm(len(entries), generator=gen).tolist()
@@ -161,9 +195,16 @@ def fit(
             embs, labels = {}, {}
             for m, idx in by_mod.items():
                 f = train.modalities[m]
-                embs[m] = model.embed(m, _batch([f.items[i] for i in idx], 0.1 if cfg.augment else 0.0, gen))
+                embs[m] = model.embed(
+                    m, _batch([f.items[i] for i in idx], 0.1 if cfg.augment else 0.0, gen)
+                )
                 labels[m] = f.labels[idx]
-            loss = torch.stack([info_nce(embs[a], embs[b], labels[a], labels[b], model.logit_scale) for a, b in batch_pairs]).mean()
+            loss = torch.stack(
+                [
+                    info_nce(embs[a], embs[b], labels[a], labels[b], model.logit_scale)
+                    for a, b in batch_pairs
+                ]
+            ).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
@@ -196,7 +237,9 @@ def fit(
             stale += 1
         bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{monitor:.3f}")
         if stale >= cfg.patience and epoch + 1 >= cfg.min_epochs:
-            log.info("early stop at epoch %d (best %d, monitor %.4f)", epoch + 1, result.best_epoch, best)
+            log.info(
+                "early stop at epoch %d (best %d, monitor %.4f)", epoch + 1, result.best_epoch, best
+            )
             break
     bar.close()
     model.load_state_dict(best_state)
@@ -205,7 +248,11 @@ def fit(
         p.requires_grad_(saved_flags.get(n, True))
     if val is not None and len(val) and result.best_epoch:
         result.best_val_loss = result.val_loss[result.best_epoch - 1]
-    log.info("trained %d epochs; loss %.4f -> %.4f (best epoch %d)", result.epochs_run,
-             result.initial_loss or float("nan"), result.train_loss[-1] if result.train_loss else float("nan"),
-             result.best_epoch)
+    log.info(
+        "trained %d epochs; loss %.4f -> %.4f (best epoch %d)",
+        result.epochs_run,
+        result.initial_loss or float("nan"),
+        result.train_loss[-1] if result.train_loss else float("nan"),
+        result.best_epoch,
+    )
     return result

@@ -13,7 +13,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SPANER_CACHE", str(tmp_path_factory.getbasetemp() / "spaner-cache"))
 
 
@@ -22,8 +24,15 @@ def paired_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """10 colour concepts, paired text+image lines, 8 per concept (3 test)."""
     from spaner.datasets.synthetic import make_synthetic
 
-    return make_synthetic(tmp_path_factory.mktemp("paired"), concepts=10, per_concept=8, paired=True,
-                          modalities=("text", "image"), test_fraction=0.375, seed=0)
+    return make_synthetic(
+        tmp_path_factory.mktemp("paired"),
+        concepts=10,
+        per_concept=8,
+        paired=True,
+        modalities=("text", "image"),
+        test_fraction=0.375,
+        seed=0,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -31,5 +40,11 @@ def trimodal_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """10 colour concepts, one modality per line (text, image, audio), 8 per concept."""
     from spaner.datasets.synthetic import make_synthetic
 
-    return make_synthetic(tmp_path_factory.mktemp("trimodal"), concepts=10, per_concept=8, paired=False,
-                          test_fraction=0.375, seed=1)
+    return make_synthetic(
+        tmp_path_factory.mktemp("trimodal"),
+        concepts=10,
+        per_concept=8,
+        paired=False,
+        test_fraction=0.375,
+        seed=1,
+    )

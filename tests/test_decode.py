@@ -23,7 +23,13 @@ def _png(w: int = 8, h: int = 8) -> bytes:
 
 def _wav(seconds: float = 0.5, rate: int = 16000) -> bytes:
     buf = io.BytesIO()
-    sf.write(buf, np.sin(np.arange(int(seconds * rate)) / 5).astype(np.float32) * 0.3, rate, format="WAV", subtype="PCM_16")
+    sf.write(
+        buf,
+        np.sin(np.arange(int(seconds * rate)) / 5).astype(np.float32) * 0.3,
+        rate,
+        format="WAV",
+        subtype="PCM_16",
+    )
     return buf.getvalue()
 
 
@@ -46,11 +52,14 @@ def test_good_image_and_audio_decode(tmp_path):
     assert rate == 16000 and samples.shape == (1, 4000) and samples.dtype == np.float32
 
 
-@pytest.mark.parametrize("data, problem", [
-    (b"", "empty"),
-    (b"GIF89a-not-really", "not a recognised image"),
-    (b"hello world, this is text", "not a recognised image"),
-])
+@pytest.mark.parametrize(
+    "data, problem",
+    [
+        (b"", "empty"),
+        (b"GIF89a-not-really", "not a recognised image"),
+        (b"hello world, this is text", "not a recognised image"),
+    ],
+)
 def test_bad_images(data, problem):
     with pytest.raises(InputError, match=problem) as err:
         load_image(data, name="upload.png")
@@ -84,11 +93,14 @@ def test_missing_file(tmp_path):
         load_audio(tmp_path / "nope.wav")
 
 
-@pytest.mark.parametrize("data, problem", [
-    (b"", "empty"),
-    (b"RIFF\x00\x00\x00\x00WAVEjunk", "no 'data' chunk"),
-    (b"definitely not audio at all" * 10, "not a recognised audio"),
-])
+@pytest.mark.parametrize(
+    "data, problem",
+    [
+        (b"", "empty"),
+        (b"RIFF\x00\x00\x00\x00WAVEjunk", "no 'data' chunk"),
+        (b"definitely not audio at all" * 10, "not a recognised audio"),
+    ],
+)
 def test_bad_audio(data, problem):
     with pytest.raises(InputError, match=problem):
         load_audio(data, name="clip.wav")

@@ -16,7 +16,9 @@ from spaner.errors import EncoderLoadError, InputError
 
 def _png(seed: int = 0, size: int = 20) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, "PNG")
+    Image.fromarray(
+        np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8)
+    ).save(buf, "PNG")
     return buf.getvalue()
 
 
@@ -27,8 +29,17 @@ def _wav(seconds: float, rate: int = 16000, seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
-OFFLINE = ["tiny-clip-image", "tiny-clip-text", "tiny-wav2vec2-audio", "tiny-bert-text",
-           "randconv-image", "randconv-wide-image", "logmel-audio", "randconv-audio", "minilm-l6-text"]
+OFFLINE = [
+    "tiny-clip-image",
+    "tiny-clip-text",
+    "tiny-wav2vec2-audio",
+    "tiny-bert-text",
+    "randconv-image",
+    "randconv-wide-image",
+    "logmel-audio",
+    "randconv-audio",
+    "minilm-l6-text",
+]
 
 
 @pytest.mark.parametrize("name", OFFLINE)
@@ -49,7 +60,10 @@ def test_token_shapes_and_masks(name):
     assert torch.isfinite(batch.tokens[batch.mask]).all()
     if name == "randconv-audio":  # time-normalised: every clip gives frames / 4 tokens
         assert batch.mask.sum(1).tolist() == [enc.frames // 4] * 2
-    elif enc.modality in ("text", "audio"):  # variable length: the shorter input has fewer valid tokens
+    elif enc.modality in (
+        "text",
+        "audio",
+    ):  # variable length: the shorter input has fewer valid tokens
         assert batch.mask[0].sum() != batch.mask[1].sum()
     # padding is masked: unpadding and re-padding round-trips
     items = batch.split()
@@ -59,14 +73,21 @@ def test_token_shapes_and_masks(name):
 def test_clip_towers_share_one_model_and_reproduce_native_embeddings():
     # fp32 pinned: the check is exact reproduction of the backbone's own fp32 forward
     # (bf16 agreement is tests/test_precision.py's job)
-    img, txt = build_encoder("tiny-clip-image", precision="fp32"), build_encoder("tiny-clip-text", precision="fp32")
+    img, txt = (
+        build_encoder("tiny-clip-image", precision="fp32"),
+        build_encoder("tiny-clip-text", precision="fp32"),
+    )
     assert img.backbone is txt.backbone and img.native_space == txt.native_space
     model = img.backbone.model
     tb = txt.encode(["a red square"])
     ib = img.encode([_png(3)])
     with torch.no_grad():
-        assert torch.allclose(tb.native, model.encode_text(txt.preprocess(["a red square"])), atol=1e-5)
-        assert torch.allclose(ib.native, model.encode_image(img.preprocess([img.load(_png(3))])), atol=1e-5)
+        assert torch.allclose(
+            tb.native, model.encode_text(txt.preprocess(["a red square"])), atol=1e-5
+        )
+        assert torch.allclose(
+            ib.native, model.encode_image(img.preprocess([img.load(_png(3))])), atol=1e-5
+        )
     # text mask: up to and including the end-of-text token
     ids = txt.preprocess(["a red square"])[0]
     assert int(tb.mask[0].sum()) == int(ids.argmax()) + 1
@@ -168,7 +189,10 @@ def test_randconv_audio_ignores_leading_and_trailing_silence_and_round_trips():
     assert cos > 0.98, cos
     untrimmed = build_encoder("randconv-audio", trim_db=1000.0)  # same net, silence kept
     ua, ub = untrimmed.encode([_wav_of(word), _wav_of(padded)]).split()
-    assert torch.nn.functional.cosine_similarity(ua.tokens.flatten(), ub.tokens.flatten(), dim=0) < cos - 0.05
+    assert (
+        torch.nn.functional.cosine_similarity(ua.tokens.flatten(), ub.tokens.flatten(), dim=0)
+        < cos - 0.05
+    )
     # config() rebuilds the same encoder (same cache key, same features)
     again = build_encoder("randconv-audio", **enc.config())
     assert again.fingerprint() == enc.fingerprint()

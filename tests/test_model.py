@@ -17,8 +17,14 @@ from spaner.model import SpanerModel, info_nce
 
 def _config(**aligner) -> SpanerConfig:
     a = AlignerConfig(width=32, heads=2, prompt_len=4, depth=2, dim=16, **aligner)
-    return SpanerConfig(aligner=a, modalities={
-        "text": ModalityConfig("t", 24), "image": ModalityConfig("i", 40), "audio": ModalityConfig("a", 12)})
+    return SpanerConfig(
+        aligner=a,
+        modalities={
+            "text": ModalityConfig("t", 24),
+            "image": ModalityConfig("i", 40),
+            "audio": ModalityConfig("a", 12),
+        },
+    )
 
 
 def _batch(n: int, t: int, w: int, seed: int = 0) -> TokenBatch:
@@ -54,15 +60,21 @@ def test_padding_is_ignored():
 
 
 def test_untrained_model_reproduces_the_native_space():
-    cfg = SpanerConfig(aligner=AlignerConfig(width=32, heads=2, dim=8), modalities={
-        "text": ModalityConfig("t", 24, native_space="s", native_dim=8, use_native=True),
-        "image": ModalityConfig("i", 40, native_space="s", native_dim=8, use_native=True)})
+    cfg = SpanerConfig(
+        aligner=AlignerConfig(width=32, heads=2, dim=8),
+        modalities={
+            "text": ModalityConfig("t", 24, native_space="s", native_dim=8, use_native=True),
+            "image": ModalityConfig("i", 40, native_space="s", native_dim=8, use_native=True),
+        },
+    )
     model = SpanerModel(cfg).eval()
     b = _batch(4, 5, 24)
     b.native = torch.randn(4, 8)
     assert torch.allclose(model.embed("text", b), F.normalize(b.native, dim=-1), atol=1e-6)
     with pytest.raises(ConfigError, match="native"):
-        bad = SpanerConfig(aligner=AlignerConfig(width=32, heads=2, dim=16), modalities=cfg.modalities)
+        bad = SpanerConfig(
+            aligner=AlignerConfig(width=32, heads=2, dim=16), modalities=cfg.modalities
+        )
         SpanerModel(bad)
 
 
@@ -78,7 +90,9 @@ def test_info_nce_prefers_aligned_pairs():
     labels = torch.arange(6)
     scale = torch.tensor(2.0)
     aligned = info_nce(z, z, labels, labels, scale)
-    shuffled = info_nce(z, z[torch.randperm(6, generator=torch.Generator().manual_seed(1))], labels, labels, scale)
+    shuffled = info_nce(
+        z, z[torch.randperm(6, generator=torch.Generator().manual_seed(1))], labels, labels, scale
+    )
     assert aligned < shuffled
     # multi-positive: two items of one concept are both positives
     same = z[:1].expand(2, -1)
@@ -92,7 +106,10 @@ def test_checkpoint_round_trip_is_bit_exact(tmp_path):
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
     path = save_checkpoint(model, tmp_path / "ckpt", extra={"note": "x"})
-    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]  # no pickle
+    assert sorted(p.name for p in path.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]  # no pickle
     loaded, extra = load_checkpoint(path)
     assert extra == {"note": "x"}
     a, b = model.state_dict(), loaded.state_dict()

@@ -13,7 +13,9 @@ NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "quickstart.ip
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_quickstart_notebook_executes(tmp_path, monkeypatch):
-    pytest.importorskip("matplotlib", reason="the notebook's map needs matplotlib (the dev extra installs it)")
+    pytest.importorskip(
+        "matplotlib", reason="the notebook's map needs matplotlib (the dev extra installs it)"
+    )
     nb = json.loads(NOTEBOOK.read_text())
     assert nb["nbformat"] == 4
     monkeypatch.chdir(tmp_path)

@@ -39,7 +39,9 @@ def _install_entry_points(site: Path, entries: dict[str, str]) -> None:
 @pytest.fixture
 def toy_plugin(tmp_path, monkeypatch):
     site = tmp_path / "site"
-    _install_entry_points(site, {"toy": "spaner_toy:specs", "broken": "spaner_toy_missing_module:specs"})
+    _install_entry_points(
+        site, {"toy": "spaner_toy:specs", "broken": "spaner_toy_missing_module:specs"}
+    )
     monkeypatch.syspath_prepend(str(PLUGIN_DIR))
     monkeypatch.syspath_prepend(str(site))
     importlib.invalidate_caches()
@@ -88,8 +90,15 @@ def _sensor_manifest(root: Path, seed: int) -> Path:
     each concept has a characteristic sensor signature."""
     from spaner.datasets.synthetic import make_synthetic
 
-    manifest = make_synthetic(root, concepts=10, per_concept=8, paired=True, modalities=("text", "image"),
-                              test_fraction=0.375, seed=seed)
+    manifest = make_synthetic(
+        root,
+        concepts=10,
+        per_concept=8,
+        paired=True,
+        modalities=("text", "image"),
+        test_fraction=0.375,
+        seed=seed,
+    )
     rng = np.random.default_rng(seed)
     protos: dict[str, np.ndarray] = {}
     (root / "sensor").mkdir(exist_ok=True)
@@ -109,7 +118,9 @@ def test_plugin_modality_trains_its_aligner_and_searches(toy_plugin, tmp_path, p
     from spaner.pipeline import Spaner
 
     # a text+image model first, then plug the sensor modality in and train only its aligner
-    sp = Spaner.from_profile("tiny", modalities=["text", "image"], encoders={"text": "tiny-bert-text"})
+    sp = Spaner.from_profile(
+        "tiny", modalities=["text", "image"], encoders={"text": "tiny-bert-text"}
+    )
     # lr pinned as in test_training: the default (3e-4) is tuned for the digits benchmark's
     # 200-epoch schedule, and these short tiny-preset runs need a higher peak
     cfg = TrainConfig(shots=5, epochs=40, seed=0, lr=2e-3)
@@ -117,13 +128,21 @@ def test_plugin_modality_trains_its_aligner_and_searches(toy_plugin, tmp_path, p
     manifest = _sensor_manifest(tmp_path / "sensor_set", seed=3)
     probe = [str(p) for p in sorted((manifest.parent / "images").glob("*.png"))[:12]]
     image_before = sp.embed("image", probe)
-    sp.extend("sensor", manifest, TrainConfig(shots=5, epochs=60, seed=0, lr=2e-3), encoder="toy-sensor", progress=False)
+    sp.extend(
+        "sensor",
+        manifest,
+        TrainConfig(shots=5, epochs=60, seed=0, lr=2e-3),
+        encoder="toy-sensor",
+        progress=False,
+    )
     assert np.array_equal(image_before, sp.embed("image", probe))  # other modalities untouched
     # search: held-out sensor recordings retrieve images of their concept (chance 0.1)
     data = sp.prepare(manifest, TrainConfig(shots=5, seed=0))
     retrieval, _ = evaluate_model(sp.model, data.test)
     assert retrieval["sensor->image"]["R@1"] >= 0.8, retrieval
-    queries = [str(manifest.parent / "sensor" / f"{i}.csv") for i in data.test.modalities["sensor"].ids[:2]]
+    queries = [
+        str(manifest.parent / "sensor" / f"{i}.csv") for i in data.test.modalities["sensor"].ids[:2]
+    ]
     zq = sp.embed("sensor", queries)
     # the plugin modality survives a save/load round trip through the registry
     sp.save(tmp_path / "ckpt")

@@ -30,7 +30,9 @@ def test_precision_option_env_and_cache_key(monkeypatch):
     monkeypatch.setenv("SPANER_PRECISION", "fp32")
     auto = build_encoder("tiny-clip-image")
     assert auto.precision == "auto" and auto.compute_precision == "fp32"
-    assert build_encoder("tiny-clip-image", precision="bf16").compute_precision == "bf16"  # explicit beats env
+    assert (
+        build_encoder("tiny-clip-image", precision="bf16").compute_precision == "bf16"
+    )  # explicit beats env
     monkeypatch.setenv("SPANER_PRECISION", "bf16")
     assert auto.compute_precision == "bf16"
     fp32_key = build_encoder("tiny-clip-image", precision="fp32").fingerprint()

@@ -50,10 +50,14 @@ def test_native_space_is_the_starting_point_and_training_improves_on_it(paired_s
     assert all(c.use_native for c in sp.model.config.modalities.values())
     cfg = TrainConfig(shots=5, epochs=40, seed=0)
     data = sp.prepare(paired_set, cfg)
-    z_native = torch.nn.functional.normalize(torch.stack([it.native for it in data.test.modalities["image"].items]), dim=-1)
+    z_native = torch.nn.functional.normalize(
+        torch.stack([it.native for it in data.test.modalities["image"].items]), dim=-1
+    )
     from spaner.train import embed_items
 
-    assert torch.allclose(embed_items(sp.model, "image", data.test.modalities["image"].items), z_native, atol=1e-6)
+    assert torch.allclose(
+        embed_items(sp.model, "image", data.test.modalities["image"].items), z_native, atol=1e-6
+    )
     before, _ = evaluate_model(sp.model, data.test)
     result = sp.fit(data, cfg, progress=False)
     after, _ = evaluate_model(sp.model, data.test)
@@ -74,10 +78,17 @@ def test_extend_trains_only_the_new_modality(trimodal_set):
 
     # audio_augment=0: the synthetic sounds are tones whose pitch *is* the concept, so the
     # default speed/pitch augmentation would turn one concept's examples into another's
-    result = sp.extend("audio", trimodal_set, TrainConfig(shots=4, epochs=80, lr=3e-3, seed=0, audio_augment=0),
-                       encoder="tiny-wav2vec2-audio", progress=False)
+    result = sp.extend(
+        "audio",
+        trimodal_set,
+        TrainConfig(shots=4, epochs=80, lr=3e-3, seed=0, audio_augment=0),
+        encoder="tiny-wav2vec2-audio",
+        progress=False,
+    )
     assert result.train_loss[-1] < result.initial_loss
-    assert np.array_equal(t0, sp.embed("text", texts)) and np.array_equal(i0, sp.embed("image", images))
+    assert np.array_equal(t0, sp.embed("text", texts)) and np.array_equal(
+        i0, sp.embed("image", images)
+    )
     assert torch.equal(prompt0, sp.model.prompt)
     data = sp.prepare(trimodal_set, cfg)
     retrieval, _ = evaluate_model(sp.model, data.test)
@@ -85,9 +96,16 @@ def test_extend_trains_only_the_new_modality(trimodal_set):
 
     # retraining an existing modality leaves the others bit-identical too
     a0 = sp.embed("audio", [i.fields["audio"] for i in man.items if "audio" in i.fields][:10])
-    sp.extend("image", trimodal_set, TrainConfig(shots=4, epochs=3, seed=1, audio_augment=0), progress=False)
+    sp.extend(
+        "image",
+        trimodal_set,
+        TrainConfig(shots=4, epochs=3, seed=1, audio_augment=0),
+        progress=False,
+    )
     assert np.array_equal(t0, sp.embed("text", texts))
-    assert np.array_equal(a0, sp.embed("audio", [i.fields["audio"] for i in man.items if "audio" in i.fields][:10]))
+    assert np.array_equal(
+        a0, sp.embed("audio", [i.fields["audio"] for i in man.items if "audio" in i.fields][:10])
+    )
     assert not np.array_equal(i0, sp.embed("image", images))
 
 
@@ -127,15 +145,33 @@ def test_feature_cache_reuses_and_invalidates(paired_set, tmp_path, monkeypatch)
 @pytest.mark.slow
 def test_compare_reports_every_method_and_direction(trimodal_set):
     sp = Spaner.from_profile("tiny")
-    report = compare(sp, load_manifest(trimodal_set), TrainConfig(shots=3, epochs=5, audio_augment=0), progress=False)
+    report = compare(
+        sp,
+        load_manifest(trimodal_set),
+        TrainConfig(shots=3, epochs=5, audio_augment=0),
+        progress=False,
+    )
     assert set(report["methods"]) == {"spaner", "linear_adapter", "separate_prompts", "native"}
-    dirs = {f"{a}->{b}" for a in ("text", "image", "audio") for b in ("text", "image", "audio") if a != b}
+    dirs = {
+        f"{a}->{b}"
+        for a in ("text", "image", "audio")
+        for b in ("text", "image", "audio")
+        if a != b
+    }
     assert set(report["methods"]["spaner"]) == dirs
-    assert set(report["methods"]["native"]) == {"text->image", "image->text"}  # only CLIP has a native space
+    assert set(report["methods"]["native"]) == {
+        "text->image",
+        "image->text",
+    }  # only CLIP has a native space
     for m in report["methods"]["spaner"].values():
         assert set(m) == {"R@1", "R@5", "R@10", "mAP@10"} and all(0 <= v <= 1 for v in m.values())
         assert m["R@1"] <= m["R@5"] <= m["R@10"]
-    assert set(report["coherence"]["spaner"]) == {"modality_gap", "neighbour_purity", "silhouette_concept", "silhouette_modality"}
+    assert set(report["coherence"]["spaner"]) == {
+        "modality_gap",
+        "neighbour_purity",
+        "silhouette_concept",
+        "silhouette_modality",
+    }
     assert report["relevance"] == "concept"
 
 
@@ -152,7 +188,9 @@ def test_validation_every_n_epochs_keeps_the_best_validated_weights(paired_set):
     assert result.best_epoch in validated
     assert result.val_seconds > 0
     loss, recall = validation_metrics(sp.model, data.val)
-    assert recall == pytest.approx(result.val_recall[result.best_epoch - 1])  # the kept weights are the best epoch's
+    assert recall == pytest.approx(
+        result.val_recall[result.best_epoch - 1]
+    )  # the kept weights are the best epoch's
     assert loss == pytest.approx(result.val_loss[result.best_epoch - 1], rel=1e-5)
 
 

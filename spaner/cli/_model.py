@@ -31,5 +31,11 @@ def spaner_from_args(args: argparse.Namespace, manifest: Manifest) -> Spaner:
             )
     if len(mods) < 2:
         raise ConfigError(f"training needs at least two modalities; {manifest.path} gives {mods}")
-    return Spaner.from_profile(args.profile, modalities=mods, aligner=aligner_overrides(args),
-                               encoders=choice, options=options, device=args.device)
+    return Spaner.from_profile(
+        args.profile,
+        modalities=mods,
+        aligner=aligner_overrides(args),
+        encoders=choice,
+        options=options,
+        device=args.device,
+    )

@@ -14,19 +14,35 @@ from spaner.features import FeatureCache
 from spaner.profiles import PROFILES
 
 __all__ = [
-    "add_model_args", "add_train_args", "add_aligner_args", "add_cache_args",
-    "parse_mapping", "encoder_choice", "train_config", "aligner_overrides", "feature_cache", "print_json",
+    "add_model_args",
+    "add_train_args",
+    "add_aligner_args",
+    "add_cache_args",
+    "parse_mapping",
+    "encoder_choice",
+    "train_config",
+    "aligner_overrides",
+    "feature_cache",
+    "print_json",
 ]
 
 
-def _dc_args(group: argparse._ArgumentGroup, cls: type, prefix: str = "", skip: tuple[str, ...] = ()) -> None:
+def _dc_args(
+    group: argparse._ArgumentGroup, cls: type, prefix: str = "", skip: tuple[str, ...] = ()
+) -> None:
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         flag = "--" + prefix + f.name.replace("_", "-")
         help_ = f.metadata.get("help", "") + f" (default: {f.default})"
         if f.type in ("bool",) or isinstance(f.default, bool):
-            group.add_argument(flag, dest=prefix + f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+            group.add_argument(
+                flag,
+                dest=prefix + f.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_,
+            )
         else:
             kind = {int: int, float: float}.get(type(f.default), str)
             if f.name in ("shots",):
@@ -39,16 +55,38 @@ def _dc_args(group: argparse._ArgumentGroup, cls: type, prefix: str = "", skip: 
 def add_model_args(p: argparse.ArgumentParser, with_profile: bool = True) -> None:
     g = p.add_argument_group("encoders")
     if with_profile:
-        g.add_argument("--profile", default="default", choices=sorted(PROFILES),
-                       help="encoder set: default (open_clip + HuBERT, needs weights), offline (no network), tiny (tests)")
-        g.add_argument("--modalities", default=None,
-                       help="comma-separated modalities to use (default: every modality in the manifest)")
-    g.add_argument("--encoder", action="append", default=[], metavar="MODALITY=NAME",
-                   help="use encoder NAME for MODALITY (see `spaner encoders`); repeatable")
-    g.add_argument("--weights", action="append", default=[], metavar="MODALITY=PATH",
-                   help="local weights (file or directory) for MODALITY's encoder, for machines without network")
-    g.add_argument("--encoder-opt", action="append", default=[], metavar="MODALITY:KEY=VALUE",
-                   help="extra encoder option, VALUE parsed as JSON when possible (e.g. image:model_name=ViT-L-14)")
+        g.add_argument(
+            "--profile",
+            default="default",
+            choices=sorted(PROFILES),
+            help="encoder set: default (open_clip + HuBERT, needs weights), offline (no network), tiny (tests)",
+        )
+        g.add_argument(
+            "--modalities",
+            default=None,
+            help="comma-separated modalities to use (default: every modality in the manifest)",
+        )
+    g.add_argument(
+        "--encoder",
+        action="append",
+        default=[],
+        metavar="MODALITY=NAME",
+        help="use encoder NAME for MODALITY (see `spaner encoders`); repeatable",
+    )
+    g.add_argument(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="MODALITY=PATH",
+        help="local weights (file or directory) for MODALITY's encoder, for machines without network",
+    )
+    g.add_argument(
+        "--encoder-opt",
+        action="append",
+        default=[],
+        metavar="MODALITY:KEY=VALUE",
+        help="extra encoder option, VALUE parsed as JSON when possible (e.g. image:model_name=ViT-L-14)",
+    )
     g.add_argument("--device", default="cpu", help="torch device for the encoders and the model")
 
 
@@ -62,7 +100,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 def add_cache_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("feature cache")
-    g.add_argument("--cache-dir", default=None, help="frozen-feature cache (default: $SPANER_CACHE or ~/.cache/spaner)")
+    g.add_argument(
+        "--cache-dir",
+        default=None,
+        help="frozen-feature cache (default: $SPANER_CACHE or ~/.cache/spaner)",
+    )
     g.add_argument("--no-cache", action="store_true", help="do not read or write cached features")
 
 
@@ -109,8 +151,11 @@ def train_config(args: argparse.Namespace, **defaults: Any) -> TrainConfig:
 
 
 def aligner_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(AlignerConfig)
-            if getattr(args, f.name, None) is not None}
+    return {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(AlignerConfig)
+        if getattr(args, f.name, None) is not None
+    }
 
 
 def feature_cache(args: argparse.Namespace) -> FeatureCache | None:

@@ -69,9 +69,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     synth.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
-    synth.add_argument("--concepts", type=int, default=10, help="number of colour concepts (1-12, default 10)")
-    synth.add_argument("--per-concept", type=int, default=12, help="items per concept and modality (default 12)")
-    synth.add_argument("--paired", action="store_true", help="one line holds a text, an image and a sound")
+    synth.add_argument(
+        "--concepts", type=int, default=10, help="number of colour concepts (1-12, default 10)"
+    )
+    synth.add_argument(
+        "--per-concept", type=int, default=12, help="items per concept and modality (default 12)"
+    )
+    synth.add_argument(
+        "--paired", action="store_true", help="one line holds a text, an image and a sound"
+    )
     synth.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     parser.set_defaults(func=run, _datasets_parser=parser)
 
@@ -122,8 +128,13 @@ def _run_synthetic(args: argparse.Namespace) -> int:
     if args.out.exists() and any(args.out.iterdir()):
         raise ConfigError(f"{args.out} exists and is not empty; choose another --out")
     try:
-        manifest = make_synthetic(args.out, concepts=args.concepts, per_concept=args.per_concept,
-                                  paired=args.paired, seed=args.seed)
+        manifest = make_synthetic(
+            args.out,
+            concepts=args.concepts,
+            per_concept=args.per_concept,
+            paired=args.paired,
+            seed=args.seed,
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     log.info("wrote %s", manifest)

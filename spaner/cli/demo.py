@@ -12,11 +12,24 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="build, train, index and serve the offline digits demo", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workdir", type=Path, default=Path(".spaner-demo"), help="where data, model and store live")
-    p.add_argument("--shots", type=int, default=5, help="examples per digit per modality (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the data set and training (default 0)")
+    p = sub.add_parser(
+        "demo",
+        help="build, train, index and serve the offline digits demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(".spaner-demo"),
+        help="where data, model and store live",
+    )
+    p.add_argument(
+        "--shots", type=int, default=5, help="examples per digit per modality (default 5)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed for the data set and training (default 0)"
+    )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--no-serve", action="store_true", help="prepare everything, then exit")
@@ -31,13 +44,19 @@ def run(args: argparse.Namespace) -> int:
 
     if args.shots < 1:
         raise ConfigError("--shots must be >= 1")
-    cfg = DemoConfig(workdir=args.workdir, shots=args.shots, seed=args.seed, host=args.host, port=args.port)
+    cfg = DemoConfig(
+        workdir=args.workdir, shots=args.shots, seed=args.seed, host=args.host, port=args.port
+    )
     t0 = time.perf_counter()
     info = prepare_demo(cfg, progress=not args.quiet)
     steps = ", ".join(f"{k} {v:.1f}s" for k, v in info["timings"].items())
-    print(f"demo ready in {time.perf_counter() - t0:.1f}s ({steps}); {info['items']} items in {info['store']}")
+    print(
+        f"demo ready in {time.perf_counter() - t0:.1f}s ({steps}); {info['items']} items in {info['store']}"
+    )
     if info["test_r1"]:
-        print("held-out R@1: " + "  ".join(f"{d} {v:.2f}" for d, v in sorted(info["test_r1"].items())))
+        print(
+            "held-out R@1: " + "  ".join(f"{d} {v:.2f}" for d, v in sorted(info["test_r1"].items()))
+        )
     if not args.no_serve:
         serve_demo(cfg)
     return 0

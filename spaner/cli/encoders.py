@@ -22,12 +22,25 @@ def run(args: argparse.Namespace) -> int:
 
     specs = list_encoders(args.modality)
     if args.json:
-        print_json([{"name": s.name, "modality": s.modality, "width": s.width, "weights": s.weights,
-                     "source": s.source, "description": s.description} for s in specs])
+        print_json(
+            [
+                {
+                    "name": s.name,
+                    "modality": s.modality,
+                    "width": s.width,
+                    "weights": s.weights,
+                    "source": s.source,
+                    "description": s.description,
+                }
+                for s in specs
+            ]
+        )
         return 0
     table = Table(box=None, header_style="bold", pad_edge=False)
     for col in ("name", "modality", "width", "weights", "source"):
-        table.add_column(col, justify="right" if col == "width" else "left", no_wrap=col != "weights")
+        table.add_column(
+            col, justify="right" if col == "width" else "left", no_wrap=col != "weights"
+        )
     for s in specs:
         table.add_row(s.name, s.modality, str(s.width), s.weights, s.source)
     console = Console(width=160)

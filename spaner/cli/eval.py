@@ -23,12 +23,24 @@ from .common import (
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate SPANER against baselines", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "eval",
+        help="evaluate SPANER against baselines",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--manifest", required=True, type=Path, help="JSONL manifest with a test split")
-    p.add_argument("--checkpoint", type=Path, default=None, help="also score this trained checkpoint (its encoders are used)")
-    p.add_argument("--methods", default="spaner,linear_adapter,separate_prompts,native",
-                   help="comma-separated methods to train and score")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="also score this trained checkpoint (its encoders are used)",
+    )
+    p.add_argument(
+        "--methods",
+        default="spaner,linear_adapter,separate_prompts,native",
+        help="comma-separated methods to train and score",
+    )
     p.add_argument("--seeds", type=int, default=1, help="average over this many seeds (0..N-1)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on the last line")
     add_model_args(p)
@@ -60,8 +72,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         sp = spaner_from_args(args, manifest)
     cfg = train_config(args)
-    report = compare(sp, manifest, cfg, methods, list(range(args.seeds)), feature_cache(args),
-                     checkpoint_model, progress=not args.quiet)
+    report = compare(
+        sp,
+        manifest,
+        cfg,
+        methods,
+        list(range(args.seeds)),
+        feature_cache(args),
+        checkpoint_model,
+        progress=not args.quiet,
+    )
     report["profile"] = sp.model.config.profile
     if args.json:
         print_json(report)

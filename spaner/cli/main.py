@@ -22,18 +22,43 @@ __all__ = ["main", "build_parser", "SUBCOMMANDS"]
 log = logging.getLogger("spaner")
 
 #: Subcommand modules, in the order ``spaner --help`` lists them.
-SUBCOMMANDS = ["encoders", "train", "extend", "eval", "datasets", "ingest", "search", "delete", "serve", "demo"]
+SUBCOMMANDS = [
+    "encoders",
+    "train",
+    "extend",
+    "eval",
+    "datasets",
+    "ingest",
+    "search",
+    "delete",
+    "serve",
+    "demo",
+]
 
 
 def _add_global_flags(parser: argparse.ArgumentParser, default: object) -> None:
     """Logging/debug flags, accepted before or after the subcommand."""
     g = parser.add_argument_group("output")
-    g.add_argument("-v", "--verbose", action="count", default=0 if default is None else default,
-                   help="more logging (-vv for debug)")
-    g.add_argument("-q", "--quiet", action="store_true", default=False if default is None else default,
-                   help="only warnings and errors, no progress bars")
-    g.add_argument("--debug", action="store_true", default=False if default is None else default,
-                   help="show tracebacks on errors")
+    g.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0 if default is None else default,
+        help="more logging (-vv for debug)",
+    )
+    g.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=False if default is None else default,
+        help="only warnings and errors, no progress bars",
+    )
+    g.add_argument(
+        "--debug",
+        action="store_true",
+        default=False if default is None else default,
+        help="show tracebacks on errors",
+    )
 
 
 class _SubParsers(argparse._SubParsersAction):
@@ -82,7 +107,9 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     logging.getLogger("spaner").setLevel(level)
     if verbose <= 1:
         # open_clip warns on purpose-built random presets ("No pretrained weights loaded")
-        logging.getLogger().addFilter(lambda r: "No pretrained weights loaded" not in r.getMessage())
+        logging.getLogger().addFilter(
+            lambda r: "No pretrained weights loaded" not in r.getMessage()
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,8 +27,12 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="few-shot train prompt + aligners", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "train",
+        help="few-shot train prompt + aligners",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--manifest", required=True, type=Path, help="JSONL manifest")
     p.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
     p.add_argument("--json", action="store_true", help="print the training record as JSON")
@@ -65,18 +69,32 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     result = sp.fit(data, cfg, progress=not args.quiet)
     seconds = time.perf_counter() - t0
-    return save_and_report(args, sp, data, result, seconds, {"relevance": data.splits.relevance},
-                           f"trained {result.epochs_run} epochs in {seconds:.1f}s on {result.train_items} items "
-                           f"(val {result.val_items})")
+    return save_and_report(
+        args,
+        sp,
+        data,
+        result,
+        seconds,
+        {"relevance": data.splits.relevance},
+        f"trained {result.epochs_run} epochs in {seconds:.1f}s on {result.train_items} items "
+        f"(val {result.val_items})",
+    )
 
 
-def save_and_report(args: argparse.Namespace, sp, data, result, seconds: float, record: dict, headline: str) -> int:
+def save_and_report(
+    args: argparse.Namespace, sp, data, result, seconds: float, record: dict, headline: str
+) -> int:
     """Score the test split, save the checkpoint with its training record, print the summary
     (or the record as JSON). Shared by ``train`` and ``extend``."""
     from spaner.compare import evaluate_model
 
-    record = {**record, "train": result.to_dict(), "train_config": asdict(args.train_cfg),
-              "manifest": str(args.manifest.resolve()), "train_seconds": round(seconds, 2)}
+    record = {
+        **record,
+        "train": result.to_dict(),
+        "train_config": asdict(args.train_cfg),
+        "manifest": str(args.manifest.resolve()),
+        "train_seconds": round(seconds, 2),
+    }
     if data.test.modalities:
         retrieval, coherence = evaluate_model(sp.model, data.test)
         record["test"] = {"retrieval": retrieval, "coherence": coherence}
@@ -84,7 +102,9 @@ def save_and_report(args: argparse.Namespace, sp, data, result, seconds: float, 
     if args.json:
         print_json({"checkpoint": str(args.out), **record})
         return 0
-    print(f"{headline}: train loss {result.initial_loss:.3f} -> {result.train_loss[-1]:.3f}; {best_summary(result)}")
+    print(
+        f"{headline}: train loss {result.initial_loss:.3f} -> {result.train_loss[-1]:.3f}; {best_summary(result)}"
+    )
     if "test" in record:
         print(f"test R@1 ({data.splits.relevance}): {report_line(record['test']['retrieval'])}")
     print(f"checkpoint: {args.out}")

@@ -22,7 +22,9 @@ class SensorEncoder(Encoder):
     input_kind = "file"
     width = 4
 
-    def __init__(self, name: str = "toy-sensor", device: str = "cpu", weights: str | None = None) -> None:
+    def __init__(
+        self, name: str = "toy-sensor", device: str = "cpu", weights: str | None = None
+    ) -> None:
         super().__init__()
         self.name = name
         self.weights = "none"
@@ -56,5 +58,13 @@ class SensorEncoder(Encoder):
 
 
 def specs() -> list[EncoderSpec]:
-    return [EncoderSpec(name="toy-sensor", modality="sensor", width=4, weights="none",
-                        factory=SensorEncoder, description="toy CSV sensor encoder (test plugin)")]
+    return [
+        EncoderSpec(
+            name="toy-sensor",
+            modality="sensor",
+            width=4,
+            weights="none",
+            factory=SensorEncoder,
+            description="toy CSV sensor encoder (test plugin)",
+        )
+    ]
