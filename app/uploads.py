@@ -103,6 +103,22 @@ class Sniffed:
 UPLOAD_TYPES = "images (PNG, JPEG, GIF, WebP, BMP, TIFF) or audio (WAV, FLAC, OGG, MP3)"
 
 
+#: Every MIME type :func:`sniff` can answer (what stored content is served back as, besides
+#: text/plain for texts and application/octet-stream for bytes it does not recognise).
+SNIFFED_TYPES = (
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "image/bmp",
+    "image/tiff",
+    "audio/wav",
+    "audio/flac",
+    "audio/ogg",
+    "audio/mpeg",
+)
+
+
 def sniff(data: bytes) -> Sniffed | None:
     """The modality and MIME type of ``data`` from its magic bytes, or None if unknown."""
     head = data[:16]

@@ -15,7 +15,7 @@ from ..inputs import classify_upload
 from ..retrieval import item_out
 from ..schemas.common import BODY_ERROR_RESPONSES, ErrorOut, ItemOut
 from ..schemas.items import ItemsFormIn, ItemsIn, ItemsOut, TextItemIn
-from ..uploads import sniff
+from ..uploads import SNIFFED_TYPES, sniff
 
 router = APIRouter(prefix="/items", tags=["items"])
 
@@ -109,7 +109,11 @@ def get_item(state: StateDep, item_id: int = ItemId) -> ItemOut:
     description="Served with the sniffed content type, `Content-Disposition` and `X-Content-Type-Options: nosniff`.",
     responses={
         **_NOT_FOUND,
-        200: {"content": {"image/png": {}, "audio/wav": {}, "text/plain": {}}},
+        200: {
+            "content": {
+                mime: {} for mime in (*SNIFFED_TYPES, "text/plain", "application/octet-stream")
+            }
+        },
     },
     response_class=Response,
 )

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from conftest import png_bytes, wav_bytes
-from spaner.app.uploads import BodySizeLimit, sniff
+from spaner.app.uploads import SNIFFED_TYPES, BodySizeLimit, sniff
 
 
 def test_declared_length_over_limit_is_413(client) -> None:
@@ -69,22 +69,34 @@ def test_streamed_body_under_the_limit_passes() -> None:
     assert sent[0]["status"] == 200
 
 
-@pytest.mark.parametrize(
-    ("data", "modality", "mime"),
-    [
-        (png_bytes(), "image", "image/png"),
-        (b"\xff\xd8\xff\xe0" + b"0" * 20, "image", "image/jpeg"),
-        (b"GIF89a" + b"0" * 20, "image", "image/gif"),
-        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image", "image/webp"),
-        (wav_bytes(), "audio", "audio/wav"),
-        (b"fLaC" + b"0" * 20, "audio", "audio/flac"),
-        (b"OggS" + b"0" * 20, "audio", "audio/ogg"),
-        (b"ID3" + b"0" * 20, "audio", "audio/mpeg"),
-    ],
-)
+KNOWN = [
+    (png_bytes(), "image", "image/png"),
+    (b"\xff\xd8\xff\xe0" + b"0" * 20, "image", "image/jpeg"),
+    (b"GIF89a" + b"0" * 20, "image", "image/gif"),
+    (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image", "image/webp"),
+    (b"BM" + b"0" * 30, "image", "image/bmp"),
+    (b"II*\x00" + b"0" * 20, "image", "image/tiff"),
+    (b"MM\x00*" + b"0" * 20, "image", "image/tiff"),
+    (wav_bytes(), "audio", "audio/wav"),
+    (b"fLaC" + b"0" * 20, "audio", "audio/flac"),
+    (b"OggS" + b"0" * 20, "audio", "audio/ogg"),
+    (b"ID3" + b"0" * 20, "audio", "audio/mpeg"),
+    (b"\xff\xfb\x90\x00" + b"0" * 20, "audio", "audio/mpeg"),
+]
+
+
+@pytest.mark.parametrize(("data", "modality", "mime"), KNOWN)
 def test_sniff_known_types(data, modality, mime) -> None:
     s = sniff(data)
     assert s is not None and (s.modality, s.mime) == (modality, mime)
+
+
+def test_every_type_content_is_served_as_is_in_the_openapi_schema(client) -> None:
+    # the content route serves what sniff says: the schema must list every such type
+    assert {m for _, _, m in KNOWN} == set(SNIFFED_TYPES)
+    op = client.get("/openapi.json").json()["paths"]["/v1/items/{item_id}/content"]["get"]
+    documented = set(op["responses"]["200"]["content"])
+    assert documented == {*SNIFFED_TYPES, "text/plain", "application/octet-stream"}
 
 
 @pytest.mark.parametrize(
