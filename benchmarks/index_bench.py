@@ -125,20 +125,13 @@ def paired_ratio(base, other, queries: np.ndarray, batch: int, budget_s: float) 
     while i < 20 or i % 2 or clock() < t_end:  # an even count: each order equally often
         s = (i * batch) % (len(queries) - batch + 1)
         qq = queries[s : s + batch]
-        if i % 2 == 0:
-            t0 = clock()
-            base(qq)
-            t1 = clock()
-            other(qq)
-            t2 = clock()
-            tb, to = t1 - t0, t2 - t1
-        else:
-            t0 = clock()
-            other(qq)
-            t1 = clock()
-            base(qq)
-            t2 = clock()
-            to, tb = t1 - t0, t2 - t1
+        first, second = (base, other) if i % 2 == 0 else (other, base)
+        t0 = clock()
+        first(qq)
+        t1 = clock()
+        second(qq)
+        t2 = clock()
+        tb, to = (t1 - t0, t2 - t1) if first is base else (t2 - t1, t1 - t0)
         t_base += tb
         t_other += to
         pair_ratios.append(to / tb)
@@ -382,30 +375,25 @@ def targets(all_res: list[dict]) -> dict:
     anns = [(r["n"], name, a) for r in all_res for name, a in r.get("ann", {}).items()]
     plain = [(n, name, a) for n, name, a in anns if a["rerank_factor"] == 1]
     if plain:
-        out["ann_overhead_b64_le_1_10"] = {
-            f"{name}@{n}": round(a["batch64"]["overhead_store_search"], 3) for n, name, a in plain
-        }
-        out["ann_overhead_b64_paired_le_1_10"] = {
-            f"{name}@{n}": round(a["batch64"]["paired_overhead_store_search"], 3)
-            for n, name, a in plain
-        }
-        out["ann_extra_ms_b1_paired_le_2"] = {
-            f"{name}@{n}": round(a["batch1"]["paired_extra_ms_per_query_store_search"], 3)
-            for n, name, a in plain
-        }
-        out["ann_extra_ms_b1_le_2"] = {
-            f"{name}@{n}": round(a["batch1"]["extra_ms_per_query_store_search"], 3)
-            for n, name, a in plain
-        }
+
+        def per_setting(batch: str, figure: str) -> dict[str, float]:
+            return {f"{name}@{n}": round(a[batch][figure], 3) for n, name, a in plain}
+
+        out["ann_overhead_b64_le_1_10"] = per_setting("batch64", "overhead_store_search")
+        out["ann_overhead_b64_paired_le_1_10"] = per_setting(
+            "batch64", "paired_overhead_store_search"
+        )
+        out["ann_extra_ms_b1_paired_le_2"] = per_setting(
+            "batch1", "paired_extra_ms_per_query_store_search"
+        )
+        out["ann_extra_ms_b1_le_2"] = per_setting("batch1", "extra_ms_per_query_store_search")
         # against the faster of raw FAISS with its threads and on one thread
-        out["ann_overhead_b64_vs_best_raw_le_1_10"] = {
-            f"{name}@{n}": round(a["batch64"]["overhead_store_search_vs_best_raw"], 3)
-            for n, name, a in plain
-        }
-        out["ann_extra_ms_b1_vs_best_raw_le_2"] = {
-            f"{name}@{n}": round(a["batch1"]["extra_ms_per_query_store_search_vs_best_raw"], 3)
-            for n, name, a in plain
-        }
+        out["ann_overhead_b64_vs_best_raw_le_1_10"] = per_setting(
+            "batch64", "overhead_store_search_vs_best_raw"
+        )
+        out["ann_extra_ms_b1_vs_best_raw_le_2"] = per_setting(
+            "batch1", "extra_ms_per_query_store_search_vs_best_raw"
+        )
 
     def meets(a: dict) -> bool:
         return a["recall_at_10"] >= 0.95 and a["bytes_per_vector_index"] <= 128

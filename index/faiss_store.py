@@ -408,16 +408,15 @@ class FaissStore(MetadataBackedStore):
         them by query, one thread took 1.7-1.9x as long at batch 64, and timing it anyway
         cost the re-timing calls and, on a noisy machine, spells of the slower choice."""
 
+        def run() -> tuple[np.ndarray, np.ndarray]:
+            return index.search(q, k, params=params)
+
         if (
             len(q) > ONE_THREAD_MAX_BATCH
             or index is not self.index  # GPU
             or faiss.omp_get_max_threads() <= 1
         ):
-            return index.search(q, k, params=params)
-
-        def run() -> tuple[np.ndarray, np.ndarray]:
-            return index.search(q, k, params=params)
-
+            return run()
         return self._ann_choice.run(
             batch_bucket(len(q)),
             {"omp": run, "one_thread": lambda: with_omp_threads(1, run)},

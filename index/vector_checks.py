@@ -41,10 +41,11 @@ def check_vectors(vectors: object, dim: int, *, normalize: bool = False) -> np.n
         raise VectorError(f"vectors must be 2-D [n, {dim}], got shape {arr.shape}")
     if arr.shape[1] != dim:
         raise VectorError(f"vectors have dimension {arr.shape[1]}, the store expects {dim}")
-    if len(arr):  # the common cases: one C pass for the squared norms, two reductions
-        arr = np.ascontiguousarray(arr)
-        sq = np.empty(len(arr), np.float32)
+    arr = np.ascontiguousarray(arr)
+    sq = np.empty(len(arr), np.float32)  # squared norms, in one C pass
+    if len(arr):
         faiss.fvec_norms_L2sqr(faiss.swig_ptr(sq), faiss.swig_ptr(arr), dim, len(arr))
+        # the common cases first, in a few reductions
         if len(sq) <= 256:  # a query batch: Python's min/max/sum over a list beat numpy
             listed = sq.tolist()
             # min/max can miss a NaN (every comparison with it is false); the sum cannot
@@ -57,8 +58,7 @@ def check_vectors(vectors: object, dim: int, *, normalize: bool = False) -> np.n
                 return arr
             if lo > 0.0 and (normalize or (lo >= _TOL_SQ[0] and hi <= _TOL_SQ[1])):
                 return arr / np.sqrt(sq)[:, None]
-    with np.errstate(over="ignore", invalid="ignore"):
-        norms = np.sqrt(np.einsum("ij,ij->i", arr, arr))
+    norms = np.sqrt(sq)
     if not np.isfinite(norms).all():  # NaN/inf anywhere in a row makes its norm non-finite
         bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))[:5].tolist()
         if bad:
