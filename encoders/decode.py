@@ -77,6 +77,18 @@ def read_bytes(source: RawInput, limits: Limits = DEFAULT_LIMITS, name: str | No
     return data
 
 
+def _flatten(img):
+    """RGB, with any transparency composited onto white (cut-out photos keep their look)."""
+    from PIL import Image
+
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        canvas.alpha_composite(rgba)
+        return canvas.convert("RGB")
+    return img.convert("RGB")
+
+
 def load_image(source: RawInput, limits: Limits = DEFAULT_LIMITS, name: str | None = None):
     """Decode an image to RGB with Pillow, refusing more than ``limits.max_pixels`` pixels.
 
@@ -100,7 +112,7 @@ def load_image(source: RawInput, limits: Limits = DEFAULT_LIMITS, name: str | No
                     f"{limits.max_pixels}-pixel limit",
                 )
             img.load()
-            return img.convert("RGB")
+            return _flatten(img)
     except InputError:
         raise
     except UnidentifiedImageError:

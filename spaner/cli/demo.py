@@ -14,7 +14,7 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="build, train, index and serve the offline digits demo",
+        help="build, train, index and serve the offline demo (Tux Paint photos, sounds, speech)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -25,10 +25,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="where data, model and store live",
     )
     p.add_argument(
-        "--shots", type=int, default=5, help="examples per digit per modality (default 5)"
+        "--shots", type=int, default=5, help="examples per concept per modality (default 5)"
     )
     p.add_argument(
         "--seed", type=int, default=0, help="seed for the data set and training (default 0)"
+    )
+    p.add_argument(
+        "--collection",
+        choices=("tuxpaint", "digits"),
+        default="tuxpaint",
+        help="tuxpaint: real photos, sounds and speech (falls back to digits if the Debian "
+        "package cannot be fetched); digits: handwritten and spoken digits",
+    )
+    p.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="Tux Paint stamps folder or .deb (default: installed copy, else apt-get download)",
     )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
@@ -45,13 +60,19 @@ def run(args: argparse.Namespace) -> int:
     if args.shots < 1:
         raise ConfigError("--shots must be >= 1")
     cfg = DemoConfig(
-        workdir=args.workdir, shots=args.shots, seed=args.seed, host=args.host, port=args.port
+        workdir=args.workdir,
+        shots=args.shots,
+        seed=args.seed,
+        host=args.host,
+        port=args.port,
+        collection=args.collection,
+        source=args.source,
     )
     t0 = time.perf_counter()
     info = prepare_demo(cfg, progress=not args.quiet)
     steps = ", ".join(f"{k} {v:.1f}s" for k, v in info["timings"].items())
     print(
-        f"demo ready in {time.perf_counter() - t0:.1f}s ({steps}); {info['items']} items in {info['store']}"
+        f"demo ({info['collection']}, profile {info['profile']}) ready in {time.perf_counter() - t0:.1f}s ({steps}); {info['items']} items in {info['store']}"
     )
     if info["test_r1"]:
         print(
