@@ -54,13 +54,36 @@ def embed_texts(active: ActiveSpace, texts: list[str]) -> np.ndarray:
     return active.spaner.embed("text", texts, names=[f"text[{i}]" for i in range(len(texts))])
 
 
-def embed_uploads(active: ActiveSpace, uploads: list[Upload]) -> np.ndarray:
-    """Vectors of uploads in input order (batched per modality)."""
+def embed_uploads(
+    active: ActiveSpace,
+    uploads: list[Upload],
+    speech: str = "audio",
+    transcripts: list[dict] | None = None,
+) -> np.ndarray:
+    """Vectors of uploads in input order (batched per modality).
+
+    Audio uploads are spoken queries when ``speech`` is not ``"audio"`` (see
+    :mod:`spaner.spoken`): what Whisper heard of each is appended to ``transcripts``.
+    """
     out = np.zeros((len(uploads), active.spaner.model.dim), np.float32)
     by_mod: dict[str, list[int]] = {}
     for i, up in enumerate(uploads):
         by_mod.setdefault(up.kind.modality, []).append(i)
     for modality, idx in by_mod.items():
+        if modality == "audio" and speech != "audio" and "text" in active.spaner.encoders:
+            from spaner.spoken import spoken_queries
+
+            spoken = spoken_queries(
+                active.spaner,
+                [uploads[i].data for i in idx],
+                names=[uploads[i].name for i in idx],
+                mode=speech,
+            )
+            for i, q in zip(idx, spoken, strict=True):
+                out[i] = q.vector
+                if transcripts is not None:
+                    transcripts.append({"file": uploads[i].name, **q.to_dict()})
+            continue
         vecs = active.spaner.embed(
             modality, [uploads[i].data for i in idx], names=[uploads[i].name for i in idx]
         )

@@ -45,15 +45,18 @@ def query_vector(
     texts: Sequence[str] = (),
     item_ids: Sequence[int] = (),
     uploads: Sequence[Upload] = (),
+    speech: str = "audio",
+    transcripts: list[dict] | None = None,
 ) -> np.ndarray:
-    """One unit query vector ``[1, dim]`` from every example given."""
+    """One unit query vector ``[1, dim]`` from every example given (``speech``: how audio
+    uploads are used, see :mod:`spaner.spoken`; their transcripts go to ``transcripts``)."""
     parts = []
     if texts:
         parts.append(embed_texts(active, list(texts)))
     if item_ids:
         parts.append(active.store.vectors([int(i) for i in item_ids]))
     if uploads:
-        parts.append(embed_uploads(active, list(uploads)))
+        parts.append(embed_uploads(active, list(uploads), speech, transcripts))
     if not parts:
         raise Unprocessable("no query: give at least one text, item_id or uploaded file")
     return mean_query(np.concatenate(parts))

@@ -77,15 +77,21 @@ async def search_items(request: Request, state: StateDep) -> SearchOut:
                 req.filters.concept if req.filters else None,
                 req.filters.where if req.filters else None,
             )
+            transcripts: list[dict] = []
             q = query_vector(
                 active,
                 texts=[x.text for x in req.queries if x.text is not None],
                 item_ids=[x.item_id for x in req.queries if x.item_id is not None],
                 uploads=uploads,
+                speech=req.speech,
+                transcripts=transcripts,
             )
             results = search(active, q, req.k, flt)
             return SearchOut(
-                model_id=active.model_id, results=results, took_ms=(time.perf_counter() - t0) * 1e3
+                model_id=active.model_id,
+                results=results,
+                transcripts=transcripts,
+                took_ms=(time.perf_counter() - t0) * 1e3,
             )
 
     return await run_in_threadpool(work)

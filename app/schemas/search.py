@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Literal, Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -73,6 +73,14 @@ class SearchIn(BaseModel):
         None, description="target modalities (default: all)", examples=[["image"]]
     )
     filters: FiltersIn | None = None
+    speech: Literal["auto", "audio", "transcript", "both"] = Field(
+        "auto",
+        description=(
+            "how uploaded audio queries are used: `audio` (the clip's embedding), `transcript` "
+            "(Whisper's transcript, embedded as text), `both` (their mean), or `auto` (`both` "
+            "when Whisper hears speech, else `audio`). Transcripts are returned in `transcripts`."
+        ),
+    )
 
 
 class HitOut(ItemOut):
@@ -81,7 +89,19 @@ class HitOut(ItemOut):
     )
 
 
+class TranscriptOut(BaseModel):
+    """What Whisper heard in an uploaded audio query, and how the query used it."""
+
+    file: str = Field(examples=["query.wav"])
+    transcript: str | None = Field(None, examples=["A frog."])
+    no_speech_prob: float | None = Field(None, examples=[0.04])
+    used: Literal["audio", "transcript", "both"] = Field(examples=["both"])
+
+
 class SearchOut(BaseModel):
     model_id: str = Field(examples=["3fa2c1d09b7e"])
+    transcripts: list[TranscriptOut] = Field(
+        default_factory=list, description="one entry per uploaded audio query (speech != audio)"
+    )
     results: list[HitOut]
     took_ms: float = Field(examples=[12.5])
