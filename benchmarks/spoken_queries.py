@@ -49,7 +49,9 @@ def _r_at(q: np.ndarray, pool: np.ndarray, q_concepts: list[str], pool_concepts:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--manifest", type=Path, required=True)
     ap.add_argument("--checkpoint", type=Path, required=True)
     ap.add_argument("--json", action="store_true")
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     from spaner.encoders.whisper_encoder import WhisperEncoder
+
     from spaner.pipeline import Spaner
     from spaner.spoken import transcriber_for
 
@@ -67,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     assert isinstance(whisper, WhisperEncoder)
     t0 = time.perf_counter()
     clips = [r for r in rows if "audio" in r and r["meta"]["kind"] in ("speech", "sound")]
-    clips = [r for r in clips if r["meta"].get("lang", "en") == "en" or r["meta"]["kind"] == "sound"]
+    clips = [
+        r for r in clips if r["meta"].get("lang", "en") == "en" or r["meta"]["kind"] == "sound"
+    ]
     paths = [str(root / r["audio"]) for r in clips]
     audio = sp.embed("audio", paths)
     heard = []
@@ -75,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         heard += whisper.transcribe([whisper.load(p) for p in paths[i : i + 16]])
     texts = [h["text"] or "-" for h in heard]
     said = sp.embed("text", texts)
-    label_of = {r["concept"]: r["text"] for r in rows if "text" in r and r["meta"].get("lang") == "en"}
+    label_of = {
+        r["concept"]: r["text"] for r in rows if "text" in r and r["meta"].get("lang") == "en"
+    }
     typed = sp.embed("text", [label_of[r["concept"]] for r in clips])
     seconds = time.perf_counter() - t0
 
@@ -114,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     best = None
     for th in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01):
         v = auto(th)
-        s = [score(sp_, k, v).get("R@1", 0.0) for sp_ in ("train", "val") for k in ("speech", "sound")]
+        s = [
+            score(sp_, k, v).get("R@1", 0.0)
+            for sp_ in ("train", "val")
+            for k in ("speech", "sound")
+        ]
         m = float(np.mean(s))
         if best is None or m > best[1] + 1e-9:
             best = (th, m)

@@ -43,9 +43,19 @@ WINDOW_FRAMES = 3000  # Whisper's 30-s window, in mel frames
 FASTER_WHISPER_REPOS = {
     **{
         n: f"Systran/faster-whisper-{n}"
-        for n in (
-            "tiny.en tiny base.en base small.en small medium.en medium large-v1 large-v2 large-v3"
-        ).split()
+        for n in [
+            "tiny.en",
+            "tiny",
+            "base.en",
+            "base",
+            "small.en",
+            "small",
+            "medium.en",
+            "medium",
+            "large-v1",
+            "large-v2",
+            "large-v3",
+        ]
     },
     "large": "Systran/faster-whisper-large-v3",
     "distil-small.en": "Systran/faster-distil-whisper-small.en",

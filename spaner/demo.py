@@ -108,7 +108,9 @@ def _build_collection(cfg: DemoConfig, work: Path, progress: bool) -> tuple[str,
                     progress=progress,
                 )
             except SpanerError as exc:
-                log.warning("Tux Paint collection unavailable (%s); serving the digits instead", exc)
+                log.warning(
+                    "Tux Paint collection unavailable (%s); serving the digits instead", exc
+                )
                 cfg.collection = "digits"
         if cfg.collection == "tuxpaint":
             # train on the trained-concept split, index everything (its held-out items included)
@@ -203,7 +205,10 @@ def _prepare_demo(cfg: DemoConfig, progress: bool) -> dict[str, Any]:
         added = 0
     else:
         report = ingest(
-            [index_manifest], store, checkpoint=ckpt if not store.exists() else None, progress=progress
+            [index_manifest],
+            store,
+            checkpoint=ckpt if not store.exists() else None,
+            progress=progress,
         )
         if report.bad:
             log.warning(

@@ -27,7 +27,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SPEECH_MODES", "NO_SPEECH_THRESHOLD", "SpokenQuery", "spoken_queries", "transcriber_for"]
+__all__ = [
+    "SPEECH_MODES",
+    "NO_SPEECH_THRESHOLD",
+    "SpokenQuery",
+    "spoken_queries",
+    "transcriber_for",
+]
 
 log = logging.getLogger(__name__)
 

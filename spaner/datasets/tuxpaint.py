@@ -46,7 +46,7 @@ __all__ = ["TuxPaintConfig", "TuxPaintResult", "build_tuxpaint", "concept_of"]
 log = logging.getLogger(__name__)
 
 _ARTICLE = re.compile(r"^(a|an|the|some)\s+", re.IGNORECASE)
-_DIGITS = "zero one two three four five six seven eight nine".split()
+_DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 _MAX_SIDE = 384
 
 
@@ -198,7 +198,9 @@ class _Builder:
         iid = f"text.{concept}.{lang}" + (f".{n}" if n > 1 else "")
         self.add(iid, concept, "text", text, {**meta, "lang": lang}, "label")
 
-    def copy_audio(self, src: Path, rel: str, iid: str, concept: str, meta: dict, kind: str) -> bool:
+    def copy_audio(
+        self, src: Path, rel: str, iid: str, concept: str, meta: dict, kind: str
+    ) -> bool:
         try:
             _check_audio(src)
         except Exception as exc:  # noqa: BLE001 - reported, not fatal
@@ -335,5 +337,11 @@ def build_tuxpaint(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     seconds = time.perf_counter() - start
-    log.info("tuxpaint: %d items, %d concepts in %s (%.1f s)", info["items"], info["concepts"], out, seconds)
+    log.info(
+        "tuxpaint: %d items, %d concepts in %s (%.1f s)",
+        info["items"],
+        info["concepts"],
+        out,
+        seconds,
+    )
     return TuxPaintResult(out, info, dict(builder.skipped), seconds)
