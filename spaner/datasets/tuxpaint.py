@@ -260,7 +260,7 @@ def _split_seen(items: list[dict], config: TuxPaintConfig) -> list[dict]:
     for item in items:
         by_concept[item["concept"]].append(item)
     split_of: dict[str, str] = {}
-    for concept, group in by_concept.items():
+    for group in by_concept.values():
         group = sorted(group, key=lambda it: _unit(config.seed, "item", it["id"]))
         split_of[group[0]["id"]] = "train"
         for item in group[1:]:
