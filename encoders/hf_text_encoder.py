@@ -49,9 +49,12 @@ class HFTextEncoder(Encoder):
         tiny: dict[str, Any] | None = None,
         seed: int = 0,
         max_length: int = 128,
+        native: str = "mean",
         device: str = "cpu",
     ) -> None:
         super().__init__()
+        if native != "mean":
+            raise ValueError(f"native pooling must be 'mean', got {native!r}")
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         self.name = name
@@ -93,6 +96,11 @@ class HFTextEncoder(Encoder):
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.width = int(self.model.config.hidden_size)
+        # its own space (mean-pooled sentence embedding): shared with no other encoder, but a
+        # model can anchor the unified space on it (AlignerConfig.anchor)
+        self.native_space = f"sentence-mean:{self.weights}"
+        self.native_dim = self.width
+        self._args["native"] = "mean"  # the cached features now carry the sentence vector
         self.to(device)
 
     def modules(self) -> list[torch.nn.Module]:
@@ -116,4 +124,8 @@ class HFTextEncoder(Encoder):
 
     def _forward(self, batch: dict[str, torch.Tensor]) -> TokenBatch:
         out = self.model(**batch)
-        return TokenBatch(out.last_hidden_state, batch["attention_mask"].bool(), None)
+        hidden, mask = out.last_hidden_state, batch["attention_mask"].bool()
+        # the sentence embedding of sentence-transformers' mean-pooling models (MiniLM among them)
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        native = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        return TokenBatch(hidden, mask, native)

@@ -43,6 +43,12 @@ class AlignerConfig:
         128, "dimension of the unified space (forced to the native dim when a native space is used)"
     )
     init_temperature: float = _f(0.07, "initial InfoNCE temperature (learnable)")
+    anchor: str | None = _f(
+        None,
+        "a modality whose encoder's own native vector anchors the unified space (its head is a "
+        "zero-init residual on it, and the dim becomes its dim): e.g. 'text' with MiniLM's "
+        "sentence embedding, so concepts never trained on still land where their words are",
+    )
     linear_segments: int = _f(
         4,
         "linear baseline only: pool tokens as the means of this many equal, consecutive "

@@ -66,9 +66,14 @@ def build_model_config(
             spaces.setdefault(e.native_space, []).append(m)
     shared = {s for s, ms in spaces.items() if len(ms) >= 2}
     aligner = AlignerConfig(**asdict(aligner))
+    anchor = aligner.anchor if aligner.anchor in encoders else None
+    if anchor is not None and not encoders[anchor].native_dim:
+        raise ConfigError(
+            f"anchor modality {anchor!r}: encoder {encoders[anchor].name!r} has no native vector"
+        )
     mods = {}
     for m, e in encoders.items():
-        use = e.native_space in shared
+        use = e.native_space in shared or m == anchor
         if use:
             aligner.dim = int(e.native_dim)  # type: ignore[arg-type]
         mods[m] = ModalityConfig(
