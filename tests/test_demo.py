@@ -1,4 +1,4 @@
-"""The offline demo end to end: digits -> few-shot training -> store -> API.
+"""The offline demo end to end on its digits collection: digits -> few-shot training -> store -> API.
 
 A reduced digits build (fewer voices, images and epochs than ``make demo``) keeps this fast,
 but every step is the real one: eSpeak speech, scikit-learn digits, the ``offline`` profile,
@@ -26,6 +26,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict:
     work = tmp_path_factory.mktemp("demo")
     cfg = DemoConfig(
         workdir=work,
+        collection="digits",
         digits=DigitsConfig(seed=0, voices=8, renditions=2, per_digit_images=30),
     )
     info = prepare_demo(cfg, progress=False)
@@ -38,7 +39,7 @@ def client(demo: dict):
     from spaner.app.main import create_app
     from spaner.app.settings import Settings
 
-    settings = Settings(store=Path(demo["info"]["store"]), profile="offline", ui=False)
+    settings = Settings(store=Path(demo["info"]["store"]), profile="digits", ui=False)
     with TestClient(create_app(settings)) as c:
         yield c
 
