@@ -127,6 +127,7 @@ class WhisperEncoder(Encoder):
     modality = "audio"
     input_kind = "file"
     bf16_capable = False  # CTranslate2 picks its own compute type (``compute_type``)
+    sample_rate = SAMPLE_RATE  # load() gives a mono 16-kHz waveform: training audio is augmented
 
     def __init__(
         self,
