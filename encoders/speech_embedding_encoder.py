@@ -8,7 +8,8 @@ downloaded.
 
 The embedding model maps a window of 76 mel frames (0.79 s of audio) to one 96-d vector; the
 window slides by 8 frames, so a clip gives one token per 80 ms after its first 0.79 s. Clips
-shorter than that are centred in silence, so every clip gives at least one token. As in the
+shorter than that (or than ``min_seconds``) are centred in silence, so every clip gives at least
+one token. As in the
 Whisper encoder, leading and trailing silence is trimmed and the waveform peak-normalised first.
 """
 
@@ -201,13 +202,16 @@ class SpeechEmbeddingEncoder(Encoder):
         trim_db: float = 40.0,
         normalize: bool = True,
         max_seconds: float = 30.0,
+        min_seconds: float = 0.0,
         emb_batch: int = 64,
         threads: int = 0,
         device: str = "cpu",
     ) -> None:
         super().__init__()
-        if max_seconds * SAMPLE_RATE < RECEPTIVE_FIELD:
-            raise ValueError(f"max_seconds must be >= {RECEPTIVE_FIELD / SAMPLE_RATE:.2f}")
+        if max_seconds * SAMPLE_RATE < RECEPTIVE_FIELD or min_seconds > max_seconds:
+            raise ValueError(
+                f"need max_seconds >= {RECEPTIVE_FIELD / SAMPLE_RATE:.2f} and min_seconds <= max_seconds"
+            )
         lib_path, models, ver = locate_wakeword_package()
         if weights:
             models = Path(weights).expanduser()
@@ -235,11 +239,13 @@ class SpeechEmbeddingEncoder(Encoder):
         self._lock = threading.Lock()
         self.trim_db, self.normalize = float(trim_db), bool(normalize)
         self.max_samples = int(max_seconds * SAMPLE_RATE)
+        self.min_samples = max(RECEPTIVE_FIELD, int(min_seconds * SAMPLE_RATE))
         self.emb_batch = max(1, int(emb_batch))
         self._args: dict[str, Any] = {
             "trim_db": trim_db,
             "normalize": normalize,
             "max_seconds": max_seconds,
+            "min_seconds": min_seconds,
         }
         if weights:
             self._args["weights"] = str(weights)
@@ -260,13 +266,14 @@ class SpeechEmbeddingEncoder(Encoder):
         return wave[: self.max_samples].contiguous()
 
     def preprocess(self, raws: Sequence[torch.Tensor]) -> list[np.ndarray]:
-        """Each clip as int16-scaled float32 samples, clips under 0.79 s centred in silence."""
+        """Each clip as int16-scaled float32 samples; clips shorter than the receptive field
+        (0.79 s) or ``min_seconds`` are centred in silence."""
         clips = []
         for w in raws:
             x = w.detach().float().cpu().numpy().reshape(-1)[: self.max_samples] * 32767.0
-            if x.size < RECEPTIVE_FIELD:
-                left = (RECEPTIVE_FIELD - x.size) // 2
-                x = np.pad(x, (left, RECEPTIVE_FIELD - x.size - left))
+            if x.size < self.min_samples:
+                left = (self.min_samples - x.size) // 2
+                x = np.pad(x, (left, self.min_samples - x.size - left))
             clips.append(np.ascontiguousarray(x, dtype=np.float32))
         return clips
 
@@ -281,7 +288,7 @@ class SpeechEmbeddingEncoder(Encoder):
             for x, n in zip(batch, counts, strict=True):
                 mel = self.mel(x[None])[0, 0] / 10.0 + 2.0  # openWakeWord's scaling, [frames, 32]
                 view = np.lib.stride_tricks.sliding_window_view(mel, EMB_WINDOW, axis=0)
-                windows.append(view[:: EMB_STEP][:n].transpose(0, 2, 1))  # [n, 76, 32]
+                windows.append(view[::EMB_STEP][:n].transpose(0, 2, 1))  # [n, 76, 32]
             real = np.concatenate(windows)[..., None]
             embs = np.concatenate(
                 [
