@@ -203,7 +203,7 @@ class SpeechEmbeddingEncoder(Encoder):
         normalize: bool = True,
         max_seconds: float = 30.0,
         min_seconds: float = 0.0,
-        emb_batch: int = 64,
+        emb_batch: int = 8,
         threads: int = 0,
         device: str = "cpu",
     ) -> None:
