@@ -168,3 +168,15 @@ def test_listed_even_without_the_package(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pyopen_wakeword", None)
     spec = {s.name: s for s in list_encoders("audio")}["speech-embedding-audio"]
     assert spec.width == 96 and "pyopen-wakeword" in spec.weights
+
+
+@needs_wheel
+def test_training_time_augmentation_applies(enc) -> None:
+    from spaner.augment import augment_waveform
+
+    wave = enc.load(_noise(1.0))
+    assert wave.ndim == 1 and enc.sample_rate == RATE  # what spaner.augment requires
+    for k in range(3):
+        aug = augment_waveform(wave, enc.sample_rate, np.random.default_rng(k))
+        batch = enc.forward(enc.preprocess([aug]))
+        assert batch.mask.sum() >= 1 and torch.isfinite(batch.tokens).all()
