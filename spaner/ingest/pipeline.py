@@ -1,5 +1,6 @@
-"""The single-process ingest: :func:`ingest` opens (or creates) the store with its model and
-runs the stages of :mod:`spaner.ingest` in this process (:func:`ingest_into`)."""
+"""The entry points: :func:`ingest` (into a vector store) and :func:`embed` (into Parquet
+files), each run in this process or, with ``engine="ray"``, on a Ray cluster
+(:mod:`.ray_engine`)."""
 
 from __future__ import annotations
 
@@ -8,76 +9,27 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from spaner.errors import SpanerError
+from spaner.errors import ConfigError, SpanerError
 
 from .binding import BoundStore, open_bound_store
-from .encoder import encode_batch
-from .reader import Decoded, Reader
-from .report import IngestReport, Problem, Problems, StageTimer
-from .sources import Candidate, Skip, discover
-from .writer import Writer
+from .driver import LocalEngine, run
+from .reader import Job
+from .report import IngestReport, Problem, Problems
+from .writer import StoreSink
 
-__all__ = ["ingest", "ingest_into"]
+__all__ = ["ingest", "ingest_into", "embed", "ENGINES"]
 
-
-class _Pipeline:
-    """The single-process run: decoded inputs are buffered per modality; a full buffer is
-    encoded and written as one batch."""
-
-    def __init__(
-        self,
-        bound: BoundStore,
-        report: IngestReport,
-        batch_size: int,
-        modalities: Sequence[str] | None,
-        concept: str | None,
-        on_problem: Callable[[Problem], None] | None,
-    ) -> None:
-        self.report = report
-        self.sp = bound.spaner
-        self.batch_size = batch_size
-        self.problem = Problems(report, on_problem)
-        self.reader = Reader(self.sp, bound.store, report, self.problem, modalities)
-        self.writer = Writer(bound.store, report, concept)
-        self.buffers: dict[str, list[Decoded]] = {}
-
-    def decode(self, cand: Candidate) -> Decoded | None:
-        with StageTimer(self.report, "decode"):
-            return self.reader.decode(cand)
-
-    def push(self, item: Decoded) -> int:
-        buf = self.buffers.setdefault(item.cand.modality, [])
-        buf.append(item)
-        return self.flush(item.cand.modality) if len(buf) >= self.batch_size else 0
-
-    def flush(self, modality: str) -> int:
-        items = self.buffers.pop(modality, [])
-        if not items:
-            return 0
-        with StageTimer(self.report, "encode"):
-            keep, vecs = encode_batch(
-                self.sp,
-                modality,
-                [it.raw for it in items],
-                [it.cand.source for it in items],
-                self.problem,
-            )
-        if not keep:
-            return 0
-        items = [items[i] for i in keep]
-        with StageTimer(self.report, "write"):
-            return self.writer.write(
-                modality, [it.cand for it in items], [it.content for it in items], vecs
-            )
-
-    def flush_all(self) -> int:
-        return sum(self.flush(m) for m in list(self.buffers))
+ENGINES = ("local", "ray")
 
 
-def _progress(total: int, enabled: bool) -> Any:
-    from tqdm import tqdm
+def _engine(engine: str, sp: Any, checkpoint: Path, device: str, ray: Any, **kw: Any) -> Any:
+    if engine == "local":
+        return LocalEngine(sp)
+    if engine == "ray":
+        from .ray_engine import RayEngine, RayOptions
 
-    return tqdm(total=total, unit="item", desc="ingest", disable=not enabled, leave=False)
+        return RayEngine(checkpoint, device, ray or RayOptions(), **kw)
+    raise ConfigError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
 
 
 def ingest_into(
@@ -89,35 +41,49 @@ def ingest_into(
     concept: str | None = None,
     progress: bool = False,
     on_problem: Callable[[Problem], None] | None = None,
+    engine: str = "local",
+    ray: Any = None,
+    device: str = "cpu",
 ) -> IngestReport:
     """Ingest ``paths`` into an already opened store+model (see :func:`ingest`)."""
     if batch_size <= 0:
         raise SpanerError(f"batch size must be positive, got {batch_size}")
     t_start = time.perf_counter()
+    store = bound.store
     report = IngestReport(
-        store=str(bound.store.path), checkpoint=str(bound.checkpoint), created=bound.created
+        store=str(store.path), checkpoint=str(bound.checkpoint), created=bound.created
     )
-    pipe = _Pipeline(bound, report, batch_size, modalities, concept, on_problem)
-    with StageTimer(report, "read"):
-        found = list(discover(paths))
-    # manifest items first: they carry concept and meta, so when a folder holds both a
-    # manifest and the files it lists, the manifest's version of each item is the one kept
-    cands = sorted(
-        (c for c in found if isinstance(c, Candidate)), key=lambda c: "manifest_id" not in c.extra
-    )
-    for s in found:
-        if isinstance(s, Skip):
-            pipe.problem(s.source, s.problem, s.kind)
-    report.seen = len(cands) + sum(isinstance(s, Skip) for s in found)
-    with _progress(len(cands), progress) as bar:
-        for cand in cands:
-            item = pipe.decode(cand)
-            if item is not None:
-                pipe.push(item)
-            bar.update(1)
-        pipe.flush_all()
-    bound.store.save()
-    report.store_count = bound.store.count()
+    sink = StoreSink(store, bound.spaner, report, Problems(report, on_problem))
+    prepare = None
+    milvus = None
+    if engine == "ray" and getattr(store, "backend", "") == "milvus":
+        milvus = store.worker_target()  # the workers write their vectors to Milvus
+        last = [-1]
+
+        def prepare(job: Job) -> None:
+            job.ids = store.next_ids(len(job.sources), after=last[0])
+            last[0] = job.ids[-1]
+
+    eng = _engine(engine, bound.spaner, bound.checkpoint, device, ray, milvus=milvus)
+    try:
+        run(
+            paths,
+            bound.spaner,
+            sink,
+            eng,
+            report,
+            batch_size=batch_size,
+            modalities=modalities,
+            concept=concept,
+            progress=progress,
+            on_problem=on_problem,
+            prepare=prepare,
+        )
+    finally:
+        if hasattr(eng, "close"):
+            eng.close()
+    store.save()
+    report.store_count = store.count()
     report.total_seconds = time.perf_counter() - t_start
     return report
 
@@ -136,13 +102,21 @@ def ingest(
     device: str = "cpu",
     progress: bool = False,
     on_problem: Callable[[Problem], None] | None = None,
+    engine: str = "local",
+    ray: Any = None,
 ) -> IngestReport:
     """Ingest files, folders and ``.jsonl`` manifests into the store at ``store_dir``.
 
     The store is created on first use (from ``checkpoint``, or an untrained ``profile``
     model saved into the store); later runs use the recorded checkpoint and refuse another.
-    Returns an :class:`IngestReport`; bad inputs are in ``report.bad``, never raised.
+    ``engine="ray"`` runs the encoder stage on a Ray actor pool (``ray``: a
+    :class:`~spaner.ingest.ray_engine.RayOptions`). Returns an :class:`IngestReport`; bad
+    inputs are in ``report.bad``, never raised.
     """
+    if engine == "ray":
+        from .ray_engine import require_ray
+
+        require_ray()  # before a store is created
     bound = open_bound_store(
         store_dir,
         checkpoint=checkpoint,
@@ -162,6 +136,66 @@ def ingest(
             concept=concept,
             progress=progress,
             on_problem=on_problem,
+            engine=engine,
+            ray=ray,
+            device=device,
         )
     finally:
         bound.close()
+
+
+def embed(
+    paths: Sequence[str | Path],
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    batch_size: int = 32,
+    modalities: Sequence[str] | None = None,
+    concept: str | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+    on_problem: Callable[[Problem], None] | None = None,
+    engine: str = "local",
+    ray: Any = None,
+    rows_per_file: int = 8192,
+) -> IngestReport:
+    """Embed ``paths`` with the SPANER ``checkpoint`` into Parquet files under ``out``
+    (see :mod:`spaner.ingest.parquet`); content already there (by hash) is skipped."""
+    from spaner.pipeline import Spaner
+
+    from .parquet import ParquetSink, require_pyarrow
+
+    if batch_size <= 0:
+        raise SpanerError(f"batch size must be positive, got {batch_size}")
+    require_pyarrow()
+    if engine == "ray":
+        from .ray_engine import require_ray
+
+        require_ray()
+    t_start = time.perf_counter()
+    ckpt = Path(checkpoint).resolve()
+    sp = Spaner.load(ckpt, device=device)
+    report = IngestReport(store=str(out), checkpoint=str(ckpt))
+    sink = ParquetSink(out, int(sp.model.dim), report, rows_per_file=rows_per_file)
+    eng = _engine(engine, sp, ckpt, device, ray)
+    try:
+        run(
+            paths,
+            sp,
+            sink,
+            eng,
+            report,
+            batch_size=batch_size,
+            modalities=modalities,
+            concept=concept,
+            progress=progress,
+            on_problem=on_problem,
+            desc="embed",
+        )
+    finally:
+        sink.close()  # what was encoded is kept, also when the run stops early
+        if hasattr(eng, "close"):
+            eng.close()
+    report.store_count = sink.count()
+    report.total_seconds = time.perf_counter() - t_start
+    return report
