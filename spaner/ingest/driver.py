@@ -108,6 +108,8 @@ def run(
             job, jc = open_jobs.pop(result.index)
             for key in ("decode", "encode"):
                 report.stage_seconds[key] += result.seconds.get(key, 0.0)
+            if "load" in result.seconds:  # a Ray actor's model loading, with its first job
+                report.worker_load_seconds.append(result.seconds["load"])
             bad = {}
             for pos, text, _stage in result.problems:
                 problem(job.sources[pos], text)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,8 +73,10 @@ class _EncodeActor:
 
         from spaner.pipeline import Spaner
 
+        t0 = time.perf_counter()
         torch.set_num_threads(max(1, threads))
         self.stage = EncodeStage(Spaner.load(Path(checkpoint), device=device))
+        self.load_seconds = time.perf_counter() - t0  # reported with this actor's first job
         self.milvus = milvus
         self.client = None
         if milvus is not None:
@@ -86,6 +89,8 @@ class _EncodeActor:
         for row in batch["job"]:
             job = Job.from_json(json.loads(row))
             res = self.stage(job)
+            if self.load_seconds is not None:
+                res.seconds["load"], self.load_seconds = self.load_seconds, None
             if self.client is not None and res.keep:
                 self._insert(job, res)
             results.append(json.dumps(res.to_json()))

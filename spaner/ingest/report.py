@@ -44,6 +44,7 @@ class IngestReport:
     )
     total_seconds: float = 0.0
     store_count: int = 0
+    worker_load_seconds: list[float] = field(default_factory=list)  # per Ray actor
 
     @property
     def skipped(self) -> int:
@@ -68,6 +69,7 @@ class IngestReport:
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "total_seconds": round(self.total_seconds, 3),
             "store_count": self.store_count,
+            "worker_load_seconds": [round(s, 3) for s in self.worker_load_seconds],
         }
 
     def summary(self) -> str:
