@@ -164,7 +164,10 @@ class RayEngine:
         cpus = opts.cpus_per_worker
         if cpus is None:
             total = float(ray.cluster_resources().get("CPU", 1.0))
-            cpus = max(1.0, total // opts.workers) if total >= opts.workers else 1.0
+            # fewer CPUs than workers: a share each, so that every actor can start
+            cpus = (
+                max(1.0, total // opts.workers) if total >= opts.workers else total / opts.workers
+            )
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
         ctx.enable_progress_bars = False
@@ -178,7 +181,7 @@ class RayEngine:
             fn_constructor_kwargs={
                 "checkpoint": self.checkpoint,
                 "device": self.device,
-                "threads": int(cpus),
+                "threads": max(1, int(cpus)),
                 "milvus": self.milvus,
             },
             batch_size=1,
