@@ -125,11 +125,16 @@ class Encoder(ABC):
       (same architecture, same parameter names): then only one copy of the weights is kept
       in memory while bf16 runs, and the originals are rebuilt if fp32 is asked for again.
       Without it the float32 originals stay in memory beside the bf16 copy;
-    * overriding :meth:`cast_input` if its batch holds floating tensors that must stay float32;
-    * setting :attr:`bf16_capable` False when bf16 buys nothing (fixed transforms, tiny nets),
-      or when the backbone is not a torch module and has its own compute type (e.g. a
-      CTranslate2 model): such an encoder maps :attr:`compute_precision` to its own setting
-      and lists no modules here.
+    * overriding :meth:`cast_input` if its batch holds floating tensors that must stay float32,
+      and making sure ``_forward`` works on bf16 module outputs (the tiny-preset checks in
+      ``tests/test_precision.py`` show the pattern: bf16 weights used, fp32 bit-identical,
+      cosine to fp32 >= 0.999);
+    * setting :attr:`bf16_capable` False when bf16 buys nothing (fixed transforms, tiny nets).
+
+    A backbone that is not a torch module and has its own compute type (e.g. a CTranslate2
+    model) lists no modules here and reads :attr:`compute_precision` to choose that type
+    (``"bf16"`` -> ``"bfloat16"``, ``"fp32"`` -> ``"float32"``) when it loads or runs;
+    :meth:`forward` then only adds bf16 autocast, which touches no CTranslate2 call.
 
     ``precision="auto"`` resolves to bf16 only where bf16 is faster
     (:func:`~spaner.encoders.precision.bf16_faster`).
