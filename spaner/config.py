@@ -49,6 +49,11 @@ class AlignerConfig:
         "zero-init residual on it, and the dim becomes its dim): e.g. 'text' with MiniLM's "
         "sentence embedding, so concepts never trained on still land where their words are",
     )
+    anchor_trainable: bool = _f(
+        True,
+        "train the anchor modality's residual head too (False: the anchor's vectors stay exactly "
+        "its encoder's native space and only the other aligners learn to map into it)",
+    )
     linear_segments: int = _f(
         4,
         "linear baseline only: pool tokens as the means of this many equal, consecutive "

@@ -142,6 +142,10 @@ def fit(
         params = [p for m in only for p in model.trainable_for(m)]
     else:
         params = list(model.parameters())
+        a = model.config.aligner
+        if a.anchor in model.aligners and not a.anchor_trainable:  # the anchor defines the space
+            fixed = {id(p) for p in model.aligners[a.anchor].parameters()}
+            params = [p for p in params if id(p) not in fixed]
     frozen = {id(p) for p in model.parameters()} - {id(p) for p in params}
     saved_flags = {n: p.requires_grad for n, p in model.named_parameters()}
     for p in model.parameters():
