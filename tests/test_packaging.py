@@ -37,7 +37,7 @@ ROOTS = {
 #: a guard against a hung child (build, pip, server start), not a measure of speed
 HANG_SECONDS = 600
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # a build + a server start
 
 
 def _source_files() -> list[str]:
