@@ -132,6 +132,11 @@ class TrainConfig:
     gap_weight: float = _f(
         0.0, "weight of the modality-gap term (squared distance between modality centroids)"
     )
+    mix_weight: float = _f(
+        0.0,
+        "weight of the own-modality preference term (an item closer to its own modality's "
+        "positives than to other modalities' positives); see spaner.losses",
+    )
     seed: int = _f(0, "seed for sampling, initialisation and shuffling")
     augment: bool = _f(False, "apply token-level augmentation (dropout of tokens) during training")
     audio_augment: int = _f(
@@ -161,6 +166,8 @@ class TrainConfig:
             raise ConfigError(f"loss must be 'pairs', 'mixed' or 'both', got {self.loss!r}")
         if not 0.0 <= self.gap_weight < 1e6:
             raise ConfigError(f"gap_weight must be >= 0, got {self.gap_weight}")
+        if not 0.0 <= self.mix_weight < 1e6:
+            raise ConfigError(f"mix_weight must be >= 0, got {self.mix_weight}")
         if self.val_every < 1:
             raise ConfigError(f"val_every must be >= 1, got {self.val_every}")
         if self.audio_augment < 0:

@@ -12,7 +12,11 @@
 * ``both``: the mean of the two.
 
 ``gap_weight`` adds ``gap_weight * modality_gap_penalty``: the mean squared distance between
-the modality centroids of the batch.
+the modality centroids of the batch. ``mix_weight`` adds ``mix_weight *
+own_modality_preference``: how much closer, on average, an item sits to its positives of its
+own modality than to its positives of other modalities (squared, counted only when positive).
+A text query whose same-concept texts all sit closer than the concept's images ranks texts
+first even when every positive outranks every negative; this term asks for the opposite.
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ import torch.nn.functional as F
 
 from .model import info_nce
 
-__all__ = ["LOSSES", "mixed_info_nce", "modality_gap_penalty", "objective"]
+__all__ = [
+    "LOSSES",
+    "mixed_info_nce",
+    "modality_gap_penalty",
+    "own_modality_preference",
+    "objective",
+]
 
 LOSSES = ("pairs", "mixed", "both")
 
@@ -75,6 +85,27 @@ def modality_gap_penalty(embs: Mapping[str, torch.Tensor]) -> torch.Tensor:
     return torch.stack(terms).mean()
 
 
+def own_modality_preference(
+    z: torch.Tensor, labels: torch.Tensor, mod_ids: torch.Tensor, rows: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean over anchors of ``relu(mean sim to own-modality positives - mean sim to
+    other-modality positives)^2`` (anchors with positives of both kinds)."""
+    n = z.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=z.device)
+    sims = z @ z.T
+    pos = (labels.unsqueeze(1) == labels.unsqueeze(0)) & ~eye
+    same = mod_ids.unsqueeze(1) == mod_ids.unsqueeze(0)
+    own, other = (pos & same).to(z.dtype), (pos & ~same).to(z.dtype)
+    n_own, n_other = own.sum(1), other.sum(1)
+    keep = (n_own > 0) & (n_other > 0)
+    if rows is not None:
+        keep = keep & rows
+    if not keep.any():
+        return 0.0 * z.sum()
+    d = (sims * own).sum(1) / n_own.clamp_min(1) - (sims * other).sum(1) / n_other.clamp_min(1)
+    return F.relu(d[keep]).pow(2).mean()
+
+
 def objective(
     embs: Mapping[str, torch.Tensor],
     labels: Mapping[str, torch.Tensor],
@@ -84,6 +115,7 @@ def objective(
     gap_weight: float = 0.0,
     balance: bool = True,
     only: Sequence[str] | None = None,
+    mix_weight: float = 0.0,
 ) -> torch.Tensor:
     """The training loss of one batch (see the module docstring). ``pairs`` are the modality
     pairs the ``pairs`` loss covers; with ``only``, the ``mixed`` loss anchors on those
@@ -91,6 +123,13 @@ def objective(
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     parts = []
+    mods = sorted(embs)
+    z = torch.cat([embs[m] for m in mods])
+    lab = torch.cat([labels[m] for m in mods])
+    ids = torch.cat([torch.full((len(embs[m]),), i, device=z.device) for i, m in enumerate(mods)])
+    rows = None
+    if only is not None:
+        rows = torch.cat([torch.full((len(embs[m]),), m in only, device=z.device) for m in mods])
     if loss in ("pairs", "both") and pairs:
         parts.append(
             torch.stack(
@@ -98,19 +137,10 @@ def objective(
             ).mean()
         )
     if loss in ("mixed", "both"):
-        mods = sorted(embs)
-        z = torch.cat([embs[m] for m in mods])
-        lab = torch.cat([labels[m] for m in mods])
-        ids = torch.cat(
-            [torch.full((len(embs[m]),), i, device=z.device) for i, m in enumerate(mods)]
-        )
-        rows = None
-        if only is not None:
-            rows = torch.cat(
-                [torch.full((len(embs[m]),), m in only, device=z.device) for m in mods]
-            )
         parts.append(mixed_info_nce(z, lab, ids, logit_scale, balance, rows))
     total = torch.stack(parts).mean()
     if gap_weight > 0:
         total = total + gap_weight * modality_gap_penalty(embs)
+    if mix_weight > 0:
+        total = total + mix_weight * own_modality_preference(z, lab, ids, rows)
     return total

@@ -95,7 +95,15 @@ def _loss(
 ) -> torch.Tensor:
     cfg = cfg or TrainConfig()
     return objective(
-        embs, labels, model.logit_scale, pairs, cfg.loss, cfg.gap_weight, cfg.balance, only
+        embs,
+        labels,
+        model.logit_scale,
+        pairs,
+        cfg.loss,
+        cfg.gap_weight,
+        cfg.balance,
+        only,
+        cfg.mix_weight,
     )
 
 

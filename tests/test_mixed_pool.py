@@ -153,3 +153,25 @@ def test_train_config_checks_the_objective() -> None:
         TrainConfig(loss="triplet").validate()
     with pytest.raises(ConfigError, match="gap_weight"):
         TrainConfig(gap_weight=-1.0).validate()
+
+
+def test_own_modality_preference_counts_only_a_lean_towards_the_own_modality() -> None:
+    from spaner.losses import own_modality_preference
+
+    # anchor 0 (modality 0): its own-modality positive is identical, its other-modality one is
+    # orthogonal -> preference 1 - 0 = 1, squared 1; anchor 2 leans the other way -> 0
+    z = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 0, 0, 1])
+    mods = torch.tensor([0, 0, 1, 1])
+    rows = torch.tensor([True, False, True, False])
+    # anchor 2 has no own-modality positive (item 3 is another concept): not counted
+    assert float(own_modality_preference(z, labels, mods, rows)) == pytest.approx(1.0)
+    even = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    assert float(own_modality_preference(even, labels, mods)) == pytest.approx(0.0)
+    scale = torch.tensor(0.0)
+    embs = {"a": z[:2], "b": z[2:]}
+    lab = {"a": labels[:2], "b": labels[2:]}
+    base = objective(embs, lab, scale, [("a", "b")], loss="mixed")
+    with_mix = objective(embs, lab, scale, [("a", "b")], loss="mixed", mix_weight=0.25)
+    # anchors 0 and 1 each lean by 1 (anchor 2 has no own-modality positive)
+    assert float(with_mix - base) == pytest.approx(0.25)
