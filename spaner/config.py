@@ -122,9 +122,11 @@ class TrainConfig:
         "early-stopping signal on the validation set: 'recall' (mean R@1 over directions) or 'loss'",
     )
     loss: str = _f(
-        "mixed",
-        "training objective: 'mixed' (one contrastive loss over every item of a batch, any "
-        "modality), 'pairs' (one per pair of modalities) or 'both' (their mean); see spaner.losses",
+        "pairs",
+        "training objective: 'pairs' (one contrastive loss per pair of modalities), 'mixed' (one "
+        "over every item of a batch, any modality: mixes the modalities in a search over all of "
+        "them, at a cost in per-direction recall) or 'both' (their mean); see spaner.losses and "
+        "BENCHMARKS.md 'Mixed pool'",
     )
     balance: bool = _f(
         True, "mixed loss: each modality's positives get an equal share of an anchor's target"

@@ -3,8 +3,9 @@
 :func:`fit` trains every trainable parameter (prompt(s), aligners, temperature); with
 ``only=[m]`` it trains modality ``m``'s aligner alone (:func:`spaner.pipeline.Spaner.extend`)
 and every other parameter stays bit-identical. Mini-batches mix all modalities; the loss is
-``cfg.loss`` (:mod:`spaner.losses`): by default one multi-positive InfoNCE over every item of the
-batch whatever its modality, so the space ranks by meaning across a mixed pool (with ``only``,
+``cfg.loss`` (:mod:`spaner.losses`): by default the mean symmetric multi-positive InfoNCE over
+every modality pair present (pairs that involve a trained modality, when ``only`` is given);
+``mixed`` is one InfoNCE over every item of the batch whatever its modality (with ``only``,
 anchored on the trained modalities' items). Validation runs every ``val_every``
 epochs (and on the last); early stopping on it restores the best validated weights.
 """

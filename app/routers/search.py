@@ -25,8 +25,8 @@ router = APIRouter(tags=["search"])
     description=(
         "Every example is embedded into the unified space and their mean is the query, so "
         "several examples of a concept make a few-shot query. Results come from the target "
-        "`modalities` (default: all), filtered by `filters`, best first, in one ranking by "
-        "meaning whatever the modality. With `group_by: modality`, `groups` also holds the "
+        "`modalities` (default: all), filtered by `filters`, best first, in one ranking "
+        "whatever the modality. With `group_by: modality`, `groups` also holds the "
         "top-k of each target modality as its own list (k per modality). An empty collection "
         "returns an empty result list."
     ),

@@ -3,7 +3,7 @@
 Give one or more query items of any modality (--text, --image, --audio, each repeatable):
 they are embedded with the store's model and combined into one query by averaging their
 unit vectors and renormalising (few-shot retrieval by example). Targets can be limited to
-some modalities, a concept, or metadata equalities. The results are one ranking by meaning over
+some modalities, a concept, or metadata equalities. The results are one ranking by score over
 every target modality; ``--group-by modality`` lists each target modality's own top k instead.
 
     spaner search --store DIR --text "seven" -k 5
