@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -62,6 +62,7 @@ class SearchIn(BaseModel):
                     "modalities": ["image", "audio"],
                     "filters": {"where": {"license": "CC-BY"}},
                 },
+                {"queries": [{"text": "seven"}], "k": 4, "group_by": "modality"},
             ]
         },
     )
@@ -73,6 +74,14 @@ class SearchIn(BaseModel):
         None, description="target modalities (default: all)", examples=[["image"]]
     )
     filters: FiltersIn | None = None
+    group_by: Literal["modality"] | None = Field(
+        None,
+        description=(
+            "'modality': also return the top-k of each target modality as its own list in "
+            "`groups` (k per modality); `results` stays the single mixed ranking"
+        ),
+        examples=["modality"],
+    )
 
 
 class HitOut(ItemOut):
@@ -83,5 +92,13 @@ class HitOut(ItemOut):
 
 class SearchOut(BaseModel):
     model_id: str = Field(examples=["3fa2c1d09b7e"])
-    results: list[HitOut]
+    results: list[HitOut] = Field(description="the top-k of every target modality together")
+    groups: dict[str, list[HitOut]] | None = Field(
+        None,
+        description=(
+            "with `group_by: modality`: each target modality's own top-k, best first "
+            "(every target modality is a key, with an empty list when it has no match)"
+        ),
+        examples=[{"image": [], "audio": [], "text": []}],
+    )
     took_ms: float = Field(examples=[12.5])
