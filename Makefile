@@ -13,11 +13,11 @@ $(PY):
 
 # Re-install only when the packaging metadata changes. The demo needs only the package;
 # the tests also need the dev, milvus and ray extras.
-$(BASE_STAMP): pyproject.toml | $(PY)
+$(BASE_STAMP): pyproject.toml setup.py | $(PY)
 	$(PY) -m pip install --quiet -e .
 	touch $(BASE_STAMP)
 
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml setup.py | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev,milvus,ray,wakeword]'
 	touch $(STAMP) $(BASE_STAMP)
 

@@ -17,7 +17,7 @@ from .inputs import Upload, check_modalities, embed_texts, embed_uploads, mean_q
 from .schemas.common import ItemOut
 from .state import ActiveSpace
 
-__all__ = ["query_vector", "search", "item_out"]
+__all__ = ["query_vector", "search", "search_by_modality", "item_out"]
 
 
 def item_out(
@@ -88,3 +88,21 @@ def search(
         return []
     hits: list[Hit] = active.store.search(query, k=k, filters=flt)[0]
     return [dict(item_out(active, h.id, h.metadata, with_text), score=float(h.score)) for h in hits]
+
+
+def search_by_modality(
+    active: ActiveSpace,
+    query: np.ndarray,
+    k: int,
+    modalities: Sequence[str] | None = None,
+    concept: str | Sequence[str] | None = None,
+    where: Mapping[str, Any] | None = None,
+    with_text: bool = True,
+) -> dict[str, list[dict[str, Any]]]:
+    """The top-``k`` of each target modality (default: every modality of the model), as its own
+    list of ``HitOut``-shaped dicts."""
+    targets = check_modalities(active, list(modalities) if modalities else None)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for m in targets or active.spaner.modalities:
+        out[m] = search(active, query, k, build_filter(active, [m], concept, where), with_text)
+    return out

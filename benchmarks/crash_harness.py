@@ -3,18 +3,25 @@
 Four scenarios:
 
 * **ingest**: a fresh synthetic data set (``make_synthetic``, a new seed per round) is ingested
-  with ``spaner ingest --batch-size 8``; once the store's item count starts to grow the process
-  is killed (SIGKILL) after a random delay. Acknowledged = every item committed in SQLite just
-  before the kill (read through a separate read-only connection).
+  with ``spaner ingest --batch-size 8``; the process is killed (SIGKILL) after a seeded-random
+  number of its store writes. Acknowledged = every item committed in SQLite just before the
+  kill (read through a separate read-only connection).
 * **server**: ``spaner serve --profile tiny --no-ui`` receives concurrent ``POST /v1/items``
-  (unique PNG, WAV and text items) from a few threads; after a random delay past the first
-  201 it is killed. Acknowledged = every item whose POST answered 201 with an id.
+  (unique PNG, WAV and text items) from a few threads; it is killed after a seeded-random
+  number of its store writes. Acknowledged = every item whose POST answered 201 with an id.
 * **creation** (``--creation serve,ingest,store``): a child runs ``spaner serve``'s or
   ``spaner ingest``'s store creation, or ``create_store``, and SIGKILLs itself before its k-th
   storage call (every k); the same flow then runs again and must give a usable, empty store
   bound to its own checkpoint (:func:`_check_created`).
 * **milvus** (``--milvus-kills N``): a writer adding (and deleting) batches in a Milvus Lite
-  store is killed mid-stream; the store is reopened and checked (:func:`verify_milvus`).
+  store is killed after a seeded-random number of batches; the store is reopened and checked
+  (:func:`verify_milvus`).
+
+Kill points come from the writer's own progress, never from the clock: the writer reports
+each store write once it returned (``ACK``), the harness sends SIGKILL as soon as it reads
+the n-th report, and the writer blocks after write n+1 until the kill arrives. So the kill
+lands during (or right after) write n+1 on a fast and on a slow machine alike, and a writer
+never finishes before its kill (:func:`hooked_child`, :class:`LineReader`).
 
 After each ingest/server kill the store is reopened in this process (``open_store``, which
 repairs) and checked: it opens; FAISS and SQLite agree (same count, same id set); every
@@ -34,6 +41,7 @@ import io
 import json
 import os
 import random
+import select
 import signal
 import socket
 import sqlite3
@@ -49,8 +57,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve()
 BIN = Path(sys.executable).parent
 SPANER = [str(BIN / "spaner")] if (BIN / "spaner").exists() else [sys.executable, "-m", "spaner"]
+#: how long a writer may go without reporting progress before the run is declared hung
+#: (a guard against a stuck child, not a kill point)
+STALL_SECONDS = 300.0
 
 
 @dataclass
@@ -162,6 +174,103 @@ def _check_searchable(store, present: list[int], k: int, tally: Tally, fail) -> 
             fail(f"acknowledged item {i} not found by its own vector")
 
 
+# -- progress-decided kill points ----------------------------------------------------------
+class LineReader:
+    """Lines from a pipe's file descriptor, each waited for at most ``STALL_SECONDS``."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = b""
+        self.eof = False
+
+    def readline(self) -> str | None:
+        """The next line (without its newline); None at end of file (the writer is gone)."""
+        while b"\n" not in self.buf:
+            if self.eof:
+                return None
+            ready, _, _ = select.select([self.fd], [], [], STALL_SECONDS)
+            if not ready:
+                raise RuntimeError(f"writer reported no progress for {STALL_SECONDS:.0f} s")
+            chunk = os.read(self.fd, 65536)
+            if not chunk:  # a last line without its newline was cut by the kill: not a report
+                self.eof = True
+                return None
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode()
+
+    def rest(self) -> list[str]:
+        """Every remaining line up to end of file (call after the writer was killed)."""
+        out = []
+        while (line := self.readline()) is not None:
+            out.append(line)
+        return out
+
+
+def hooked_child(kill_after: int, fd: int, argv: list[str]) -> int:
+    """Run ``spaner ARGV`` with each store write (``MetadataBackedStore.add``) writing ``ACK n``
+    to ``fd`` once it returned; write ``kill_after + 1`` and any later one block, after they
+    returned, until the parent's SIGKILL (which it sends on reading ``ACK kill_after``)."""
+    from spaner.index.backed_store import MetadataBackedStore
+
+    from spaner.cli.main import main as spaner_main
+
+    out = os.fdopen(fd, "w", buffering=1)
+    lock = threading.Lock()
+    count = 0
+    real_add = MetadataBackedStore.add
+
+    def add(self, *args, **kwargs):
+        nonlocal count
+        ids = real_add(self, *args, **kwargs)
+        with lock:
+            count += 1
+            n = count
+            out.write(f"ACK {n}\n")
+        if n > kill_after:
+            threading.Event().wait()  # past the kill point: wait for the SIGKILL
+        return ids
+
+    MetadataBackedStore.add = add
+    return spaner_main(argv)
+
+
+def spawn_hooked(argv: list[str], kill_after: int) -> tuple[subprocess.Popen, LineReader]:
+    """Start ``spaner ARGV`` under :func:`hooked_child`; returns it and its progress reader."""
+    r, w = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, str(HERE), "--hooked-child", str(kill_after), str(w), *argv],
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(w,),
+        )
+    finally:
+        os.close(w)
+    return proc, LineReader(r)
+
+
+def await_acks(progress: LineReader, n: int) -> int:
+    """Read ``ACK`` lines until the n-th; returns how many were read (fewer: the writer exited)."""
+    seen = 0
+    while seen < n:
+        line = progress.readline()
+        if line is None:
+            break
+        seen += line.startswith("ACK")
+    return seen
+
+
+def _kill(proc: subprocess.Popen, tally: Tally) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+        tally.kills += 1
+    else:
+        tally.completed_before_kill += 1
+    proc.wait(timeout=60)
+
+
 # -- ingest ------------------------------------------------------------------------------
 def run_ingest(work: Path, kills: int, rng: random.Random, tally: Tally, log) -> None:
     from spaner.datasets.synthetic import make_synthetic
@@ -169,37 +278,27 @@ def run_ingest(work: Path, kills: int, rng: random.Random, tally: Tally, log) ->
     store = work / "ingest-store"
     seed_dir = work / "ingest-warmup"
     make_synthetic(seed_dir, concepts=2, per_concept=2, seed=10_000)
-    cmd = [*SPANER, "ingest", "--store", str(store), "--profile", "tiny", "-q"]
-    subprocess.run([*cmd, str(seed_dir)], env=_env(), check=True, capture_output=True, timeout=300)
+    cmd = ["ingest", "--store", str(store), "--profile", "tiny", "-q"]
+    subprocess.run(
+        [*SPANER, *cmd, str(seed_dir)], env=_env(), check=True, capture_output=True, timeout=300
+    )
     for r in range(kills):
         data = work / f"ingest-data-{r}"
         make_synthetic(data, concepts=10, per_concept=8, seed=r + 1)
         before = _committed(store)
-        proc = subprocess.Popen(
-            [*cmd, "--batch-size", "8", str(data)],
-            env=_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
-            if len(_committed(store)) > len(before):
-                break
-            time.sleep(0.05)
-        end = time.monotonic() + rng.uniform(0.0, 2.0)
-        while proc.poll() is None and time.monotonic() < end:
-            time.sleep(0.02)
-        acked_ids = _committed(store)  # committed before the kill: must survive it
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            tally.kills += 1
-        else:
-            tally.completed_before_kill += 1
-        proc.wait(timeout=30)
+        n = rng.randint(1, 5)  # of at least 10 batches of 8
+        proc, progress = spawn_hooked([*cmd, "--batch-size", "8", str(data)], n)
+        try:
+            await_acks(progress, n)
+            acked_ids = _committed(store)  # committed before the kill: must survive it
+        finally:
+            _kill(proc, tally)
+            os.close(progress.fd)
         new = {i: None for i in acked_ids}
         verify(store, new, tally, f"ingest round {r}")
         log(
-            f"ingest round {r}: {len(acked_ids) - len(before)} committed this round, "
+            f"ingest round {r}: killed after write {n}, "
+            f"{len(acked_ids) - len(before)} committed this round, "
             f"store {len(_committed(store))}"
         )
 
@@ -255,25 +354,12 @@ def _uploader(
                         acked[int(item["id"])] = content
 
 
-def _start_server(store: Path, port: int) -> subprocess.Popen:
-    cmd = [
-        *SPANER,
-        "serve",
-        "--profile",
-        "tiny",
-        "--store",
-        str(store),
-        "--no-ui",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "-q",
-    ]
-    return subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _start_server(store: Path, port: int, kill_after: int) -> tuple[subprocess.Popen, LineReader]:
+    argv = ["serve", "--profile", "tiny", "--store", str(store), "--no-ui"]
+    return spawn_hooked([*argv, "--host", "127.0.0.1", "--port", str(port), "-q"], kill_after)
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = STALL_SECONDS) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -294,7 +380,8 @@ def run_server(work: Path, kills: int, rng: random.Random, tally: Tally, log, th
     for r in range(kills):
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
-        proc = _start_server(store, port)
+        n = rng.randint(1, 30)  # store writes (one per POST) before the kill
+        proc, progress = _start_server(store, port, n)
         stop = threading.Event()
         acked: dict[int, bytes | str] = {}
         lock = threading.Lock()
@@ -309,22 +396,20 @@ def run_server(work: Path, kills: int, rng: random.Random, tally: Tally, log, th
             ]
             for w in workers:
                 w.start()
-            deadline = time.monotonic() + 60
-            while not acked and time.monotonic() < deadline:
-                time.sleep(0.02)
-            time.sleep(rng.uniform(0.1, 2.0))
+            await_acks(progress, n)
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                tally.kills += 1
-            proc.wait(timeout=30)
+            _kill(proc, tally)
+            os.close(progress.fd)
             stop.set()
             for w in workers:
                 w.join(timeout=20)
         with lock:
             got = dict(acked)
         verify(store, got, tally, f"server round {r}")
-        log(f"server round {r}: {len(got)} acknowledged, store {len(_committed(store))}")
+        log(
+            f"server round {r}: killed after write {n}, {len(got)} acknowledged, "
+            f"store {len(_committed(store))}"
+        )
 
 
 # -- store creation ---------------------------------------------------------------------
@@ -479,10 +564,12 @@ def run_creation(
 MILVUS_DIM = 32
 
 
-def milvus_child(store_dir: Path, seed: int) -> None:
+def milvus_child(store_dir: Path, seed: int, kill_after: int) -> None:
     """Open the Milvus store and write until killed: batches of 16 adds, and every fourth batch
     a delete of 4 ids it added; prints ``ACK ids`` / ``DEL ids`` after each call returns (and
-    ``DELETING ids`` before a delete: a kill inside it may or may not delete them)."""
+    ``DELETING ids`` before a delete: a kill inside it may or may not delete them). After the
+    ACK of batch ``kill_after + 1`` it waits for the parent's SIGKILL (sent on ACK
+    ``kill_after``)."""
     from spaner.index import Item, open_store
 
     rng = np.random.default_rng(seed)
@@ -496,6 +583,8 @@ def milvus_child(store_dir: Path, seed: int) -> None:
         ]
         ids = store.add(v, items)
         print("ACK " + " ".join(map(str, ids.tolist())), flush=True)
+        if b >= kill_after:  # batch kill_after + 1 (b counts from 0): wait for the kill
+            threading.Event().wait()
         if b % 4 == 3:
             gone = ids[:4].tolist()
             print("DELETING " + " ".join(map(str, gone)), flush=True)  # in flight: either way
@@ -568,33 +657,27 @@ def run_milvus(work: Path, kills: int, rng: random.Random, tally: Tally, log) ->
 
     store_dir = work / "milvus-store"
     create_store(store_dir, EmbeddingSpace("crash-milvus", MILVUS_DIM), backend="milvus").close()
-    here = Path(__file__).resolve()
     acked: dict[int, str] = {}
     deleted: set[int] = set()
     for r in range(kills):
+        n = rng.randint(1, 40)  # of 300 batches
         proc = subprocess.Popen(
-            [sys.executable, str(here), "--milvus-child", str(store_dir), str(r + 1)],
+            [sys.executable, str(HERE), "--milvus-child", str(store_dir), str(r + 1), str(n)],
             env=_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            text=True,
         )
+        progress = LineReader(proc.stdout.fileno())
         lines: list[str] = []
-        reader = threading.Thread(target=lines.extend, args=(proc.stdout,), daemon=True)
-        reader.start()
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
-            if any(x.startswith("ACK") for x in list(lines)):
-                break
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.05, 1.5))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            tally.kills += 1
-        else:
-            tally.completed_before_kill += 1
-        proc.wait(timeout=30)
-        reader.join(timeout=10)
+        try:
+            seen = 0
+            while seen < n and (line := progress.readline()) is not None:
+                lines.append(line)
+                seen += line.startswith("ACK")
+        finally:
+            _kill(proc, tally)
+        lines += progress.rest()  # printed before the kill: acknowledged too
+        proc.stdout.close()
         batch = 0
         for line in lines:  # a line is printed only after its call returned
             kind, *ids = line.split()
@@ -609,7 +692,10 @@ def run_milvus(work: Path, kills: int, rng: random.Random, tally: Tally, log) ->
                     acked.pop(int(i), None)
         verify_milvus(store_dir, acked, deleted, tally, f"milvus round {r}")
         note = tally.milvus_notes[-1] if tally.milvus_notes else "not opened"
-        log(f"milvus round {r}: {batch} batches acknowledged, {len(acked)} ids; {note}")
+        log(
+            f"milvus round {r}: killed after batch {n}, {batch} batches acknowledged, "
+            f"{len(acked)} ids; {note}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -629,8 +715,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the tally as one JSON object")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--milvus-child"]:  # internal: the writer of run_milvus
-        milvus_child(Path(argv[1]), int(argv[2]))
+        milvus_child(Path(argv[1]), int(argv[2]), int(argv[3]))
         return 0
+    if argv[:1] == ["--hooked-child"]:  # internal: spaner ingest/serve reporting its writes
+        return hooked_child(int(argv[1]), int(argv[2]), argv[3:])
     if argv[:1] == ["--creation-child"]:  # internal: one child of run_creation
         creation_child(argv[1], Path(argv[2]), int(argv[3]))
         return 0

@@ -24,14 +24,14 @@ import torch
 
 from .config import AlignerConfig, SpanerConfig, TrainConfig
 from .data import FeatureSet
-from .evaluate import coherence_metrics, retrieval_metrics
+from .evaluate import coherence_metrics, mixed_pool_metrics, retrieval_metrics
 from .features import FeatureCache
 from .manifest import Manifest
 from .model import SpanerModel
 from .pipeline import Spaner
 from .train import embed_items, fit
 
-__all__ = ["METHODS", "compare", "format_markdown", "evaluate_model"]
+__all__ = ["METHODS", "compare", "format_markdown", "evaluate_model", "score_model"]
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +62,28 @@ def _variant(config: SpanerConfig, method: str) -> SpanerConfig | None:
     )
 
 
-def evaluate_model(model: SpanerModel, test: FeatureSet) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(retrieval metrics per direction, coherence) of ``model`` on ``test``."""
-    embs = {
+def _embed(model: SpanerModel, test: FeatureSet) -> dict[str, torch.Tensor]:
+    return {
         m: embed_items(model, m, f.items) for m, f in test.modalities.items() if m in model.aligners
     }
+
+
+def evaluate_model(model: SpanerModel, test: FeatureSet) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(retrieval metrics per direction, coherence) of ``model`` on ``test``."""
+    embs = _embed(model, test)
     return retrieval_metrics(embs, test), coherence_metrics(embs, test)
+
+
+def score_model(
+    model: SpanerModel, test: FeatureSet
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(retrieval per direction, coherence, mixed-pool metrics per query modality)."""
+    embs = _embed(model, test)
+    return (
+        retrieval_metrics(embs, test),
+        coherence_metrics(embs, test),
+        mixed_pool_metrics(embs, test),
+    )
 
 
 def _mean(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -94,7 +110,7 @@ def compare(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run every method for every seed; returns the report (see ``spaner eval --json``)."""
-    per_method: dict[str, list[tuple[dict, dict]]] = {}
+    per_method: dict[str, list[tuple[dict, dict, dict]]] = {}
     seconds: dict[str, float] = {}
     info: dict[str, Any] = {}
     for seed in seeds:
@@ -112,9 +128,7 @@ def compare(
             "test_items": {m: len(f) for m, f in data.test.modalities.items()},
         }
         if checkpoint_model is not None:
-            per_method.setdefault("checkpoint", []).append(
-                evaluate_model(checkpoint_model, data.test)
-            )
+            per_method.setdefault("checkpoint", []).append(score_model(checkpoint_model, data.test))
         for method in methods:
             config = _variant(sp.model.config, method)
             if config is None:
@@ -127,10 +141,11 @@ def compare(
                 log.info("training %s (seed %d)", method, seed)
                 fit(model, data.train, data.val, run_cfg, progress=progress)
             seconds[method] = seconds.get(method, 0.0) + time.perf_counter() - t0
-            per_method.setdefault(method, []).append(evaluate_model(model, data.test))
+            per_method.setdefault(method, []).append(score_model(model, data.test))
     report: dict[str, Any] = {
-        "methods": {m: _mean([r for r, _ in runs]) for m, runs in per_method.items()},
-        "coherence": {m: _mean([c for _, c in runs]) for m, runs in per_method.items()},
+        "methods": {m: _mean([r[0] for r in runs]) for m, runs in per_method.items()},
+        "coherence": {m: _mean([r[1] for r in runs]) for m, runs in per_method.items()},
+        "mixed_pool": {m: _mean([r[2] for r in runs]) for m, runs in per_method.items()},
         "shots": cfg.shots,
         "fraction": cfg.fraction,
         "seeds": list(seeds),
@@ -142,7 +157,7 @@ def compare(
 
 
 def format_markdown(report: dict[str, Any]) -> str:
-    """The report as two Markdown tables (retrieval, coherence)."""
+    """The report as three Markdown tables (retrieval, coherence, mixed pool)."""
     lines = [
         f"Relevance: **{report['relevance']}** (a hit is "
         + (
@@ -171,4 +186,19 @@ def format_markdown(report: dict[str, Any]) -> str:
             f"| {method} | {fmt(c['modality_gap'])} | {fmt(c['neighbour_purity'])} | "
             f"{fmt(c['silhouette_concept'])} | {fmt(c['silhouette_modality'])} |"
         )
+    lines += [
+        "",
+        "Mixed pool: each test query ranks every other test item of every modality.",
+        "",
+        "| method | queries | P@10 | P@10 per direction | mAP@10 | own modality in top 10 "
+        "| own modality in pool | modality-mix ratio ↑ |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for method, per_mod in report.get("mixed_pool", {}).items():
+        for q, m in per_mod.items():
+            lines.append(
+                f"| {method} | {q} | {m['P@10']:.3f} | {m['P@10_directions']:.3f} | "
+                f"{m['mAP@10']:.3f} | {m['own_share']:.3f} | {m['pool_own_share']:.3f} | "
+                f"{m['mix_ratio']:.3f} |"
+            )
     return "\n".join(lines)

@@ -132,6 +132,24 @@ class TrainConfig:
         "recall",
         "early-stopping signal on the validation set: 'recall' (mean R@1 over directions) or 'loss'",
     )
+    loss: str = _f(
+        "pairs",
+        "training objective: 'pairs' (one contrastive loss per pair of modalities), 'mixed' (one "
+        "over every item of a batch, any modality: mixes the modalities in a search over all of "
+        "them, at a cost in per-direction recall) or 'both' (their mean); see spaner.losses and "
+        "BENCHMARKS.md 'Mixed pool'",
+    )
+    balance: bool = _f(
+        True, "mixed loss: each modality's positives get an equal share of an anchor's target"
+    )
+    gap_weight: float = _f(
+        0.0, "weight of the modality-gap term (squared distance between modality centroids)"
+    )
+    mix_weight: float = _f(
+        0.0,
+        "weight of the own-modality preference term (an item closer to its own modality's "
+        "positives than to other modalities' positives); see spaner.losses",
+    )
     seed: int = _f(0, "seed for sampling, initialisation and shuffling")
     augment: bool = _f(False, "apply token-level augmentation (dropout of tokens) during training")
     audio_augment: int = _f(
@@ -157,6 +175,12 @@ class TrainConfig:
             or self.min_epochs < 0
         ):
             raise ConfigError("epochs >= 1, batch size >= 2, lr > 0 and patience >= 1 are required")
+        if self.loss not in ("pairs", "mixed", "both"):
+            raise ConfigError(f"loss must be 'pairs', 'mixed' or 'both', got {self.loss!r}")
+        if not 0.0 <= self.gap_weight < 1e6:
+            raise ConfigError(f"gap_weight must be >= 0, got {self.gap_weight}")
+        if not 0.0 <= self.mix_weight < 1e6:
+            raise ConfigError(f"mix_weight must be >= 0, got {self.mix_weight}")
         if self.val_every < 1:
             raise ConfigError(f"val_every must be >= 1, got {self.val_every}")
         if self.audio_augment < 0:

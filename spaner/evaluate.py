@@ -3,7 +3,13 @@
 * Recall@K per direction ``q->t``: share of queries with at least one relevant item in
   the top K (relevant = same label: the same concept, or the same manifest line when
   the manifest pairs items).
-* mAP@10 with concept-level relevance: ``AP@10 = sum_k P@k * rel_k / min(R, 10)``.
+* mAP@10 with concept-level relevance: ``AP@10 = sum_k P@k * rel_k / min(R, 10)``; P@10, the
+  share of relevant items in the top 10.
+* Mixed pool (:func:`mixed_pool_metrics`): each query ranks every *other* test item of every
+  modality at once, as a search over a whole collection does. Per query modality: P@10 and
+  mAP@10 by label, the share of the top 10 from the query's own modality, and the modality-mix
+  ratio = (share of the top 10 from other modalities) / (share of other modalities in the pool):
+  1.0 when modality plays no part in the ranking, 0 when it decides everything.
 * Coherence: modality gap (mean distance between modality centroids of the unit
   vectors), cross-modal neighbour purity (share of an item's 10 nearest items *of other
   modalities* that are relevant), silhouette (cosine) by concept and by modality. A
@@ -19,7 +25,7 @@ import torch
 
 from .data import FeatureSet
 
-__all__ = ["retrieval_metrics", "coherence_metrics", "KS"]
+__all__ = ["retrieval_metrics", "coherence_metrics", "mixed_pool_metrics", "KS"]
 
 KS = (1, 5, 10)
 
@@ -49,7 +55,54 @@ def retrieval_metrics(
         prec = rel[:, :k10].cumsum(1) / torch.arange(1, k10 + 1).float()
         ap = (prec * rel[:, :k10]).sum(1) / n_rel.clamp(max=k10).clamp_min(1)
         row["mAP@10"] = float(ap[has_any].mean()) if has_any.any() else 0.0
+        row["P@10"] = float(rel[:, :k10].mean())
         out[f"{q}->{t}"] = {k: round(v, 4) for k, v in row.items()}
+    return out
+
+
+def mixed_pool_metrics(
+    embs: dict[str, torch.Tensor], fs: FeatureSet, k: int = 10
+) -> dict[str, dict[str, float]]:
+    """Per query modality ``{"P@10", "mAP@10", "own_share", "pool_own_share", "mix_ratio",
+    "P@10_directions"}`` over a pool of every other test item of every modality (see the module
+    docstring); ``P@10_directions`` is the mean P@10 of that modality's per-direction rankings
+    against each other modality alone, the figure the mixed pool is compared with."""
+    mods = [m for m in sorted(embs) if len(embs[m])]
+    if len(mods) < 2:
+        return {}
+    z = torch.cat([embs[m] for m in mods])
+    labels = torch.cat([fs.modalities[m].labels for m in mods])
+    mod_ids = torch.cat([torch.full((len(embs[m]),), i) for i, m in enumerate(mods)])
+    n = len(z)
+    kk = min(k, n - 1)
+    sims = z @ z.T
+    sims.fill_diagonal_(-float("inf"))  # never the query itself
+    top = sims.topk(kk, dim=1).indices  # [N, kk]
+    rel = (labels[top] == labels.unsqueeze(1)).float()
+    own = (mod_ids[top] == mod_ids.unsqueeze(1)).float()
+    n_rel = (labels.unsqueeze(1) == labels.unsqueeze(0)).sum(1).float() - 1  # minus itself
+    prec = rel.cumsum(1) / torch.arange(1, kk + 1).float()
+    ap = (prec * rel).sum(1) / n_rel.clamp(max=kk).clamp_min(1)
+    per_dir = retrieval_metrics(embs, fs, ks=(1,))
+    out: dict[str, dict[str, float]] = {}
+    for i, m in enumerate(mods):
+        rows = mod_ids == i
+        has = rows & (n_rel > 0)
+        pool_own = (len(embs[m]) - 1) / (n - 1)
+        own_share = float(own[rows].mean())
+        other_pool = 1.0 - pool_own
+        dirs = [per_dir[f"{m}->{t}"]["P@10"] for t in mods if t != m and f"{m}->{t}" in per_dir]
+        out[m] = {
+            k_: round(v, 4)
+            for k_, v in {
+                "P@10": float(rel[rows].mean()),
+                "mAP@10": float(ap[has].mean()) if has.any() else 0.0,
+                "own_share": own_share,
+                "pool_own_share": pool_own,
+                "mix_ratio": (1.0 - own_share) / other_pool if other_pool > 0 else 0.0,
+                "P@10_directions": float(np.mean(dirs)) if dirs else 0.0,
+            }.items()
+        }
     return out
 
 

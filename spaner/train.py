@@ -2,9 +2,11 @@
 
 :func:`fit` trains every trainable parameter (prompt(s), aligners, temperature); with
 ``only=[m]`` it trains modality ``m``'s aligner alone (:func:`spaner.pipeline.Spaner.extend`)
-and every other parameter stays bit-identical. Mini-batches mix all modalities; the loss
-is the mean symmetric multi-positive InfoNCE over every modality pair present (pairs that
-involve a trained modality, when ``only`` is given). Validation runs every ``val_every``
+and every other parameter stays bit-identical. Mini-batches mix all modalities; the loss is
+``cfg.loss`` (:mod:`spaner.losses`): by default the mean symmetric multi-positive InfoNCE over
+every modality pair present (pairs that involve a trained modality, when ``only`` is given);
+``mixed`` is one InfoNCE over every item of the batch whatever its modality (with ``only``,
+anchored on the trained modalities' items). Validation runs every ``val_every``
 epochs (and on the last); early stopping on it restores the best validated weights.
 """
 
@@ -25,7 +27,8 @@ from spaner.encoders.base import ItemTokens, TokenBatch
 
 from .config import TrainConfig
 from .data import FeatureSet
-from .model import SpanerModel, info_nce
+from .losses import objective
+from .model import SpanerModel
 
 __all__ = ["fit", "TrainResult", "embed_items", "feature_loss"]
 
@@ -83,11 +86,36 @@ def _pairs(modalities: Sequence[str], only: Sequence[str] | None) -> list[tuple[
     ]
 
 
+def _loss(
+    model: SpanerModel,
+    embs: dict[str, torch.Tensor],
+    labels: dict[str, torch.Tensor],
+    pairs: list[tuple[str, str]],
+    cfg: TrainConfig | None,
+    only: Sequence[str] | None,
+) -> torch.Tensor:
+    cfg = cfg or TrainConfig()
+    return objective(
+        embs,
+        labels,
+        model.logit_scale,
+        pairs,
+        cfg.loss,
+        cfg.gap_weight,
+        cfg.balance,
+        only,
+        cfg.mix_weight,
+    )
+
+
 def validation_metrics(
-    model: SpanerModel, fs: FeatureSet, only: Sequence[str] | None = None
+    model: SpanerModel,
+    fs: FeatureSet,
+    only: Sequence[str] | None = None,
+    cfg: TrainConfig | None = None,
 ) -> tuple[float, float]:
-    """(contrastive loss, mean Recall@1) over the modality pairs training optimises, in eval mode,
-    embedding every item once."""
+    """(training objective, mean Recall@1) over the modality pairs training optimises, in eval
+    mode, embedding every item once."""
     from .evaluate import retrieval_metrics
 
     embs = {
@@ -97,27 +125,22 @@ def validation_metrics(
     if not pairs:
         return float("nan"), float("nan")
     with torch.no_grad():
-        loss = torch.stack(
-            [
-                info_nce(
-                    embs[a],
-                    embs[b],
-                    fs.modalities[a].labels,
-                    fs.modalities[b].labels,
-                    model.logit_scale,
-                )
-                for a, b in pairs
-            ]
-        ).mean()
+        labels = {m: fs.modalities[m].labels for m in embs}
+        loss = _loss(model, embs, labels, pairs, cfg, only)
     metrics = retrieval_metrics(embs, fs, ks=(1,))
     directions = [f"{a}->{b}" for a, b in pairs] + [f"{b}->{a}" for a, b in pairs]
     recalls = [metrics[d]["R@1"] for d in directions if d in metrics]
     return float(loss), float(sum(recalls) / len(recalls)) if recalls else float("nan")
 
 
-def feature_loss(model: SpanerModel, fs: FeatureSet, only: Sequence[str] | None = None) -> float:
-    """The full-set contrastive loss (eval mode), over the modality pairs training optimises."""
-    return validation_metrics(model, fs, only)[0]
+def feature_loss(
+    model: SpanerModel,
+    fs: FeatureSet,
+    only: Sequence[str] | None = None,
+    cfg: TrainConfig | None = None,
+) -> float:
+    """The full-set training objective (eval mode)."""
+    return validation_metrics(model, fs, only, cfg)[0]
 
 
 def fit(
@@ -166,7 +189,7 @@ def fit(
     result = TrainResult(
         0, 0, None, train_items=len(entries), val_items=len(val) if val is not None else 0
     )
-    result.initial_loss = feature_loss(model, train, only)
+    result.initial_loss = feature_loss(model, train, only, cfg)
     best_state = copy.deepcopy(model.state_dict())
     best = math.inf
     stale = 0
@@ -203,12 +226,7 @@ def fit(
                     m, _batch([f.items[i] for i in idx], 0.1 if cfg.augment else 0.0, gen)
                 )
                 labels[m] = f.labels[idx]
-            loss = torch.stack(
-                [
-                    info_nce(embs[a], embs[b], labels[a], labels[b], model.logit_scale)
-                    for a, b in batch_pairs
-                ]
-            ).mean()
+            loss = _loss(model, embs, labels, batch_pairs, cfg, only)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
@@ -226,7 +244,7 @@ def fit(
             continue
         t_val = time.perf_counter()
         if has_val:
-            val_loss, recall = validation_metrics(model, val, only)
+            val_loss, recall = validation_metrics(model, val, only, cfg)
             result.val_loss.append(val_loss)
             result.val_recall.append(recall)
         result.val_seconds += time.perf_counter() - t_val

@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -234,35 +233,43 @@ def test_sigkill_mid_ingest_then_resume(tmp_path, checkpoints) -> None:
 
     manifest = make_synthetic(tmp_path / "data", concepts=6, per_concept=4, seed=5)
     store_dir = tmp_path / "store"
+    # The writer reports each store write once it returned and waits, after the fourth,
+    # for the kill, which is sent on the third report: the kill point is the writer's
+    # progress (3-4 batches of 2 written), the same on a fast and on a slow machine.
     code = (
-        "import sys, time\n"
+        "import threading\n"
         "import spaner.index.backed_store as bs\n"
         "orig = bs.MetadataBackedStore.add\n"
-        "def slow_add(self, *a, **k):\n"
+        "done = []\n"
+        "def reporting_add(self, *a, **k):\n"
         "    out = orig(self, *a, **k)\n"
-        "    time.sleep(0.3)\n"
+        "    done.append(1)\n"
+        "    print('ACK', len(done), flush=True)\n"
+        "    if len(done) > 3:\n"
+        "        threading.Event().wait()\n"
         "    return out\n"
-        "bs.MetadataBackedStore.add = slow_add\n"
+        "bs.MetadataBackedStore.add = reporting_add\n"
         "from spaner.ingest import ingest\n"
         f"ingest([{str(manifest)!r}], {str(store_dir)!r}, checkpoint={str(checkpoints[0])!r}, batch_size=2)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
-    db = store_dir / "metadata.sqlite"
-    deadline = time.time() + 120
-    n = 0
-    while time.time() < deadline and proc.poll() is None:
-        if db.is_file():
-            try:
-                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-                    n = con.execute("SELECT COUNT(*) FROM items").fetchone()[0]
-            except sqlite3.Error:
-                n = 0
-            if n >= 6:
-                break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the ingest finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    acks = 0
+    try:
+        while acks < 3 and (line := proc.stdout.readline()):
+            acks += line.startswith("ACK ")
+        assert acks == 3 and proc.poll() is None, "the ingest finished before it could be killed"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    con = sqlite3.connect(f"file:{store_dir / 'metadata.sqlite'}?mode=ro", uri=True)
+    try:
+        n = con.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+    finally:
+        con.close()
+    assert n >= 6  # the three acknowledged batches of 2 survived the kill
     rep = ingest([manifest], store_dir, batch_size=8)
     assert rep.skipped_present >= n and rep.added > 0
     with open_store(store_dir, None) as store:

@@ -27,3 +27,5 @@ def test_quickstart_notebook_executes(tmp_path, monkeypatch):
         exec(compile(source, f"{NOTEBOOK.name}[cell {i}]", "exec"), namespace)  # noqa: S102
     assert (tmp_path / "quickstart-work" / "space_map.png").stat().st_size > 10_000
     assert namespace["retrieval"]["text->image"]["R@1"] > 0.5
+    hits = namespace["hits"]  # the store cell: `import spaner`'s create_store/Filter/Item
+    assert len(hits) == 5 and {h.metadata["modality"] for h in hits} == {"image"}

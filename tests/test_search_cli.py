@@ -210,3 +210,31 @@ def test_search_refuses_another_checkpoint(built, tmp_path, capsys) -> None:
     )
     err = capsys.readouterr().err
     assert rc == 2 and "embedding space mismatch" in err
+
+
+def test_search_group_by_modality(built, capsys) -> None:
+    store = str(built["store"])
+    args = ["search", "--store", store, "--text", "red", "-k", "2", "-q"]
+    rc = main([*args, "--group-by", "modality", "--json"])
+    doc = _json(capsys)
+    assert rc == 0 and doc["group_by"] == "modality"
+    assert set(doc["groups"]) == {"text", "image", "audio"}
+    for modality, rows in doc["groups"].items():
+        assert [r["rank"] for r in rows] == [1, 2]
+        assert {r["modality"] for r in rows} == {modality}
+        main([*args, "--modality", modality, "--json"])
+        alone = _json(capsys)
+        assert [r["id"] for r in rows] == [r["id"] for r in alone["results"]]
+    main([*args, "--json"])
+    assert doc["results"] == _json(capsys)["results"]  # the mixed ranking stays in "results"
+    rc = main([*args, "--group-by", "modality", "--modality", "audio,image"])
+    out = capsys.readouterr().out
+    assert rc == 0 and out.index("== audio ==") < out.index("== image ==")
+    assert "== text ==" not in out and out.count("\n") == 2 * (1 + 1 + 2)
+
+
+def test_search_group_by_rejects_other_keys(built, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--store", str(built["store"]), "--text", "a", "--group-by", "concept"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from spaner.compare import compare, evaluate_model
+from spaner.compare import compare, evaluate_model, format_markdown
 from spaner.config import TrainConfig
 from spaner.features import FeatureCache
 from spaner.manifest import load_manifest
@@ -164,7 +164,8 @@ def test_compare_reports_every_method_and_direction(trimodal_set):
         "image->text",
     }  # only CLIP has a native space
     for m in report["methods"]["spaner"].values():
-        assert set(m) == {"R@1", "R@5", "R@10", "mAP@10"} and all(0 <= v <= 1 for v in m.values())
+        assert set(m) == {"R@1", "R@5", "R@10", "mAP@10", "P@10"}
+        assert all(0 <= v <= 1 for v in m.values())
         assert m["R@1"] <= m["R@5"] <= m["R@10"]
     assert set(report["coherence"]["spaner"]) == {
         "modality_gap",
@@ -173,6 +174,14 @@ def test_compare_reports_every_method_and_direction(trimodal_set):
         "silhouette_modality",
     }
     assert report["relevance"] == "concept"
+    assert set(report["mixed_pool"]) == set(report["methods"])
+    for q, m in report["mixed_pool"]["spaner"].items():
+        assert q in ("text", "image", "audio")
+        assert m["pool_own_share"] == pytest.approx(
+            (report["test_items"][q] - 1) / (sum(report["test_items"].values()) - 1), abs=1e-4
+        )
+        assert 0 <= m["own_share"] <= 1 and m["mix_ratio"] >= 0 and 0 <= m["P@10"] <= 1
+    assert "modality-mix ratio" in format_markdown(report)
 
 
 def test_validation_every_n_epochs_keeps_the_best_validated_weights(paired_set):

@@ -11,7 +11,7 @@ from ..body import file_part, json_part, openapi_body, read_body
 from ..deps import StateDep
 from ..errors import Unprocessable
 from ..inputs import classify_upload
-from ..retrieval import build_filter, query_vector, search
+from ..retrieval import build_filter, query_vector, search, search_by_modality
 from ..schemas.common import BODY_ERROR_RESPONSES
 from ..schemas.search import SearchIn, SearchOut
 
@@ -25,7 +25,9 @@ router = APIRouter(tags=["search"])
     description=(
         "Every example is embedded into the unified space and their mean is the query, so "
         "several examples of a concept make a few-shot query. Results come from the target "
-        "`modalities` (default: all), filtered by `filters`, best first. An empty collection "
+        "`modalities` (default: all), filtered by `filters`, best first, in one ranking "
+        "whatever the modality. With `group_by: modality`, `groups` also holds the "
+        "top-k of each target modality as its own list (k per modality). An empty collection "
         "returns an empty result list."
     ),
     responses={**BODY_ERROR_RESPONSES, 404: {"description": "a query item_id does not exist"}},
@@ -33,7 +35,7 @@ router = APIRouter(tags=["search"])
         SearchIn,
         {
             "request": json_part(
-                "SearchIn JSON: text/item_id queries, k, modalities, filters (every search "
+                "SearchIn JSON: text/item_id queries, k, modalities, filters, group_by (every search "
                 "option goes here; other form fields are refused)",
                 SearchIn,
             ),
@@ -87,10 +89,21 @@ async def search_items(request: Request, state: StateDep) -> SearchOut:
                 transcripts=transcripts,
             )
             results = search(active, q, req.k, flt)
+            groups = None
+            if req.group_by == "modality":
+                groups = search_by_modality(
+                    active,
+                    q,
+                    req.k,
+                    req.modalities,
+                    req.filters.concept if req.filters else None,
+                    req.filters.where if req.filters else None,
+                )
             return SearchOut(
                 model_id=active.model_id,
                 results=results,
                 transcripts=transcripts,
+                groups=groups,
                 took_ms=(time.perf_counter() - t0) * 1e3,
             )
 

@@ -62,6 +62,7 @@ class SearchIn(BaseModel):
                     "modalities": ["image", "audio"],
                     "filters": {"where": {"license": "CC-BY"}},
                 },
+                {"queries": [{"text": "seven"}], "k": 4, "group_by": "modality"},
             ]
         },
     )
@@ -80,6 +81,14 @@ class SearchIn(BaseModel):
             "(Whisper's transcript, embedded as text), `both` (their mean), or `auto` (`both` "
             "when Whisper hears speech, else `audio`). Transcripts are returned in `transcripts`."
         ),
+    )
+    group_by: Literal["modality"] | None = Field(
+        None,
+        description=(
+            "'modality': also return the top-k of each target modality as its own list in "
+            "`groups` (k per modality); `results` stays the single mixed ranking"
+        ),
+        examples=["modality"],
     )
 
 
@@ -103,5 +112,13 @@ class SearchOut(BaseModel):
     transcripts: list[TranscriptOut] = Field(
         default_factory=list, description="one entry per uploaded audio query (speech != audio)"
     )
-    results: list[HitOut]
+    results: list[HitOut] = Field(description="the top-k of every target modality together")
+    groups: dict[str, list[HitOut]] | None = Field(
+        None,
+        description=(
+            "with `group_by: modality`: each target modality's own top-k, best first "
+            "(every target modality is a key, with an empty list when it has no match)"
+        ),
+        examples=[{"image": [], "audio": [], "text": []}],
+    )
     took_ms: float = Field(examples=[12.5])

@@ -6,14 +6,14 @@ errors a user can cause become ``gr.Error`` with the API's message.
 
 from __future__ import annotations
 
+import html
 import io
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from ..activation import start_activation
 from ..collection import NewItem, add_items
@@ -21,24 +21,25 @@ from ..errors import error_response
 from ..fewshot import SupportExample, check_support, start_fit
 from ..inputs import classify_upload
 from ..model_registry import list_models
-from ..retrieval import build_filter, query_vector, search
+from ..retrieval import build_filter, query_vector, search, search_by_modality
 from ..state import ServiceState
 
 __all__ = [
     "run_search",
+    "SearchView",
+    "sounds_html",
     "add_to_collection",
     "support_add",
     "start_fit_job",
     "job_status",
     "activate_model",
     "model_choices",
-    "embedding_map",
     "TEXT_COLUMNS",
+    "TEXT_LIST_COLUMNS",
 ]
 
 TEXT_COLUMNS = ["score", "modality", "concept", "text or source", "id"]
-MAX_AUDIO = 5
-MAP_POINTS = 2000
+TEXT_LIST_COLUMNS = ["score", "concept", "text"]
 
 
 @contextmanager
@@ -78,11 +79,20 @@ def _decode_image(data: bytes) -> Any:
     return Image.open(io.BytesIO(data)).convert("RGB")
 
 
-def _decode_audio(data: bytes) -> tuple[int, np.ndarray]:
-    import soundfile as sf
+@dataclass
+class SearchView:
+    """What a search shows: each modality's own best results, and the mixed ranking."""
 
-    samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
-    return int(rate), samples
+    gallery: list[tuple[Any, str]] = field(default_factory=list)
+    sounds: list[tuple[int, str]] = field(default_factory=list)  # (item id, caption)
+    texts: list[list[Any]] = field(default_factory=list)  # rows of TEXT_LIST_COLUMNS
+    mixed: list[list[Any]] = field(default_factory=list)  # rows of TEXT_COLUMNS
+    status: str = ""
+    searched: list[str] = field(default_factory=list)
+
+
+def _caption(h: dict[str, Any]) -> str:
+    return f"{h['score']:.3f} · {h['concept'] or h['source'] or h['id']}"
 
 
 def run_search(
@@ -92,8 +102,9 @@ def run_search(
     audio: str | None,
     targets: list[str],
     k: int,
-) -> tuple[list[tuple[Any, str]], list[list[Any]], list[Any], str]:
-    """(gallery items, text rows, audio players' values, status line)."""
+) -> SearchView:
+    """The top ``k`` of each ticked modality (images, sounds, texts) and the mixed top ``k``."""
+    view = SearchView()
     with user_errors(), state.reading() as active:
         uploads = [
             classify_upload(active, data, name)
@@ -102,16 +113,20 @@ def run_search(
         texts = [text.strip()] if text and text.strip() else []
         if not texts and not uploads:
             raise ValueError("type a query, or upload an image or a sound")
-        flt = build_filter(active, targets or None)
-        hits = search(active, query_vector(active, texts=texts, uploads=uploads), int(k), flt)
-        gallery, rows, sounds = [], [], []
-        for h in hits:
-            caption = f"{h['score']:.3f} · {h['concept'] or h['source'] or h['id']}"
-            if h["modality"] == "image":
-                gallery.append((_decode_image(active.store.content(h["id"])), caption))
-            elif h["modality"] == "audio" and len(sounds) < MAX_AUDIO:
-                sounds.append((_decode_audio(active.store.content(h["id"])), caption))
-            rows.append(
+        if not targets:
+            raise ValueError("tick at least one modality to find")
+        q = query_vector(active, texts=texts, uploads=uploads)
+        groups = search_by_modality(active, q, int(k), targets)
+        view.searched = list(groups)
+        for h in groups.get("image", []):
+            view.gallery.append((_decode_image(active.store.content(h["id"])), _caption(h)))
+        view.sounds = [(h["id"], _caption(h)) for h in groups.get("audio", [])]
+        view.texts = [
+            [round(h["score"], 4), h["concept"] or "", h["text"] or h["source"] or ""]
+            for h in groups.get("text", [])
+        ]
+        for h in search(active, q, int(k), build_filter(active, targets)):
+            view.mixed.append(
                 [
                     round(h["score"], 4),
                     h["modality"],
@@ -120,8 +135,24 @@ def run_search(
                     h["id"],
                 ]
             )
-        status = f"{len(hits)} results from {active.store.count()} items (model {active.model_id})"
-    return gallery, rows, sounds, status
+        found = ", ".join(f"{len(g)} {m}" for m, g in groups.items())
+        view.status = (
+            f"{len(view.mixed)} results from {active.store.count()} items ({found}; "
+            f"model {active.model_id})"
+        )
+    return view
+
+
+def sounds_html(sounds: list[tuple[int, str]]) -> str:
+    """A list of audio players for stored clips (served by ``GET /v1/items/{id}/content``)."""
+    if not sounds:
+        return '<p class="no-results">no sounds</p>'
+    rows = "".join(
+        f'<li><div>{html.escape(caption)}</div><audio controls preload="none" '
+        f'src="../v1/items/{int(item_id)}/content"></audio></li>'
+        for item_id, caption in sounds
+    )
+    return f'<ol class="sound-list">{rows}</ol>'
 
 
 def add_to_collection(
@@ -238,29 +269,3 @@ def activate_model(state: ServiceState, model_id: str | None, key: str | None) -
         raise gr.Error("choose a model to activate")
     with user_errors():
         return start_activation(state, model_id).id
-
-
-def embedding_map(state: ServiceState, color_by: str) -> Any:
-    """A 2-D PCA projection of (up to MAP_POINTS) stored vectors, as a DataFrame."""
-    import pandas as pd
-
-    with state.reading() as active:
-        ids = [int(i) for i in active.store.meta.ids_matching(None)]  # type: ignore[attr-defined]
-        if len(ids) > MAP_POINTS:
-            ids = sorted(np.random.default_rng(0).choice(ids, MAP_POINTS, replace=False).tolist())
-        if len(ids) < 2:
-            return pd.DataFrame({"x": [], "y": [], "modality": [], "concept": [], "id": []})
-        vecs = active.store.vectors(ids)
-        metas = active.store.get(ids)
-    centred = vecs - vecs.mean(axis=0, keepdims=True)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    xy = centred @ vt[:2].T
-    return pd.DataFrame(
-        {
-            "x": xy[:, 0],
-            "y": xy[:, 1] if xy.shape[1] > 1 else 0.0,
-            "modality": [m["modality"] for m in metas],
-            "concept": [m["concept"] or "(none)" for m in metas],
-            "id": ids,
-        }
-    )

@@ -9,8 +9,16 @@ import gradio as gr
 
 from ..state import ServiceState
 from . import actions
+from .map import PROJECTIONS, embedding_map
 
-__all__ = ["build_blocks"]
+__all__ = ["build_blocks", "RESULT_CSS"]
+
+
+RESULT_CSS = """
+.sound-list { list-style: none; padding: 0; margin: 0; }
+.sound-list li { margin: 0 0 .6em 0; }
+.sound-list audio { width: 100%; }
+"""
 
 
 def _search_tab(state: ServiceState) -> None:
@@ -23,33 +31,67 @@ def _search_tab(state: ServiceState) -> None:
                     label="…or by image", type="filepath", sources=["upload"], height=160
                 )
                 audio = gr.Audio(
-                    label="…or by sound", type="filepath", sources=["upload", "microphone"]
+                    label="…or by sound",
+                    type="filepath",
+                    sources=["upload", "microphone"],
+                    elem_id="query-audio",
                 )
         with gr.Column(scale=1):
             targets = gr.CheckboxGroup(modalities, value=modalities, label="Find")
-            k = gr.Slider(1, 50, value=10, step=1, label="Results")
+            k = gr.Slider(1, 50, value=8, step=1, label="Results per modality")
             go = gr.Button("Search", variant="primary", elem_id="search-button")
+    # filled by spoken-query transcription (not done here): what the spoken query said
+    transcript = gr.Textbox(
+        label="Transcript of the spoken query",
+        placeholder="(a spoken query's transcript appears here)",
+        interactive=False,
+        elem_id="transcript",
+        lines=1,
+    )
     status = gr.Markdown(elem_id="search-status")
-    gallery = gr.Gallery(label="Images", columns=5, height=260)
-    players = [
-        gr.Audio(label=f"Sound {i + 1}", visible=False, interactive=False)
-        for i in range(actions.MAX_AUDIO)
-    ]
+    with gr.Row(equal_height=False):
+        with gr.Column(visible="image" in modalities, elem_id="results-images") as col_images:
+            gr.Markdown("### Images")
+            gallery = gr.Gallery(label="Images", columns=3, height=420, show_label=False)
+        with gr.Column(visible="audio" in modalities, elem_id="results-audio") as col_audio:
+            gr.Markdown("### Sounds")
+            sounds = gr.HTML(actions.sounds_html([]), elem_id="results-sounds")
+        with gr.Column(visible="text" in modalities, elem_id="results-texts") as col_texts:
+            gr.Markdown("### Texts")
+            texts = gr.Dataframe(
+                headers=actions.TEXT_LIST_COLUMNS,
+                show_label=False,
+                interactive=False,
+                wrap=True,
+                elem_id="results-text-list",
+            )
     table = gr.Dataframe(
-        headers=actions.TEXT_COLUMNS, label="All results", elem_id="results", interactive=False
+        headers=actions.TEXT_COLUMNS,
+        label="All modalities in one ranking",
+        elem_id="results",
+        interactive=False,
     )
 
     def do(
         text: str, image: str | None, audio: str | None, targets: list[str], k: int
     ) -> list[Any]:
-        gal, rows, sounds, line = actions.run_search(state, text, image, audio, targets, k)
-        updates = [gr.update(value=s[0], label=s[1], visible=True) for s in sounds]
-        updates += [gr.update(value=None, visible=False)] * (actions.MAX_AUDIO - len(sounds))
-        return [line, gal, rows, *updates]
+        view = actions.run_search(state, text, image, audio, targets, k)
+        shown = set(view.searched)
+        return [
+            view.status,
+            view.gallery,
+            actions.sounds_html(view.sounds),
+            view.texts,
+            view.mixed,
+            gr.update(visible="image" in shown),
+            gr.update(visible="audio" in shown),
+            gr.update(visible="text" in shown),
+        ]
 
-    outs = [status, gallery, table, *players]
+    outs = [status, gallery, sounds, texts, table, col_images, col_audio, col_texts]
     go.click(do, [text, image, audio, targets, k], outs)
     text.submit(do, [text, image, audio, targets, k], outs)
+    _ = transcript  # the lead's transcription fills this component
 
 
 def _add_tab(state: ServiceState) -> None:
@@ -98,22 +140,35 @@ def _fewshot_tab(state: ServiceState) -> None:
     activate.click(partial(actions.activate_model, state), [model, key], job_id)
 
 
-def _map_tab(state: ServiceState) -> None:
+def _map_tab(state: ServiceState, tab: gr.Tab) -> None:
     gr.Markdown(
-        "A 2-D PCA projection of the stored vectors: when the space is aligned, "
-        "modalities mix and concepts cluster."
+        "A 2-D projection of the stored vectors (hover a point for its label): when the space "
+        "is aligned, modalities mix and concepts cluster. t-SNE shows clusters better than PCA."
     )
-    color = gr.Radio(["modality", "concept"], value="modality", label="Colour by")
-    draw = gr.Button("Draw map")
+    with gr.Row():
+        projection = gr.Radio(list(PROJECTIONS), value="PCA", label="Projection")
+        color = gr.Radio(["modality", "concept"], value="modality", label="Colour by")
+        draw = gr.Button("Redraw")
+    status = gr.Markdown(elem_id="map-status")
     plot = gr.ScatterPlot(
-        x="x", y="y", color="modality", tooltip=["modality", "concept", "id"], height=420
+        x="x",
+        y="y",
+        color="modality",
+        tooltip=["label", "concept", "modality", "id"],
+        height=480,
+        elem_id="map-plot",
     )
 
-    def do(color_by: str) -> Any:
-        return gr.update(value=actions.embedding_map(state, color_by), color=color_by)
+    def do(method: str, color_by: str) -> list[Any]:
+        frame = embedding_map(state, method)
+        line = f"{method} of {len(frame)} stored items, coloured by {color_by}"
+        return [gr.update(value=frame, color=color_by), line]
 
-    draw.click(do, color, plot)
-    color.change(do, color, plot)
+    outs = [plot, status]
+    tab.select(do, [projection, color], outs)  # draws as soon as the tab opens
+    draw.click(do, [projection, color], outs)
+    projection.change(do, [projection, color], outs)
+    color.change(do, [projection, color], outs)
 
 
 def build_blocks(state: ServiceState) -> gr.Blocks:
@@ -125,6 +180,6 @@ def build_blocks(state: ServiceState) -> gr.Blocks:
             _add_tab(state)
         with gr.Tab("Few-shot"):
             _fewshot_tab(state)
-        with gr.Tab("Map"):
-            _map_tab(state)
+        with gr.Tab("Map", elem_id="map-tab") as map_tab:
+            _map_tab(state, map_tab)
     return demo

@@ -12,7 +12,7 @@ __all__ = ["mount_ui"]
 def mount_ui(app: FastAPI, state: ServiceState) -> FastAPI:
     import gradio as gr
 
-    from .blocks import build_blocks
+    from .blocks import RESULT_CSS, build_blocks
 
     blocks = build_blocks(state)
     return gr.mount_gradio_app(
@@ -24,4 +24,5 @@ def mount_ui(app: FastAPI, state: ServiceState) -> FastAPI:
         footer_links=["api"],
         ssr_mode=False,
         mcp_server=False,
+        css=RESULT_CSS,
     )

@@ -3,9 +3,11 @@
 Give one or more query items of any modality (--text, --image, --audio, each repeatable):
 they are embedded with the store's model and combined into one query by averaging their
 unit vectors and renormalising (few-shot retrieval by example). Targets can be limited to
-some modalities, a concept, or metadata equalities.
+some modalities, a concept, or metadata equalities. The results are one ranking by score over
+every target modality; ``--group-by modality`` lists each target modality's own top k instead.
 
     spaner search --store DIR --text "seven" -k 5
+    spaner search --store DIR --text "seven" -k 3 --group-by modality
     spaner search --store DIR --image a.png --image b.png --modality audio --json
 """
 
@@ -37,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--image", action="append", default=[], type=Path, help="query image file")
     q.add_argument("--audio", action="append", default=[], type=Path, help="query audio file")
     p.add_argument("-k", "--k", type=int, default=10, help="number of results (default: 10)")
+    p.add_argument(
+        "--group-by",
+        choices=("modality",),
+        default=None,
+        help="'modality': the top k of each target modality as its own list (k per modality)",
+    )
     f = p.add_argument_group("filters")
     f.add_argument(
         "--modality", default=None, help="target modalities, comma-separated (e.g. image,audio)"
@@ -99,10 +107,14 @@ def parse_where(values: list[str]) -> dict[str, Any]:
     return out
 
 
-def build_filter(args: argparse.Namespace):
+def target_modalities(args: argparse.Namespace) -> list[str] | None:
+    return [m.strip() for m in args.modality.split(",") if m.strip()] if args.modality else None
+
+
+def build_filter(args: argparse.Namespace, modalities: list[str] | None = None):
     from spaner.index import Filter
 
-    mods = [m.strip() for m in args.modality.split(",") if m.strip()] if args.modality else None
+    mods = modalities if modalities is not None else target_modalities(args)
     try:
         flt = Filter(
             modality=mods or None, concept=args.concept or None, where=parse_where(args.where)
@@ -164,20 +176,22 @@ def run(args: argparse.Namespace) -> int:
         if norm == 0.0:
             raise ConfigError("the query items cancel out (their average is the zero vector)")
         q = (q / norm).astype(np.float32)[None, :]
-        hits = bound.store.search(q, args.k, flt)[0]
-        rows = [
-            {
-                "rank": r,
-                "id": h.id,
-                "score": round(float(h.score), 6),
-                "modality": h.metadata["modality"],
-                "concept": h.metadata["concept"],
-                "source": h.metadata["source"],
-                "snippet": snippet(bound.store, h),
-                "extra": h.metadata["extra"],
+        rows = result_rows(bound.store, bound.store.search(q, args.k, flt)[0])
+        groups: dict[str, list[dict[str, Any]]] | None = None
+        if args.group_by == "modality":
+            targets = target_modalities(args) or list(sp.modalities)
+            unknown = [m for m in targets if m not in sp.modalities]
+            if unknown:
+                raise ConfigError(
+                    f"unknown target modality {unknown[0]!r} (the model has: "
+                    f"{', '.join(sp.modalities)})"
+                )
+            groups = {
+                m: result_rows(
+                    bound.store, bound.store.search(q, args.k, build_filter(args, [m]))[0]
+                )
+                for m in dict.fromkeys(targets)
             }
-            for r, h in enumerate(hits, 1)
-        ]
         if args.json:
             print_json(
                 {
@@ -191,9 +205,16 @@ def run(args: argparse.Namespace) -> int:
                         "concept": flt.concept,
                         "where": dict(flt.where),
                     },
+                    "group_by": args.group_by,
                     "results": rows,
+                    **({"groups": groups} if groups is not None else {}),
                 }
             )
+            return 0
+        if groups is not None:
+            for m, g in groups.items():
+                print(f"== {m} ==")
+                print(format_table(g) if g else "(no results)")
             return 0
         print(format_table(rows))
         if not rows:
@@ -201,6 +222,22 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bound.close()
     return 0
+
+
+def result_rows(store: Any, hits: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "rank": r,
+            "id": h.id,
+            "score": round(float(h.score), 6),
+            "modality": h.metadata["modality"],
+            "concept": h.metadata["concept"],
+            "source": h.metadata["source"],
+            "snippet": snippet(store, h),
+            "extra": h.metadata["extra"],
+        }
+        for r, h in enumerate(hits, 1)
+    ]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

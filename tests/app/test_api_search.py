@@ -98,6 +98,65 @@ def test_empty_store_returns_an_empty_list(fresh_service) -> None:
     c, _ = fresh_service
     r = c.post("/v1/search", json={"queries": [{"text": "a dog barking"}], "k": 5})
     assert r.status_code == 200 and r.json()["results"] == []
+    assert r.json()["groups"] is None
+    r = c.post(
+        "/v1/search",
+        json={"queries": [{"text": "a dog barking"}], "k": 5, "group_by": "modality"},
+    )
+    assert r.status_code == 200
+    assert r.json()["groups"] == {"text": [], "image": [], "audio": []}
+
+
+def test_group_by_modality_returns_the_top_k_of_each_modality(client, stored) -> None:
+    body = {"queries": [{"text": "search: a red square"}], "k": 2}
+    mixed = client.post("/v1/search", json=body).json()
+    r = client.post("/v1/search", json={**body, "group_by": "modality"})
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["results"] == mixed["results"]  # the single mixed ranking stays
+    groups = doc["groups"]
+    assert set(groups) == {"text", "image", "audio"}
+    for modality, hits in groups.items():
+        assert 1 <= len(hits) <= 2
+        assert {h["modality"] for h in hits} == {modality}
+        assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+        # each list is that modality's own best, whatever the other modalities score
+        alone = client.post("/v1/search", json={**body, "modalities": [modality]}).json()
+        assert [h["id"] for h in hits] == [h["id"] for h in alone["results"]]
+    assert groups["text"][0]["id"] == stored["red_text"]
+
+
+def test_group_by_keeps_target_modalities_and_filters(client, stored) -> None:
+    r = client.post(
+        "/v1/search",
+        json={
+            "queries": [{"text": "red"}],
+            "k": 5,
+            "group_by": "modality",
+            "modalities": ["image", "text"],
+            "filters": {"concept": "red"},
+        },
+    )
+    groups = r.json()["groups"]
+    assert list(groups) == ["image", "text"]
+    assert [h["id"] for h in groups["image"]] == [stored["red_image"]]
+    assert [h["id"] for h in groups["text"]] == [stored["red_text"]]
+    # multipart: group_by goes in the request part like every other option
+    r = client.post(
+        "/v1/search",
+        data={"request": json.dumps({"k": 1, "group_by": "modality"})},
+        files=[("files", ("q.wav", wav_bytes(880.0), "audio/wav"))],
+    )
+    assert r.status_code == 200 and r.json()["groups"]["audio"][0]["id"] == stored["beep_audio"]
+
+
+def test_group_by_is_documented_in_the_openapi_schema(client) -> None:
+    schema = client.get("/openapi.json").json()
+    prop = schema["components"]["schemas"]["SearchIn"]["properties"]["group_by"]
+    assert "modality" in json.dumps(prop) and "k per modality" in prop["description"]
+    examples = schema["components"]["schemas"]["SearchIn"]["examples"]
+    assert any(e.get("group_by") == "modality" for e in examples)
+    assert "groups" in schema["components"]["schemas"]["SearchOut"]["properties"]
 
 
 @pytest.mark.parametrize(
@@ -113,6 +172,7 @@ def test_empty_store_returns_an_empty_list(fresh_service) -> None:
         ({"queries": [{"text": "a"}], "filters": {"where": {"x": [1, 2]}}}, 422, "where"),
         ({"queries": [{"item_id": 987654}]}, 404, "987654"),
         ({"queries": [{"text": "a"}], "colour": "red"}, 422, "colour"),
+        ({"queries": [{"text": "a"}], "group_by": "concept"}, 422, "group_by"),
         ({"queries": [{"text": "a"}] * 40}, 422, "at most"),
     ],
 )

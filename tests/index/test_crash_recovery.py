@@ -1,14 +1,19 @@
-"""SIGKILL a writer mid-run; the reopened store must be consistent and keep every acked batch."""
+"""SIGKILL a writer mid-run; the reopened store must be consistent and keep every acked batch.
+
+The kill point comes from the writer's progress: the test kills it on reading its n-th batch
+acknowledgement (n seeded per case), and the writer waits for the kill once it has acknowledged
+batch n+1, so the kill lands in the same batch on a fast and on a slow machine.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 from spaner.index import FaissConfig, create_store, open_store
@@ -22,35 +27,40 @@ WRITER = textwrap.dedent(
     from spaner.index import EmbeddingSpace, Item, open_store
     store = open_store(sys.argv[1], EmbeddingSpace("ckpt-aaaa", {dim}))
     rng = np.random.default_rng(int(sys.argv[2]))
+    kill_after = int(sys.argv[3])
     for b in range(10_000):
         x = rng.standard_normal(({batch}, {dim})).astype("float32")
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         ids = store.add(x, [Item("image", concept=f"b{{b}}", content=f"{{b}}-{{i}}".encode()) for i in range({batch})])
         print(json.dumps({{"batch": b, "ids": ids.tolist()}}), flush=True)
+        if b >= kill_after:  # batch kill_after + 1 acknowledged: wait for the kill
+            threading.Event().wait()
         if b % 7 == 3:
             store.save()          # checkpoint the FAISS cache now and then
         if b % 5 == 4:
             store.delete(ids[:2].tolist())
             print(json.dumps({{"deleted": ids[:2].tolist()}}), flush=True)
     """
-).replace("import sys,", "import json, sys,")
+).replace("import sys,", "import json, sys, threading,")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("factory", ["Flat", "HNSW8"])
-def test_sigkill_mid_write_then_reopen_is_consistent(tmp_path, space, factory):
+@pytest.mark.parametrize(("factory", "seed"), [("Flat", 1), ("HNSW8", 2)])
+def test_sigkill_mid_write_then_reopen_is_consistent(tmp_path, space, factory, seed):
     path = tmp_path / "store"
     create_store(path, space, config=FaissConfig(factory=factory)).close()
     script = tmp_path / "writer.py"
     script.write_text(WRITER.format(dim=DIM, batch=BATCH))
+    kill_after = random.Random(seed).randint(20, 30)  # batches acknowledged before the kill
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(path), "1"], stdout=subprocess.PIPE, text=True
+        [sys.executable, str(script), str(path), str(seed), str(kill_after)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     acked: list[list[int]] = []
     deleted: set[int] = set()
-    deadline = time.monotonic() + 60
     try:
-        while len(acked) < 25 and time.monotonic() < deadline:
+        while len(acked) < kill_after:
             line = proc.stdout.readline()
             if not line:
                 break
@@ -59,11 +69,11 @@ def test_sigkill_mid_write_then_reopen_is_consistent(tmp_path, space, factory):
                 acked.append(msg["ids"])
             else:
                 deleted.update(msg["deleted"])
-        time.sleep(0.05 * (len(acked) % 4))  # land the kill at varying points of a batch
+        assert proc.poll() is None, "the writer exited before its kill point"
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert len(acked) >= 25, "writer did not make progress"
+    assert len(acked) == kill_after, "writer did not make progress"
 
     with open_store(path, space) as store:
         stats = store.stats()
