@@ -89,6 +89,7 @@ class SearchView:
     mixed: list[list[Any]] = field(default_factory=list)  # rows of TEXT_COLUMNS
     status: str = ""
     searched: list[str] = field(default_factory=list)
+    transcript: str = ""  # what Whisper heard in a spoken query, when it was transcribed
 
 
 def _caption(h: dict[str, Any]) -> str:
@@ -102,8 +103,10 @@ def run_search(
     audio: str | None,
     targets: list[str],
     k: int,
+    speech: str = "auto",
 ) -> SearchView:
-    """The top ``k`` of each ticked modality (images, sounds, texts) and the mixed top ``k``."""
+    """The top ``k`` of each ticked modality (images, sounds, texts) and the mixed top ``k``;
+    a spoken query's transcript (``speech``: see :mod:`spaner.spoken`)."""
     view = SearchView()
     with user_errors(), state.reading() as active:
         uploads = [
@@ -115,7 +118,12 @@ def run_search(
             raise ValueError("type a query, or upload an image or a sound")
         if not targets:
             raise ValueError("tick at least one modality to find")
-        q = query_vector(active, texts=texts, uploads=uploads)
+        heard: list[dict[str, Any]] = []
+        q = query_vector(active, texts=texts, uploads=uploads, speech=speech, transcripts=heard)
+        view.transcript = "; ".join(
+            f"“{h['transcript']}” (used: {h['used']})" if h["transcript"] else "(no speech heard)"
+            for h in heard
+        )
         groups = search_by_modality(active, q, int(k), targets)
         view.searched = list(groups)
         for h in groups.get("image", []):

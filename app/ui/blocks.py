@@ -39,8 +39,14 @@ def _search_tab(state: ServiceState) -> None:
         with gr.Column(scale=1):
             targets = gr.CheckboxGroup(modalities, value=modalities, label="Find")
             k = gr.Slider(1, 50, value=8, step=1, label="Results per modality")
+            speech = gr.Radio(
+                ["auto", "audio", "transcript", "both"],
+                value="auto",
+                label="A spoken query searches by",
+                info="its sound, Whisper's transcript of it, or both (auto: both when it hears speech)",
+            )
             go = gr.Button("Search", variant="primary", elem_id="search-button")
-    # filled by spoken-query transcription (not done here): what the spoken query said
+    # what Whisper heard in a spoken query (spaner.spoken)
     transcript = gr.Textbox(
         label="Transcript of the spoken query",
         placeholder="(a spoken query's transcript appears here)",
@@ -73,11 +79,17 @@ def _search_tab(state: ServiceState) -> None:
     )
 
     def do(
-        text: str, image: str | None, audio: str | None, targets: list[str], k: int
+        text: str,
+        image: str | None,
+        audio: str | None,
+        targets: list[str],
+        k: int,
+        speech_mode: str,
     ) -> list[Any]:
-        view = actions.run_search(state, text, image, audio, targets, k)
+        view = actions.run_search(state, text, image, audio, targets, k, speech_mode)
         shown = set(view.searched)
         return [
+            view.transcript,
             view.status,
             view.gallery,
             actions.sounds_html(view.sounds),
@@ -88,10 +100,9 @@ def _search_tab(state: ServiceState) -> None:
             gr.update(visible="text" in shown),
         ]
 
-    outs = [status, gallery, sounds, texts, table, col_images, col_audio, col_texts]
-    go.click(do, [text, image, audio, targets, k], outs)
-    text.submit(do, [text, image, audio, targets, k], outs)
-    _ = transcript  # the lead's transcription fills this component
+    outs = [transcript, status, gallery, sounds, texts, table, col_images, col_audio, col_texts]
+    go.click(do, [text, image, audio, targets, k, speech], outs)
+    text.submit(do, [text, image, audio, targets, k, speech], outs)
 
 
 def _add_tab(state: ServiceState) -> None:
