@@ -41,6 +41,7 @@ from .filters import Filter
 from .records import Hit, HitList, Item, SearchResults, content_sha256
 from .registry import available_backends, create_store, open_store, register_backend
 from .space import FORMAT_VERSION, EmbeddingSpace
+from .store_lock import StoreLockedError
 
 if TYPE_CHECKING:
     from .milvus_store import MilvusConfig, MilvusStore
@@ -71,6 +72,7 @@ __all__ = [
     "UnknownIdError",
     "IndexNotTrainedError",
     "StoreFormatError",
+    "StoreLockedError",
 ]
 
 

@@ -79,13 +79,26 @@ class MetadataBackedStore(VectorStore):
         if self._closed:
             raise StoreError(f"{self.path}: store is closed")
 
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.read_only:
+            raise StoreError(
+                f"{self.path}: opened read-only; open it for writing (one writer at a time)"
+            )
+
     def close(self) -> None:
         if self._closed:
             return
-        self.save()
-        self._index_close()
-        self.meta.close()
-        self._closed = True
+        try:
+            if not self.read_only:
+                self.save()
+        finally:
+            self._index_close()
+            self.meta.close()
+            self._closed = True
+            lock, self._writer_lock = self._writer_lock, None
+            if lock is not None:
+                lock.release()
 
     # -- index hooks (backends implement) -------------------------------------------------
     @abstractmethod
@@ -117,7 +130,7 @@ class MetadataBackedStore(VectorStore):
         metadata: Sequence[Item | dict[str, Any]],
         ids: Iterable[int] | None = None,
     ) -> np.ndarray:
-        self._check_open()
+        self._check_writable()
         vecs = check_vectors(vectors, self.dim, normalize=self.normalize)
         try:
             items = coerce_items(metadata, len(vecs))
@@ -144,7 +157,7 @@ class MetadataBackedStore(VectorStore):
         """Hook run (under the lock) after a committed mutation reached the index."""
 
     def delete(self, ids: Iterable[int]) -> int:
-        self._check_open()
+        self._check_writable()
         arr = np.asarray(list(ids), dtype=np.int64)
         with self._lock:
             gone, hashes, gen = self.meta.delete(arr.tolist())
@@ -287,6 +300,7 @@ class MetadataBackedStore(VectorStore):
 
     def vacuum_content(self) -> int:
         """Remove content files no item references (left by a crash before commit)."""
+        self._check_writable()
         with self._lock:
             used = self.meta.file_hashes()
             orphans = [d for d in self.contents.digests() if d not in used]
@@ -297,6 +311,8 @@ class MetadataBackedStore(VectorStore):
     def _remove_temp_files(self) -> int:
         from .atomic_io import TMP_PREFIX
 
+        if self.read_only:  # the temp files may be a live writer's
+            return 0
         n = self.contents.remove_temp_files()
         for f in self.path.rglob(f"{TMP_PREFIX}*"):
             if f.name != MANIFEST_NAME:

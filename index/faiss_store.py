@@ -126,6 +126,14 @@ class FaissStore(MetadataBackedStore):
         store.last_repair = store._reconcile()
         return store
 
+    @classmethod
+    def open_read_only(cls, path: str | Path, space: EmbeddingSpace | None) -> FaissStore:
+        """Open without the writer lock: repairs stay in memory, add/delete are refused."""
+        store = cls(Path(path), cls._read_manifest(path, space))
+        store.read_only = True
+        store.last_repair = store._reconcile()
+        return store
+
     def _index_close(self) -> None:
         self._gpu = None
         self._view = None
@@ -136,6 +144,8 @@ class FaissStore(MetadataBackedStore):
 
     def save(self) -> None:
         self._check_open()
+        if self.read_only:
+            return
         with self._lock:
             gen = self.meta.generation
             if self._cache_gen == gen:
