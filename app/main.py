@@ -29,7 +29,8 @@ DESCRIPTION = """\
 One embedding space for text, images and audio: embed, store and search across modalities,
 and adapt the space few-shot. Writes need the `X-API-Key` header when the server has a key.
 Errors are JSON `{"error": code, "detail": message}`: 413 over a limit, 415 not a decodable
-file type, 422 invalid input, 404 unknown id.
+file type, 422 invalid input, 404 unknown id, 507 the disk is full (nothing of the request
+was stored; retry once space is free).
 """
 
 

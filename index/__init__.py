@@ -33,6 +33,7 @@ from .errors import (
     SpaceMismatchError,
     StoreError,
     StoreFormatError,
+    StoreFullError,
     UnknownIdError,
     VectorError,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "IndexNotTrainedError",
     "StoreFormatError",
     "StoreLockedError",
+    "StoreFullError",
 ]
 
 

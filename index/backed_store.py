@@ -17,15 +17,18 @@ import logging
 import sqlite3
 import threading
 from abc import abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from spaner.errors import is_disk_full
+
 from .base import RepairReport, VectorStore
 from .content_store import ContentStore
-from .errors import StoreError, UnknownIdError
+from .errors import StoreError, StoreFullError, UnknownIdError
 from .filters import Filter
 from .meta_cache import MetaCache, row_to_metadata
 from .metadata import MetadataDB
@@ -79,6 +82,21 @@ class MetadataBackedStore(VectorStore):
         if self._closed:
             raise StoreError(f"{self.path}: store is closed")
 
+    @contextmanager
+    def _full_disk(self, what: str) -> Iterator[None]:
+        """Turn an out-of-space failure into :class:`StoreFullError` naming the store."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except (OSError, sqlite3.Error) as exc:
+            if not is_disk_full(exc):
+                raise
+            raise StoreFullError(
+                f"{self.path}: no space left on device while {what} ({exc}); nothing of this "
+                "call was stored and the store is intact: free space and retry"
+            ) from exc
+
     def _check_writable(self) -> None:
         self._check_open()
         if self.read_only:
@@ -91,7 +109,8 @@ class MetadataBackedStore(VectorStore):
             return
         try:
             if not self.read_only:
-                self.save()
+                with self._full_disk("saving the index cache on close"):
+                    self.save()
         finally:
             self._index_close()
             self.meta.close()
@@ -139,7 +158,7 @@ class MetadataBackedStore(VectorStore):
         id_arr = check_ids(ids, len(vecs))
         if len(vecs) == 0:
             return np.empty(0, np.int64)
-        with self._lock:
+        with self._lock, self._full_disk("adding items"):
             self.contents.put_many(
                 {
                     it.content_hash: bytes(it.content)
@@ -147,7 +166,8 @@ class MetadataBackedStore(VectorStore):
                     if isinstance(it.content, (bytes, bytearray, memoryview))
                 }
             )
-            out_ids, gen = self.meta.insert(id_arr, vecs, items)
+            out_ids, gen = self.meta.insert(id_arr, vecs, items)  # the commit point
+        with self._lock:
             self._index_add(out_ids, vecs)
             self._after_commit(gen)
         log.debug("added %d vectors (generation %d)", len(out_ids), gen)
@@ -160,7 +180,8 @@ class MetadataBackedStore(VectorStore):
         self._check_writable()
         arr = np.asarray(list(ids), dtype=np.int64)
         with self._lock:
-            gone, hashes, gen = self.meta.delete(arr.tolist())
+            with self._full_disk("deleting items"):
+                gone, hashes, gen = self.meta.delete(arr.tolist())
             self.meta_cache.forget(gone)
             if gone:
                 self._index_remove(np.asarray(gone, dtype=np.int64))
