@@ -125,11 +125,15 @@ def _adopt_models(parked: Path, live: Path) -> None:
     src = parked / MODELS_DIR
     if src.is_dir():
         (live / MODELS_DIR).mkdir(exist_ok=True)
+        moved = 0
         for entry in sorted(src.iterdir()):
             dest = live / MODELS_DIR / entry.name
             if not entry.name.startswith(".") and not dest.exists():
                 os.replace(entry, dest)
-                progress_point("activate:swap:model-moved")
+                moved += 1
+                if moved == 1:  # one event however many models: kill points stay put
+                    progress_point("activate:swap:first-model-moved")
+    progress_point("activate:swap:models-moved")
 
 
 def _discard(path: Path, store_dir: Path) -> None:
