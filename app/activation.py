@@ -120,8 +120,9 @@ def _swap_dirs(state: ServiceState, old: ActiveSpace, build: Path, parked: Path)
     progress_point("activate:swap:moved-in")
 
 
-def _adopt_models(parked: Path, live: Path) -> None:
-    """Move the trained models of the parked (previous) store into the live one."""
+def _adopt_models(parked: Path, live: Path, events: bool = True) -> None:
+    """Move the trained models of the parked (previous) store into the live one (``events``:
+    count progress events; not during the recovery at start, which is not a job)."""
     src = parked / MODELS_DIR
     if src.is_dir():
         (live / MODELS_DIR).mkdir(exist_ok=True)
@@ -131,9 +132,10 @@ def _adopt_models(parked: Path, live: Path) -> None:
             if not entry.name.startswith(".") and not dest.exists():
                 os.replace(entry, dest)
                 moved += 1
-                if moved == 1:  # one event however many models: kill points stay put
+                if moved == 1 and events:  # one event however many models
                     progress_point("activate:swap:first-model-moved")
-    progress_point("activate:swap:models-moved")
+    if events:
+        progress_point("activate:swap:models-moved")
 
 
 def _discard(path: Path, store_dir: Path) -> None:
@@ -163,7 +165,7 @@ def recover_activation(store_dir: Path) -> list[str]:
         notes.append(f"put the previous store back from {parked[0].name}")
         parked = parked[1:]
     for p in parked:  # killed after the commit: keep the new store, adopt the models
-        _adopt_models(p, store_dir)
+        _adopt_models(p, store_dir, events=False)
         _discard(p, store_dir)
         notes.append(f"finished the switch: removed {p.name}")
     for p in sorted(parent.glob(f".{name}{_BUILD}*")):
@@ -171,6 +173,9 @@ def recover_activation(store_dir: Path) -> list[str]:
         notes.append(f"removed the unfinished build {p.name}")
     for p in sorted(parent.glob(f".{name}{_TRASH}*")):
         shutil.rmtree(p, ignore_errors=True)
+        notes.append(f"removed {p.name}")
+    for p in sorted(parent.glob(f"..{name}{_BUILD}*.lock")):  # a killed build's writer lock
+        p.unlink(missing_ok=True)
         notes.append(f"removed {p.name}")
     models = store_dir / MODELS_DIR
     if models.is_dir():

@@ -66,6 +66,9 @@ class JobStore:
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
+        # small rows written often: checkpoint the WAL early and keep it short on disk
+        self._conn.execute("PRAGMA wal_autocheckpoint=64")
+        self._conn.execute("PRAGMA journal_size_limit=262144")
         self._conn.executescript(_SCHEMA)
 
     def put(self, doc: dict[str, Any]) -> None:

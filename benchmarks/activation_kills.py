@@ -355,17 +355,18 @@ def make_base(work: Path, log) -> dict[int, Any]:
     return acked
 
 
-def choose_points(names: list[str], kills: int) -> list[int]:
-    """``kills`` event numbers (1-based) spread over the fit, the re-embedding and the swap:
-    every swap step first, the rest evenly over the fit and the re-embedding."""
-    swap = [i + 1 for i, n in enumerate(names) if n.startswith("activate:swap:")]
+def choose_points(names: list[str], kills: int) -> list[int | str]:
+    """``kills`` points spread over the fit, the re-embedding and the swap: every swap step
+    first (by name: each is one event), the rest evenly over the fit and the re-embedding (by
+    event number, in the order the probe saw them)."""
+    swap = [n for n in names if n.startswith("activate:swap:")]
     other = [i + 1 for i, n in enumerate(names) if not n.startswith("activate:swap:")]
-    pts = swap[:kills]
+    pts: list[int | str] = list(dict.fromkeys(swap))[:kills]
     rest = kills - len(pts)
     if rest > 0 and other:
         idx = np.linspace(0, len(other) - 1, num=min(rest, len(other))).round().astype(int)
-        pts += [other[i] for i in sorted(set(idx.tolist()))]
-    return sorted(set(pts))
+        pts = [other[i] for i in sorted(set(idx.tolist()))] + pts
+    return pts
 
 
 def _phase(name: str) -> str:
