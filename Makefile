@@ -12,13 +12,13 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 # Re-install only when the packaging metadata changes. The demo needs only the package;
-# the tests also need the dev and milvus extras.
+# the tests also need the dev, milvus and ray extras.
 $(BASE_STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e .
 	touch $(BASE_STAMP)
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[dev,milvus]'
+	$(PY) -m pip install --quiet -e '.[dev,milvus,ray]'
 	touch $(STAMP) $(BASE_STAMP)
 
 install: $(STAMP)

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
 MODELS_DIR = "models"
-#: the store -> model record that ``spaner ingest`` / ``spaner search`` read (spaner.ingest_store)
+#: the store -> model record that ``spaner ingest`` / ``spaner search`` read (spaner.ingest.binding)
 BINDING_NAME = "spaner.json"
 _CKPT_PREFIX = ".ckpt-"
 

@@ -348,7 +348,7 @@ def _run_creation_flow(flow: str, store: Path) -> None:
 
         ServiceState.open(Settings(store=store, profile="tiny", ui=False))
     elif flow == "ingest":  # spaner ingest --profile on a new --store
-        from spaner.ingest_store import open_bound_store
+        from spaner.ingest.binding import open_bound_store
 
         open_bound_store(store, profile="tiny", create=True)
     elif flow == "store":  # the index layer alone: create_store, or open_store once created

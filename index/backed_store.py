@@ -149,6 +149,18 @@ class MetadataBackedStore(VectorStore):
         metadata: Sequence[Item | dict[str, Any]],
         ids: Iterable[int] | None = None,
     ) -> np.ndarray:
+        return self._add(vectors, metadata, ids, to_index=True)
+
+    def _add(
+        self,
+        vectors: np.ndarray,
+        metadata: Sequence[Item | dict[str, Any]],
+        ids: Iterable[int] | None,
+        *,
+        to_index: bool,
+    ) -> np.ndarray:
+        """:meth:`add`; ``to_index=False`` when the vectors are already in the index under
+        ``ids`` (written there by another process), so only the metadata is committed."""
         self._check_writable()
         vecs = check_vectors(vectors, self.dim, normalize=self.normalize)
         try:
@@ -168,7 +180,8 @@ class MetadataBackedStore(VectorStore):
             )
             out_ids, gen = self.meta.insert(id_arr, vecs, items)  # the commit point
         with self._lock:
-            self._index_add(out_ids, vecs)
+            if to_index:
+                self._index_add(out_ids, vecs)
             self._after_commit(gen)
         log.debug("added %d vectors (generation %d)", len(out_ids), gen)
         return out_ids

@@ -6,7 +6,7 @@
   on open the newest checkpoint is loaded and patched from SQLite (rows written after its
   generation, ids on one side only), so the two never disagree after a crash.
 * Exact search ("Flat") runs on the FAISS flat storage itself (zero-copy) with the engine
-  :class:`.exact_search.ExactSearcher` measures fastest per batch size (torch float32
+  :class:`.exact.ExactSearcher` measures fastest per batch size (torch float32
   products, direct or from a transposed copy, or the exact two-stage engines over fp16,
   bf16 or int8 copies; copies built lazily and extended on appends), which beats ``IndexFlatIP`` on CPU
   with identical results.
@@ -34,7 +34,7 @@ from .atomic_io import atomic_write_with
 from .backed_store import MetadataBackedStore
 from .base import RepairReport
 from .errors import IndexNotTrainedError, StoreError
-from .exact_search import (
+from .exact import (
     AdaptiveChoice,
     ExactSearcher,
     batch_bucket,
@@ -419,7 +419,7 @@ class FaissStore(MetadataBackedStore):
         self, index: faiss.Index, q: np.ndarray, k: int, params: faiss.SearchParameters | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """``index.search`` on CPU with FAISS' OpenMP team, or on this thread alone, whichever
-        measures faster for this batch size (:class:`.exact_search.AdaptiveChoice`). A small
+        measures faster for this batch size (:class:`.exact.AdaptiveChoice`). A small
         batch is often faster on one thread: each OpenMP region wakes the other threads and
         waits for them at a barrier, which on a loaded machine costs milliseconds. Batches of
         more than :data:`ONE_THREAD_MAX_BATCH` queries always take the team: FAISS splits

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,10 @@ from .backed_store import MetadataBackedStore
 from .base import RepairReport
 from .errors import StoreError
 from .filters import Filter, to_milvus_expr
+from .records import Item
 from .space import EmbeddingSpace, StoreManifest
 
-__all__ = ["MilvusConfig", "MilvusStore"]
+__all__ = ["MilvusConfig", "MilvusStore", "milvus_rows"]
 
 log = logging.getLogger(__name__)
 _SYNC_KEY = "milvus_gen"
@@ -66,6 +68,19 @@ class MilvusConfig:
     def from_dict(cls, d: dict[str, Any]) -> MilvusConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def milvus_rows(
+    ids: Sequence[int], vectors: np.ndarray, metas: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Collection rows for ``ids``: each meta holds ``modality``, ``concept``, ``source``,
+    ``content_hash`` and ``extra`` (a dict), as SQLite's metadata does."""
+    rows = []
+    for i, v, m in zip(ids, vectors, metas, strict=True):
+        row = {"id": int(i), "vector": np.asarray(v, np.float32).tolist(), "extra": m["extra"]}
+        row.update({c: m[c] for c in _VARCHARS})
+        rows.append(row)
+    return rows
 
 
 class MilvusStore(MetadataBackedStore):
@@ -143,13 +158,49 @@ class MilvusStore(MetadataBackedStore):
     # -- index hooks --------------------------------------------------------------------
     def _rows(self, ids: np.ndarray, vectors: np.ndarray) -> list[dict[str, Any]]:
         metas = self.meta.metadata(ids.tolist())
-        rows = []
-        for i, v in zip(ids.tolist(), vectors, strict=False):
-            m = metas[i]
-            row = {"id": i, "vector": v.tolist(), "extra": m["extra"]}
-            row.update({c: m[c] for c in _VARCHARS})
-            rows.append(row)
-        return rows
+        return milvus_rows(ids.tolist(), vectors, [metas[i] for i in ids.tolist()])
+
+    # -- writes from other processes (scale-out workers) ----------------------------------
+    def worker_target(self) -> dict[str, Any]:
+        """Where another process on this machine or cluster inserts rows (:func:`milvus_rows`)
+        for :meth:`add_indexed`: the server URI (for Milvus Lite, the URI of the server this
+        process runs for the store's file), token and collection."""
+        uri = self.config.uri
+        if uri is None:
+            from milvus_lite.server_manager import server_manager_instance
+
+            uri = server_manager_instance.start_and_get_uri(str(self.path / "milvus.db"))
+            if uri is None:
+                raise StoreError(f"{self.path}: the Milvus Lite server did not start")
+        return {"uri": uri, "token": self.config.token, "collection": self.coll}
+
+    def next_ids(self, n: int, after: int = -1) -> list[int]:
+        """``n`` unused ids above every stored one (and above ``after``) for rows written
+        by workers before :meth:`add_indexed` commits them."""
+        start = max(int(self.meta.get_meta("next_id", "0") or 0), after + 1)
+        return list(range(start, start + n))
+
+    def add_indexed(
+        self,
+        vectors: np.ndarray,
+        metadata: Sequence[Item | dict[str, Any]],
+        ids: Sequence[int],
+        written: Sequence[int] | None = None,
+    ) -> np.ndarray:
+        """Commit the metadata, vectors and content of rows a worker already inserted into
+        the collection under ``ids``. SQLite stays the source of truth: ``written`` ids
+        (rows the worker inserted) that are not committed here are deleted from Milvus, and
+        if the commit fails all of them are; rows left in Milvus by a crash before the commit
+        are dropped on the next open (its count check resyncs the collection from SQLite)."""
+        extra = sorted(set(written or ()) - set(ids))
+        try:
+            out = self._add(vectors, metadata, ids, to_index=False)
+        except BaseException:
+            self._index_remove(np.asarray(sorted(set(written or ()) | set(ids)), np.int64))
+            raise
+        if extra:
+            self._index_remove(np.asarray(extra, np.int64))
+        return out
 
     def _index_add(self, ids: np.ndarray, vectors: np.ndarray, *, upsert: bool = False) -> None:
         write = self.client.upsert if upsert else self.client.insert

@@ -21,7 +21,7 @@ from spaner.index import SpaceMismatchError, content_sha256, open_store
 from spaner.cli.main import main
 from spaner.errors import ConfigError
 from spaner.ingest import ingest
-from spaner.ingest_sources import sniff_modality
+from spaner.ingest.sources import sniff_modality
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,6 +10,10 @@ The first ingest creates the store: with --checkpoint (a trained SPANER checkpoi
 either, the offline profile, which needs no network). Later runs use the checkpoint
 recorded in the store.
 
+With --engine ray the encoders run on a Ray actor pool (a local Ray, or the cluster at
+--ray-address), each actor loading the model once; results are the same as without it.
+Needs the ray extra: pip install 'spaner[ray]'.
+
 Exit status: 0 when every input went in (or was already there), 1 when some were skipped
 as bad or of unknown type (the summary lists them), 2 on errors.
 """
@@ -79,8 +83,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--concept", default=None, help="concept label for items that carry none (plain files)"
     )
+    add_engine_flags(p)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=run)
+
+
+def add_engine_flags(p: argparse.ArgumentParser) -> None:
+    """--engine and the Ray flags (shared with ``spaner embed``)."""
+    r = p.add_argument_group("engine (where the encoders run)")
+    r.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process; ray: a Ray actor pool (pip install 'spaner[ray]')",
+    )
+    r.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster to join (e.g. auto, ray://head:10001); default: a local Ray",
+    )
+    r.add_argument("--workers", type=int, default=1, help="Ray actors, one model each")
+    r.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per Ray actor (0: CPU)")
+
+
+def ray_options(args: argparse.Namespace):
+    """The RayOptions of the flags (None for the local engine)."""
+    if args.engine != "ray":
+        return None
+    from spaner.ingest import RayOptions
+    from spaner.ingest.ray_engine import require_ray
+
+    require_ray()  # the one-line install hint, before anything else happens
+    opts = RayOptions(
+        address=args.ray_address, workers=args.workers, gpus_per_worker=args.gpus_per_worker
+    )
+    opts.check()
+    return opts
 
 
 def backend_config(args: argparse.Namespace):
@@ -102,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     from .search import quiet_libraries
 
     quiet_libraries(args)
+    ray_options(args)  # bad flags are refused before a store is made
     if (
         args.checkpoint is None
         and args.profile is None
@@ -129,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
         concept=args.concept,
         device=args.device,
         progress=not args.quiet and sys.stderr.isatty(),
+        engine=args.engine,
+        ray=ray_options(args),
     )
     if args.json:
         print_json(report.to_dict())

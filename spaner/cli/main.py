@@ -29,6 +29,7 @@ SUBCOMMANDS = [
     "eval",
     "datasets",
     "ingest",
+    "embed",
     "search",
     "delete",
     "serve",

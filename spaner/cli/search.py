@@ -142,7 +142,7 @@ def snippet(store: Any, hit: Any, width: int = 48) -> str:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from spaner.ingest_store import open_bound_store
+    from spaner.ingest.binding import open_bound_store
 
     quiet_libraries(args)
     if args.k <= 0:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import torch
-from spaner.index import EmbeddingSpace, FaissConfig, Item, create_store, exact_search
-from spaner.index.exact_search import (
+from spaner.index import EmbeddingSpace, FaissConfig, Item, create_store
+from spaner.index.exact import (
+    ENGINES,
     ExactSearcher,
     bf16_matmul_is_native,
+    half,
+    searcher,
     topk_inner_product,
     topk_single_thread,
     topk_split,
@@ -79,20 +83,20 @@ def test_two_stage_widens_when_candidates_cannot_prove_the_top_k(dtype, nq) -> N
 
 
 def test_half_engines_are_withheld_when_the_kernel_breaks_the_error_bound(monkeypatch) -> None:
-    monkeypatch.setattr(exact_search, "_BOUND_OK", {})
-    monkeypatch.setattr(exact_search, "bf16_matmul_is_native", lambda: True)
-    assert exact_search.bf16_error_within_bound(48)  # torch accumulates bf16 in float32
-    assert exact_search.mirror_error_within_bound(torch.float16, 48)
+    monkeypatch.setattr(half, "_BOUND_OK", {})
+    monkeypatch.setattr(searcher, "bf16_matmul_is_native", lambda: True)
+    assert half.bf16_error_within_bound(48)  # torch accumulates bf16 in float32
+    assert half.mirror_error_within_bound(torch.float16, 48)
     s = ExactSearcher()
     assert "bf16" in s.candidates(16, 100_000, 10, 48)
     assert "fp16" in s.candidates(1, 100_000, 10, 48)
     real_mv = torch.mv
-    monkeypatch.setattr(exact_search, "_BOUND_OK", {})
+    monkeypatch.setattr(half, "_BOUND_OK", {})
     monkeypatch.setattr(  # a kernel off by 0.02 (e.g. accumulating in bf16)
-        exact_search.torch, "mv", lambda a, b: real_mv(a, b) + 0.02
+        torch, "mv", lambda a, b: real_mv(a, b) + 0.02
     )
-    assert not exact_search.bf16_error_within_bound(48)
-    assert not exact_search.mirror_error_within_bound(torch.float16, 48)
+    assert not half.bf16_error_within_bound(48)
+    assert not half.mirror_error_within_bound(torch.float16, 48)
     assert "bf16" not in s.candidates(16, 100_000, 10, 48)
     assert "fp16" not in s.candidates(1, 100_000, 10, 48)
     assert "bf16" in s.candidates(16, 100_000, 10)  # no dimension given: not checked
@@ -105,10 +109,9 @@ def test_mirror_eps_bounds_the_observed_error() -> None:
     ref = q @ x.T
     for dtype in (torch.bfloat16, torch.float16):
         err = float(((q.to(dtype) @ x.to(dtype).T).float() - ref).abs().max())
-        assert err <= exact_search.mirror_eps(dtype, 512)
+        assert err <= half.mirror_eps(dtype, 512)
     assert (
-        exact_search.mirror_eps(torch.float16, 512)
-        < exact_search.mirror_eps(torch.bfloat16, 512) / 7
+        half.mirror_eps(torch.float16, 512) < half.mirror_eps(torch.bfloat16, 512) / 7
     )  # fp16's 3 extra mantissa bits: 8x tighter, minus the accumulation term
 
 
@@ -119,7 +122,7 @@ def test_searcher_measures_once_per_bucket_and_keeps_results() -> None:
         q = x[:b]
         np.testing.assert_array_equal(s.search(x, q, 5)[1][:, 0], np.arange(b))
     assert set(s.choices) <= {1, 16}
-    assert all(v in exact_search.ENGINES for v in s.choices.values())
+    assert all(v in ENGINES for v in s.choices.values())
     if not bf16_matmul_is_native():
         assert "bf16" not in s.candidates(16, len(x), 5)
     forced = ExactSearcher({"cpu": "torch"})
@@ -132,7 +135,7 @@ def test_searcher_choice_follows_measured_times_and_explores(monkeypatch) -> Non
     clock = [0.0]
     cost = {"torch": 3.0, "split": 2.0, "single": 5.0, "bf16": 4.0}
     ran: list[str] = []
-    monkeypatch.setattr(exact_search.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
 
     def runner(self, engine, matrix, queries, k):
         def run():

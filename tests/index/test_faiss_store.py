@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from spaner.index import FaissConfig, Filter, IndexNotTrainedError, StoreError, open_store
 from spaner.index.atomic_io import TMP_PREFIX
-from spaner.index.exact_search import choose_exact_engine, topk_inner_product
+from spaner.index.exact import choose_exact_engine, topk_inner_product
 from store_helpers import DIM, items, unit
 
 

@@ -6,8 +6,8 @@ import faiss
 import numpy as np
 import pytest
 import torch
-from spaner.index import EmbeddingSpace, FaissConfig, Item, create_store, exact_search
-from spaner.index.exact_search import (
+from spaner.index import EmbeddingSpace, FaissConfig, Item, create_store
+from spaner.index.exact import (
     ENGINES,
     CandidateHint,
     ExactSearcher,
@@ -16,10 +16,11 @@ from spaner.index.exact_search import (
     topk_inner_product,
     topk_int8,
 )
+from spaner.index.exact import int8 as int8_engine
 from store_helpers import unit
 
 pytestmark = pytest.mark.skipif(
-    not exact_search.int8_available(), reason="this torch build has no quantized CPU engine"
+    not int8_engine.int8_available(), reason="this torch build has no quantized CPU engine"
 )
 
 
@@ -85,22 +86,22 @@ def test_int8_eps_bounds_the_observed_error() -> None:
     for q in (xt[::97], xt[5:6], xt[3000:3001]):
         approx = torch.cat([copy.scores(q, lo, hi) for lo, hi, _ in copy.blocks], dim=1)
         err = float((approx - q @ xt.T).abs().max())
-        eps = int8_eps(512, copy.err, exact_search._q_range(q))
+        eps = int8_eps(512, copy.err, int8_engine._q_range(q))
         assert err <= eps
         assert eps < 0.05  # the bound is tight enough to be useful at 512 dimensions
     assert 0.005 < copy.err < 0.02  # half an 8-bit step per component, over 512 components
 
 
 def test_int8_engine_is_withheld_when_the_kernel_breaks_the_bound(monkeypatch) -> None:
-    monkeypatch.setattr(exact_search, "_BOUND_OK", {})
-    assert exact_search.int8_error_within_bound(48)
+    monkeypatch.setattr(int8_engine, "_BOUND_OK", {})
+    assert int8_engine.int8_error_within_bound(48)
     assert "int8" in ExactSearcher().candidates(1, 100_000, 10, 48)
     real = Int8Copy.scores
-    monkeypatch.setattr(exact_search, "_BOUND_OK", {})
+    monkeypatch.setattr(int8_engine, "_BOUND_OK", {})
     monkeypatch.setattr(  # a kernel off by 0.05 (e.g. saturating its integer sums)
         Int8Copy, "scores", lambda self, q, lo, hi: real(self, q, lo, hi) + 0.05
     )
-    assert not exact_search.int8_error_within_bound(48)
+    assert not int8_engine.int8_error_within_bound(48)
     assert "int8" not in ExactSearcher().candidates(1, 100_000, 10, 48)
     assert "int8" not in ExactSearcher().candidates(64, 100_000, 10, 48)
 
@@ -145,7 +146,7 @@ def test_searcher_extends_the_int8_copy_on_append_and_drops_it_otherwise() -> No
 
 
 def test_int8_copy_is_offered_only_within_the_memory_budget() -> None:
-    size = 100_000 * (512 + exact_search.INT8_ROW_OVERHEAD)  # codes + scales and packing
+    size = 100_000 * (512 + int8_engine.INT8_ROW_OVERHEAD)  # codes + scales and packing
     assert "int8" in ExactSearcher(copy_budget=size).candidates(1, 100_000, 10, 512)
     small = ExactSearcher(copy_budget=size - 1)
     assert "int8" not in small.candidates(1, 100_000, 10, 512)

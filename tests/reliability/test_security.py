@@ -30,7 +30,7 @@ def _png(size: int = 8) -> bytes:
 
 # -- path traversal -------------------------------------------------------------------------
 def test_manifest_paths_cannot_escape(tmp_path: Path) -> None:
-    from spaner.ingest_sources import Candidate, Skip, discover
+    from spaner.ingest.sources import Candidate, Skip, discover
 
     outside = tmp_path / "outside.png"
     outside.write_bytes(_png())
@@ -53,7 +53,7 @@ def test_manifest_paths_cannot_escape(tmp_path: Path) -> None:
 
 
 def test_ingest_does_not_follow_symlinks_out_of_its_paths(tmp_path: Path) -> None:
-    from spaner.ingest_sources import Candidate, discover
+    from spaner.ingest.sources import Candidate, discover
 
     secret = tmp_path / "secret"
     secret.mkdir()

@@ -1,4 +1,4 @@
-"""Ingest stage 1 (reader): turn PATH arguments into candidate items, or reasons to skip.
+"""Ingest stage 1 (reader, listing): turn PATH arguments into candidate items, or reasons to skip.
 
 * A folder is walked recursively (sorted, so runs are reproducible). Symlinks are followed
   only when their target stays inside one of the given roots; a symlinked folder is
