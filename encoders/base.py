@@ -9,10 +9,8 @@ under ``torch.no_grad()`` with the backbone in eval mode.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +19,14 @@ from typing import Any, Literal
 import torch
 
 from .decode import DEFAULT_LIMITS, Limits, RawInput
+from .precision import (
+    PRECISIONS,
+    FrozenWeights,
+    bf16_faster,
+    bf16_supported,
+    cast_floats,
+    resolve_precision,
+)
 
 __all__ = [
     "TokenBatch",
@@ -31,57 +37,10 @@ __all__ = [
     "PRECISIONS",
     "resolve_precision",
     "bf16_supported",
+    "bf16_faster",
 ]
 
 InputKind = Literal["text", "file"]
-#: ``auto``: bf16 where the hardware runs it natively (CPUs with AMX or AVX-512-BF16, CUDA GPUs with bf16),
-#: else fp32; ``SPANER_PRECISION`` overrides ``auto``. ``bf16``/``fp32`` force a precision.
-PRECISIONS = ("auto", "bf16", "fp32")
-
-
-@functools.cache
-def _cpu_flags() -> frozenset[str]:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def bf16_supported(device: str | torch.device = "cpu") -> bool:
-    """True when ``device`` runs bf16 matmuls natively (AMX / AVX-512-BF16 CPUs, bf16-capable GPUs)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    if _cpu_flags() & {"amx_bf16", "avx512_bf16"}:
-        return True
-    try:  # no /proc/cpuinfo (macOS, Windows): ask oneDNN through torch
-        return bool(
-            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        )
-    except Exception:
-        return False
-
-
-def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu") -> str:
-    """``"bf16"`` or ``"fp32"`` for an encoder option value (see :data:`PRECISIONS`)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "auto":
-        env = os.environ.get("SPANER_PRECISION", "auto").strip().lower() or "auto"
-        if env not in PRECISIONS:
-            raise ValueError(
-                f"SPANER_PRECISION must be one of {', '.join(PRECISIONS)}, got {env!r}"
-            )
-        precision = env
-    if precision == "auto":
-        return "bf16" if bf16_supported(device) else "fp32"
-    return precision
 
 
 @dataclass
@@ -149,6 +108,36 @@ class Encoder(ABC):
     Subclasses set :attr:`name`, :attr:`modality`, :attr:`width`, :attr:`input_kind` and,
     when the backbone has a shared space with other encoders, :attr:`native_space` (an id
     equal across the encoders that share it) and :attr:`native_dim`.
+
+    **Precision (bf16).** :meth:`forward` runs the backbone in :attr:`compute_precision`. For
+    bf16 it does not rely on ``torch.autocast`` alone (autocast re-casts frozen weights, which
+    do not require grad, on every call, which made bf16 slower than fp32): every torch module
+    listed by :meth:`modules` is switched to bf16 *once* (all its floating-point parameters
+    and buffers, through :class:`~spaner.encoders.precision.FrozenWeights`), the floating
+    tensors of the preprocessed batch are cast to bf16 (:meth:`cast_input`), the forward runs
+    under bf16 autocast (so tensors an encoder makes in fp32 inside ``_forward`` still meet
+    the bf16 weights), and the features leave as float32. The fp32 path is untouched: no
+    autocast, no cast, the weights as loaded. So an encoder gets fast bf16 by
+
+    * listing its torch modules in :meth:`modules` (also what :meth:`to` moves), frozen
+      (``eval()``, ``requires_grad_(False)``) and loaded in float32;
+    * overriding :meth:`fresh_module` when it can rebuild a module with its original weights
+      (same architecture, same parameter names): then only one copy of the weights is kept
+      in memory while bf16 runs, and the originals are rebuilt if fp32 is asked for again.
+      Without it the float32 originals stay in memory beside the bf16 copy;
+    * overriding :meth:`cast_input` if its batch holds floating tensors that must stay float32,
+      and making sure ``_forward`` works on bf16 module outputs (the tiny-preset checks in
+      ``tests/test_precision.py`` show the pattern: bf16 weights used, fp32 bit-identical,
+      cosine to fp32 >= 0.999);
+    * setting :attr:`bf16_capable` False when bf16 buys nothing (fixed transforms, tiny nets).
+
+    A backbone that is not a torch module and has its own compute type (e.g. a CTranslate2
+    model) lists no modules here and reads :attr:`compute_precision` to choose that type
+    (``"bf16"`` -> ``"bfloat16"``, ``"fp32"`` -> ``"float32"``) when it loads or runs;
+    :meth:`forward` then only adds bf16 autocast, which touches no CTranslate2 call.
+
+    ``precision="auto"`` resolves to bf16 only where bf16 is faster
+    (:func:`~spaner.encoders.precision.bf16_faster`).
     """
 
     name: str = ""
@@ -189,7 +178,7 @@ class Encoder(ABC):
     # -- provided -----------------------------------------------------------------------
     @property
     def compute_precision(self) -> str:
-        """``"bf16"`` (autocast) or ``"fp32"``: :attr:`precision` resolved for this device and encoder."""
+        """``"bf16"`` or ``"fp32"``: :attr:`precision` resolved for this device and encoder."""
         if not self.bf16_capable:
             return "fp32"
         return resolve_precision(self.precision, self.device)
@@ -199,18 +188,51 @@ class Encoder(ABC):
         self.precision = precision
         return self
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.compute_precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+    def _weights(self) -> list[FrozenWeights]:
+        stores = []
+        for module in self.modules():
+            fw = FrozenWeights.of(module)
+            assert fw is not None
+            fw.attach(self)
+            stores.append(fw)
+        return stores
 
     def forward(self, batch: Any) -> TokenBatch:
-        """Frozen forward: no gradients, bf16 autocast when :attr:`compute_precision` says so,
-        float32 features on CPU."""
-        with torch.no_grad(), self._autocast():
+        """Frozen forward: no gradients, the modules' weights in :attr:`compute_precision` (see the
+        class docstring), float32 features on CPU."""
+        bf16 = self.compute_precision == "bf16"
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.no_grad())
+            if bf16:
+                for fw in self._weights():
+                    stack.enter_context(fw.use(torch.bfloat16, self))
+                batch = self.cast_input(batch, torch.bfloat16)
+                stack.enter_context(torch.autocast(self.device.type, dtype=torch.bfloat16))
+            else:
+                for module in self.modules():
+                    fw = FrozenWeights.of(module, create=False)
+                    if fw is not None:  # the module has been switched before: hold it as loaded
+                        fw.attach(self)
+                        stack.enter_context(fw.use(None, self))
             out = self._forward(batch)
         native = out.native.float().cpu() if out.native is not None else None
         return TokenBatch(out.tokens.float().cpu(), out.mask.cpu(), native)
+
+    def cast_input(self, batch: Any, dtype: torch.dtype) -> Any:
+        """The preprocessed ``batch`` for weights in ``dtype``: every floating tensor in it (through
+        tuples, lists and dicts) cast to ``dtype``; integer tensors and anything else unchanged."""
+        return cast_floats(batch, dtype)
+
+    def fresh_module(self, module: torch.nn.Module) -> torch.nn.Module | None:
+        """A newly built copy of ``module`` (one of :meth:`modules`) with its original float32
+        weights, or None when this encoder cannot rebuild it (then the originals are kept in
+        memory while bf16 runs). Called only when fp32 is asked for after bf16 released them."""
+        return None
+
+    @property
+    def can_rebuild(self) -> bool:
+        """True when this encoder's class overrides :meth:`fresh_module`."""
+        return type(self).fresh_module is not Encoder.fresh_module
 
     def encode(self, sources: Sequence[RawInput], names: Sequence[str] | None = None) -> TokenBatch:
         """Load, preprocess and run a batch of raw inputs."""
@@ -221,11 +243,16 @@ class Encoder(ABC):
     def to(self, device: str | torch.device) -> Encoder:
         self.device = torch.device(device)
         for module in self.modules():
-            module.to(self.device)
+            fw = FrozenWeights.of(module, create=False)
+            if fw is not None:  # moves the copies kept beside the module too
+                fw.to(self.device)
+            else:
+                module.to(self.device)
         return self
 
     def modules(self) -> list[torch.nn.Module]:
-        """The torch modules this encoder owns (moved by :meth:`to`)."""
+        """The frozen torch modules this encoder owns: moved by :meth:`to`, switched to bf16 by
+        :meth:`forward` (see the class docstring)."""
         return []
 
     def fingerprint(self) -> str:

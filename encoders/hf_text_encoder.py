@@ -71,17 +71,25 @@ class HFTextEncoder(Encoder):
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(tok_source)
+
+        def make() -> torch.nn.Module:
             if tiny is not None:  # random, seeded, small: the same code path for tests
                 config = AutoConfig.from_pretrained(source, **tiny)
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(seed)
-                    self.model = AutoModel.from_config(config)
-                self.weights = f"random (seed {seed})"
+                    model = AutoModel.from_config(config)
             else:
-                self.model = AutoModel.from_pretrained(source)
-                self.weights = str(source)
+                model = AutoModel.from_pretrained(source)
+            model.eval()
+            for p in model.parameters():
+                p.requires_grad_(False)
+            return model
+
+        self._make = make
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(tok_source)
+            self.model = make()
+            self.weights = f"random (seed {seed})" if tiny is not None else str(source)
         except EncoderLoadError:
             raise
         except Exception as exc:
@@ -89,14 +97,14 @@ class HFTextEncoder(Encoder):
                 f"text encoder {name!r}: could not load {source!r}: {exc}. Without network access, "
                 "download the model directory elsewhere and pass `--weights text=/path/to/model_dir`."
             ) from exc
-        self.model.eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
         self.width = int(self.model.config.hidden_size)
         self.to(device)
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.model]
+
+    def fresh_module(self, module: torch.nn.Module) -> torch.nn.Module | None:
+        return self._make() if module is self.model else None
 
     def config(self) -> dict[str, Any]:
         return dict(self._args)

@@ -45,11 +45,7 @@ class OpenClipBackbone:
         self.pretrained = pretrained
         self.seed = seed
         try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                model, _, preprocess = open_clip.create_model_and_transforms(
-                    model_name, pretrained=pretrained or None
-                )
+            model, preprocess = self._create()
         except Exception as exc:
             where = f"weights {pretrained!r}" if pretrained else "random weights"
             raise EncoderLoadError(
@@ -58,9 +54,6 @@ class OpenClipBackbone:
                 "e.g. `--weights image=/path/open_clip_model.safetensors --weights text=/path/open_clip_model.safetensors` "
                 "(or weights=PATH in Python)."
             ) from exc
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
         self.model = model
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(model_name)
@@ -81,6 +74,24 @@ class OpenClipBackbone:
             if text is not None and hasattr(text, "width")
             else int(model.transformer.width)
         )
+
+    def _create(self) -> tuple[torch.nn.Module, Any]:
+        """A frozen model and its image transform, built from the weights (or the seed) alone."""
+        import open_clip
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                self.model_name, pretrained=self.pretrained or None
+            )
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return model, preprocess
+
+    def fresh_model(self) -> torch.nn.Module:
+        """The model built again with its original float32 weights (for the fp32 path after bf16)."""
+        return self._create()[0]
 
     @property
     def space_id(self) -> str:
@@ -131,6 +142,9 @@ class _OpenClipEncoder(Encoder):
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.backbone.model]
+
+    def fresh_module(self, module: torch.nn.Module) -> torch.nn.Module | None:
+        return self.backbone.fresh_model() if module is self.backbone.model else None
 
     def config(self) -> dict[str, Any]:
         return dict(self._args)

@@ -123,8 +123,9 @@ def get_spec(name: str) -> EncoderSpec:
 
 def build_encoder(name: str, **kwargs: Any) -> Encoder:
     """Instantiate a registered encoder. ``kwargs`` go to its factory (e.g. ``weights=PATH``), except
-    ``precision`` (``auto``/``bf16``/``fp32``, default ``auto``: bf16 autocast where the hardware runs it
-    natively, overridable with ``SPANER_PRECISION``), which every encoder takes."""
+    ``precision`` (``auto``/``bf16``/``fp32``, default ``auto``: bf16 where it is faster than fp32, see
+    :func:`spaner.encoders.precision.bf16_faster`; overridable with ``SPANER_PRECISION``), which
+    every encoder takes."""
     spec = get_spec(name)
     precision = kwargs.pop("precision", "auto")
     encoder = spec.factory(**kwargs)

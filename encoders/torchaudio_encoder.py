@@ -109,20 +109,7 @@ class TorchaudioEncoder(Encoder):
             params = dict(b._params)
             model_type = getattr(b, "_model_type", model_type)
             self.normalize_waveform = bool(getattr(b, "_normalize_waveform", False))
-            if weights is None:
-                try:
-                    model = b.get_model()
-                except Exception as exc:
-                    raise EncoderLoadError(
-                        f"audio encoder {name!r}: torchaudio bundle {bundle} weights could not be downloaded: {exc}. "
-                        f"Without network access, save the bundle's state dict (e.g. as .safetensors) and pass "
-                        f"`--weights audio=/path/{bundle.lower()}.safetensors` (weights=PATH in Python)."
-                    ) from exc
-                self.weights = f"torchaudio:{bundle}"
-            else:
-                model = self._build(model_type, params, seed)
-                model.load_state_dict(load_state_dict_file(weights))
-                self.weights = str(weights)
+            self.weights = f"torchaudio:{bundle}" if weights is None else str(weights)
         else:
             if arch is None:
                 raise EncoderLoadError(
@@ -131,16 +118,29 @@ class TorchaudioEncoder(Encoder):
             self.sample_rate = int(sample_rate)
             params = dict(arch)
             self._args.update({"arch": arch, "model_type": model_type, "sample_rate": sample_rate})
-            model = self._build(model_type, params, seed)
-            if weights is not None:
-                model.load_state_dict(load_state_dict_file(weights))
-                self.weights = str(weights)
+            self.weights = str(weights) if weights is not None else f"random (seed {seed})"
+
+        def make() -> torch.nn.Module:
+            if bundle is not None and weights is None:
+                try:
+                    model = b.get_model()
+                except Exception as exc:
+                    raise EncoderLoadError(
+                        f"audio encoder {name!r}: torchaudio bundle {bundle} weights could not be downloaded: {exc}. "
+                        f"Without network access, save the bundle's state dict (e.g. as .safetensors) and pass "
+                        f"`--weights audio=/path/{bundle.lower()}.safetensors` (weights=PATH in Python)."
+                    ) from exc
             else:
-                self.weights = f"random (seed {seed})"
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        self.model = model
+                model = TorchaudioEncoder._build(model_type, params, seed)
+                if weights is not None:
+                    model.load_state_dict(load_state_dict_file(weights))
+            model.eval()
+            for p in model.parameters():
+                p.requires_grad_(False)
+            return model
+
+        self._make = make
+        self.model = make()
         self.width = int(params["encoder_embed_dim"])
         self.to(device)
 
@@ -160,6 +160,9 @@ class TorchaudioEncoder(Encoder):
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.model]
+
+    def fresh_module(self, module: torch.nn.Module) -> torch.nn.Module | None:
+        return self._make() if module is self.model else None
 
     def config(self) -> dict[str, Any]:
         return dict(self._args)
