@@ -44,7 +44,10 @@ def test_index_layer_opens_old_store_and_vectors_match(old_store: Path) -> None:
         for i, m in zip(ids, metas, strict=True):
             want = sp.embed(m["modality"], [store.content(i)])[0]
             got = store.vectors([i])[0]
-            np.testing.assert_allclose(got, want, atol=1e-4)
+            # Same space, not bit-identical: the encoders' fp32 numerics changed after the
+            # fixture was written (d901f27, one frozen-weights copy): max |diff| 3e-3 there,
+            # cosine >= 0.99997. A stored vector must stay that close to today's embedding.
+            assert float(np.dot(got, want)) > 0.9999, (i, float(np.dot(got, want)))
             assert store.search(got[None], k=1)[0][0].id == i
         new = store.add(np.eye(space.dim, dtype=np.float32)[:1], [Item("text", content="new")])
     with open_store(old_store, space) as store:  # the write went through and persists
