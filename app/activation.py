@@ -12,25 +12,31 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from spaner.index import EmbeddingSpace, FaissConfig, Item, VectorStore, create_store, open_store
+from spaner.index.atomic_io import fsync_dir
 
 from spaner.checkpoint import checkpoint_hash, load_checkpoint
 from spaner.pipeline import Spaner, build_encoders
 
 from .errors import Conflict
 from .jobs import Job
+from .killpoints import progress_point
 from .model_registry import model_path
 from .state import CHECKPOINT_DIR, MODELS_DIR, ActiveSpace, ServiceState, model_id_of, write_binding
 
-__all__ = ["start_activation"]
+__all__ = ["start_activation", "recover_activation"]
 
 log = logging.getLogger(__name__)
 
 BATCH = 64
+#: sibling folders of the store during an activation: the new store being built, the previous
+#: store after the switch, and folders being removed
+_BUILD, _PARKED, _TRASH = ".next-", ".old-", ".trash-"
 
 
 def _load_model(path: Path, current: Spaner, device: str) -> Spaner:
@@ -83,6 +89,7 @@ def _copy_items(old: VectorStore, new_sp: Spaner, new: VectorStore, ids: list[in
             for i, c in zip(mids, contents, strict=True)
         ]
         new.add(np.asarray(vecs, np.float32), items, ids=mids)
+        progress_point(f"activate:added {len(mids)} {modality}")
     return skipped
 
 
@@ -94,21 +101,90 @@ def _create_like(old: VectorStore, path: Path, space: EmbeddingSpace) -> VectorS
 
 
 def _swap_dirs(state: ServiceState, old: ActiveSpace, build: Path, parked: Path) -> None:
-    """Rename the live store away and the new one into its place (rolled back on failure)."""
+    """Rename the live store away and the new one into its place (rolled back on failure).
+
+    Crash-safe with :func:`recover_activation` at the next start: killed before the second
+    rename, the old store is put back; killed after it, the new store stays and the trained
+    models still in the parked folder are moved over."""
     live = state.store_dir
     old.store.close()
+    progress_point("activate:swap:closed")
     os.replace(live, parked)
+    progress_point("activate:swap:parked")
     try:
-        os.replace(build, live)
+        os.replace(build, live)  # the commit point
     except OSError:
         os.replace(parked, live)
         raise
-    if (parked / MODELS_DIR).is_dir():
-        os.replace(parked / MODELS_DIR, live / MODELS_DIR)
-    keep = live / MODELS_DIR / old.model_id  # the previous model stays activatable
-    if not keep.exists():
-        keep.parent.mkdir(exist_ok=True)
-        os.replace(parked / CHECKPOINT_DIR, keep)
+    fsync_dir(live.parent)
+    progress_point("activate:swap:moved-in")
+
+
+def _adopt_models(parked: Path, live: Path, events: bool = True) -> None:
+    """Move the trained models of the parked (previous) store into the live one (``events``:
+    count progress events; not during the recovery at start, which is not a job)."""
+    src = parked / MODELS_DIR
+    if src.is_dir():
+        (live / MODELS_DIR).mkdir(exist_ok=True)
+        moved = 0
+        for entry in sorted(src.iterdir()):
+            dest = live / MODELS_DIR / entry.name
+            if not entry.name.startswith(".") and not dest.exists():
+                os.replace(entry, dest)
+                moved += 1
+                if moved == 1 and events:  # one event however many models
+                    progress_point("activate:swap:first-model-moved")
+    if events:
+        progress_point("activate:swap:models-moved")
+
+
+def _discard(path: Path, store_dir: Path) -> None:
+    """Remove a leftover folder beside ``store_dir``: renamed to a ``.trash-`` name first, so
+    a crash half-way through the removal leaves nothing that looks like a store or a build."""
+    if not path.exists():
+        return
+    trash = store_dir.parent / f".{store_dir.name}{_TRASH}{uuid.uuid4().hex[:12]}"
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def recover_activation(store_dir: Path) -> list[str]:
+    """Finish or undo the folder swap of an activation a crash interrupted; remove leftovers.
+
+    Called before the store is opened (with the writer lock held). Returns what it did."""
+    parent, name = store_dir.parent, store_dir.name
+    notes: list[str] = []
+    if not parent.is_dir():
+        return notes
+    parked = sorted(parent.glob(f".{name}{_PARKED}*"))
+    if parked and not (store_dir / "store.json").is_file():
+        if store_dir.is_dir() and not any(store_dir.iterdir()):
+            store_dir.rmdir()
+        os.replace(parked[0], store_dir)  # killed between the two renames: the old store
+        fsync_dir(parent)
+        notes.append(f"put the previous store back from {parked[0].name}")
+        parked = parked[1:]
+    for p in parked:  # killed after the commit: keep the new store, adopt the models
+        _adopt_models(p, store_dir, events=False)
+        _discard(p, store_dir)
+        notes.append(f"finished the switch: removed {p.name}")
+    for p in sorted(parent.glob(f".{name}{_BUILD}*")):
+        _discard(p, store_dir)
+        notes.append(f"removed the unfinished build {p.name}")
+    for p in sorted(parent.glob(f".{name}{_TRASH}*")):
+        shutil.rmtree(p, ignore_errors=True)
+        notes.append(f"removed {p.name}")
+    for p in sorted(parent.glob(f"..{name}{_BUILD}*.lock")):  # a killed build's writer lock
+        p.unlink(missing_ok=True)
+        notes.append(f"removed {p.name}")
+    models = store_dir / MODELS_DIR
+    if models.is_dir():
+        for p in sorted(models.glob(".tmp-*")):
+            shutil.rmtree(p, ignore_errors=True)
+            notes.append(f"removed {MODELS_DIR}/{p.name}")
+    if notes:
+        log.warning("%s: recovered from an interrupted job: %s", store_dir, "; ".join(notes))
+    return notes
 
 
 def _run_activation(state: ServiceState, job: Job, model_id: str) -> dict[str, Any]:
@@ -120,11 +196,13 @@ def _run_activation(state: ServiceState, job: Job, model_id: str) -> dict[str, A
     new_sp = _load_model(src, start.spaner, state.settings.device)
     space = EmbeddingSpace(checkpoint_hash(src), int(new_sp.model.dim))
     live = state.store_dir
-    build = live.parent / f".{live.name}.next-{job.id}"
-    parked = live.parent / f".{live.name}.old-{job.id}"
+    build = live.parent / f".{live.name}{_BUILD}{job.id}"
+    parked = live.parent / f".{live.name}{_PARKED}{job.id}"
     new_store = _create_like(start.store, build, space)
     try:
         shutil.copytree(src, build / CHECKPOINT_DIR)
+        # the previous model stays activatable: its checkpoint goes along into models/
+        shutil.copytree(live / CHECKPOINT_DIR, build / MODELS_DIR / start.model_id)
         write_binding(build, space.checkpoint_hash, space.dim, new_sp.model.config.profile)
         with state.reading() as active:
             todo = _all_ids(active.store)
@@ -142,6 +220,7 @@ def _run_activation(state: ServiceState, job: Job, model_id: str) -> dict[str, A
             )
         job.update(0.92, "switching")
         with state.writing() as active:
+            job.no_more_cancel()
             now = set(_all_ids(active.store))
             added = sorted(now - done)
             if added:
@@ -151,6 +230,8 @@ def _run_activation(state: ServiceState, job: Job, model_id: str) -> dict[str, A
                 new_store.delete(removed)
             count = new_store.count()
             new_store.close()
+            fsync_dir(build)
+            progress_point("activate:swap:built")
             try:
                 _swap_dirs(state, active, build, parked)
             except BaseException:
@@ -159,11 +240,17 @@ def _run_activation(state: ServiceState, job: Job, model_id: str) -> dict[str, A
             store = open_store(live, space)
             new_sp.checkpoint = live / CHECKPOINT_DIR
             state.swap(ActiveSpace(new_sp, store, space))
-        shutil.rmtree(parked, ignore_errors=True)
+            progress_point("activate:swap:opened")
+        try:
+            _adopt_models(parked, live)
+            _discard(parked, live)
+        except OSError as exc:  # the switch is done; the next start finishes this
+            log.warning("%s: could not tidy up after the switch (%s)", live, exc)
+        progress_point("activate:swap:cleaned")
     except BaseException:
         if not new_store._closed:  # type: ignore[attr-defined]
             new_store.close()
-        shutil.rmtree(build, ignore_errors=True)
+        _discard(build, live)
         raise
     log.info("activated model %s (%d items re-embedded)", model_id, count)
     return {
@@ -181,4 +268,8 @@ def start_activation(state: ServiceState, model_id: str) -> Job:
         raise Conflict(
             "another activation is running; wait for its job to finish (GET /v1/jobs/{id})"
         )
-    return state.jobs.submit("activate", lambda job: _run_activation(state, job, model_id))
+    return state.jobs.submit(
+        "activate",
+        lambda job: _run_activation(state, job, model_id),
+        params={"model_id": model_id, "from": state.peek().model_id},
+    )

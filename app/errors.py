@@ -17,9 +17,17 @@ from fastapi.responses import JSONResponse
 from spaner.index import SpaceMismatchError, StoreError, UnknownIdError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from spaner.errors import ConfigError, InputError, SpanerError
+from spaner.errors import ConfigError, DiskFullError, InputError, SpanerError, is_disk_full
 
-__all__ = ["ApiError", "NotFound", "Conflict", "UnsupportedMedia", "TooLarge", "install_handlers"]
+__all__ = [
+    "ApiError",
+    "NotFound",
+    "Conflict",
+    "UnsupportedMedia",
+    "TooLarge",
+    "InsufficientStorage",
+    "install_handlers",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +67,20 @@ class Unprocessable(ApiError):
     status, code = 422, "invalid_input"
 
 
+class InsufficientStorage(ApiError):
+    status, code = 507, "insufficient_storage"
+
+
+def _disk_full_detail(exc: BaseException) -> str:
+    if isinstance(exc, DiskFullError):
+        return str(exc)
+    name = getattr(exc, "filename", None)
+    return (
+        f"no space left on device{f' writing {name}' if name else ''} ({exc}); nothing of this "
+        "request was stored: free space and retry"
+    )
+
+
 def _input_error_status(exc: InputError) -> tuple[int, str]:
     problem = exc.problem
     if "limit" in problem:
@@ -76,6 +98,8 @@ def error_response(exc: Exception) -> JSONResponse | None:
     """The response for an error a user caused, or None for a bug."""
     if isinstance(exc, ApiError):
         return JSONResponse(_body(exc.code, exc.detail), status_code=exc.status)
+    if is_disk_full(exc):
+        return JSONResponse(_body("insufficient_storage", _disk_full_detail(exc)), status_code=507)
     if isinstance(exc, InputError):
         status, code = _input_error_status(exc)
         return JSONResponse(_body(code, str(exc)), status_code=status)
@@ -129,6 +153,11 @@ def install_handlers(app: FastAPI) -> None:
         )
 
     async def bug(request: Request, exc: Exception) -> JSONResponse:
+        if is_disk_full(exc):  # not a bug: a full disk (a raw OSError or SQLite's error)
+            log.warning("%s %s: %s", request.method, request.url.path, exc)
+            return JSONResponse(
+                _body("insufficient_storage", _disk_full_detail(exc)), status_code=507
+            )
         error_id = uuid.uuid4().hex[:12]
         log.exception("internal error %s on %s %s", error_id, request.method, request.url.path)
         return JSONResponse(

@@ -25,6 +25,7 @@ from spaner.pipeline import Spaner
 
 from .errors import Unprocessable
 from .jobs import Job
+from .killpoints import progress_point
 from .model_registry import json_safe, save_model
 from .state import ActiveSpace, ServiceState
 from .uploads import sniff
@@ -87,7 +88,8 @@ def _run_fit(
     base = state.peek()
     job.update(0.02, "encoding the support set")
     spaner = Spaner(copy.deepcopy(base.spaner.model), base.spaner.encoders)
-    with tempfile.TemporaryDirectory(prefix="spaner-fit-") as tmp:
+    state.models_dir.mkdir(parents=True, exist_ok=True)  # temp files here: a restart removes them
+    with tempfile.TemporaryDirectory(prefix=".tmp-fit-", dir=state.models_dir) as tmp:
         data = spaner.prepare(_manifest(examples, Path(tmp)), cfg)
     held_out = len(data.val) > 0
     scored = data.val if held_out else data.train
@@ -123,7 +125,9 @@ def _run_fit(
         }
     )
     info = {"job": job.id, "parent": base.model_id, "examples": len(examples), "metrics": metrics}
+    job.no_more_cancel()
     mid = save_model(state, spaner, info)
+    progress_point("fit:saved")
     return {"model_id": mid, "parent": base.model_id, "metrics": metrics}
 
 

@@ -15,6 +15,7 @@ from spaner import __version__
 
 from .body import BODY_MODELS
 from .errors import install_handlers
+from .queue_limit import QueueLimit
 from .routers import embed, fewshot, health, items, jobs, models, search, stats
 from .schemas.common import ValidationErrorOut
 from .settings import Settings
@@ -29,7 +30,9 @@ DESCRIPTION = """\
 One embedding space for text, images and audio: embed, store and search across modalities,
 and adapt the space few-shot. Writes need the `X-API-Key` header when the server has a key.
 Errors are JSON `{"error": code, "detail": message}`: 413 over a limit, 415 not a decodable
-file type, 422 invalid input, 404 unknown id.
+file type, 422 invalid input, 404 unknown id, 507 the disk is full (nothing of the request
+was stored; retry once space is free), 503 with `Retry-After` when the server has its
+maximum of requests in progress.
 """
 
 
@@ -99,6 +102,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     for module in (health, stats, embed, search, items, fewshot, jobs, models):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(QueueLimit, max_queue=settings.max_queue)  # outermost: refuses first
     app.openapi = lambda: _openapi(app, settings, service)  # type: ignore[method-assign]
 
     @app.get("/", include_in_schema=False)

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     ui: bool = Field(True, description="mount the Gradio UI at /ui")
     device: str = Field("cpu", description="torch device for encoders and model")
     fit_epochs: int = Field(60, gt=0, description="default epochs of a few-shot fit job")
+    max_queue: int = Field(
+        64,
+        gt=0,
+        description="most requests in progress at once; past it the server answers 503 with "
+        "Retry-After instead of queueing without bound",
+    )
 
     @property
     def max_upload_bytes(self) -> int:

@@ -25,11 +25,13 @@ from pathlib import Path
 
 from spaner.index import EmbeddingSpace, VectorStore, create_store, open_store
 from spaner.index.registry import remove_stale_builds
+from spaner.index.store_lock import WriterLock, acquire_writer_lock
 
 from spaner.checkpoint import checkpoint_hash
 from spaner.errors import ConfigError
 from spaner.pipeline import Spaner
 
+from .job_store import JobStore, jobs_db_path
 from .jobs import JobRunner
 from .rwlock import RWLock
 from .settings import Settings
@@ -166,22 +168,52 @@ def _existing_store(settings: Settings) -> ActiveSpace:
 class ServiceState:
     """Everything the routes share. Build with :meth:`open`; :meth:`close` on shutdown."""
 
-    def __init__(self, settings: Settings, active: ActiveSpace) -> None:
+    def __init__(
+        self, settings: Settings, active: ActiveSpace, writer_lock: WriterLock | None = None
+    ) -> None:
         self.settings = settings
         self._active = active
         self.lock = RWLock()
-        self.jobs = JobRunner()
+        self.jobs = JobRunner(store=JobStore(jobs_db_path(settings.store)))
+        self._writer_lock = writer_lock
+        self._settle_interrupted()
+
+    def _settle_interrupted(self) -> None:
+        """An activation killed after its switch did finish: record it as such."""
+        active = self._active.model_id
+        for job in self.jobs.interrupted:
+            target, prev = job.params.get("model_id"), job.params.get("from")
+            if job.kind == "activate" and target == active and prev != active:
+                job.status, job.progress, job.message = "succeeded", 1.0, "done"
+                job.result = {"model_id": active, "previous": prev, "changed": True}
+                job.error = None
+                self.jobs.save(job)
+            elif job.kind == "activate":
+                job.error = f"{job.error}; model {active} (the previous one) is still active"
+                self.jobs.save(job)
 
     @classmethod
     def open(cls, settings: Settings) -> ServiceState:
-        """Open ``settings.store``, creating it (and its model) when it does not exist."""
-        if (settings.store / "store.json").is_file():
-            active = _existing_store(settings)
-        else:
-            active = _new_store(settings)
-        _apply_limits(active.spaner, settings)
-        (settings.store / MODELS_DIR).mkdir(exist_ok=True)
-        return cls(settings, active)
+        """Open ``settings.store``, creating it (and its model) when it does not exist.
+
+        The service holds the store's writer lock until :meth:`close` (across model
+        activations, which swap the store folder): ``spaner ingest`` on the same store is
+        refused meanwhile with a message naming this server."""
+        from .activation import recover_activation
+
+        lock = acquire_writer_lock(settings.store)
+        try:
+            recover_activation(settings.store)
+            if (settings.store / "store.json").is_file():
+                active = _existing_store(settings)
+            else:
+                active = _new_store(settings)
+            _apply_limits(active.spaner, settings)
+            (settings.store / MODELS_DIR).mkdir(exist_ok=True)
+        except BaseException:
+            lock.release()
+            raise
+        return cls(settings, active, lock)
 
     @property
     def store_dir(self) -> Path:
@@ -218,8 +250,12 @@ class ServiceState:
 
     def close(self) -> None:
         self.jobs.shutdown()
-        with self.lock.write():
-            self._active.store.close()
+        try:
+            with self.lock.write():
+                self._active.store.close()
+        finally:
+            if self._writer_lock is not None:
+                self._writer_lock.release()
 
 
 def _apply_limits_active(active: ActiveSpace, settings: Settings) -> ActiveSpace:

@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="measured duration")
     ap.add_argument("--warmup", type=float, default=10.0, help="unmeasured seconds first")
     ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--profile", default="tiny", help="the server's encoder profile")
     ap.add_argument("--prefill-per-concept", type=int, default=10)
     ap.add_argument("--max-rss-drift", type=float, default=0.10)
     ap.add_argument("--json", action="store_true")
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             *SPANER,
             "serve",
             "--profile",
-            "tiny",
+            args.profile,
             "--store",
             f"{tmp}/store",
             "--no-ui",

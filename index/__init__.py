@@ -33,6 +33,7 @@ from .errors import (
     SpaceMismatchError,
     StoreError,
     StoreFormatError,
+    StoreFullError,
     UnknownIdError,
     VectorError,
 )
@@ -41,6 +42,7 @@ from .filters import Filter
 from .records import Hit, HitList, Item, SearchResults, content_sha256
 from .registry import available_backends, create_store, open_store, register_backend
 from .space import FORMAT_VERSION, EmbeddingSpace
+from .store_lock import StoreLockedError
 
 if TYPE_CHECKING:
     from .milvus_store import MilvusConfig, MilvusStore
@@ -71,6 +73,8 @@ __all__ = [
     "UnknownIdError",
     "IndexNotTrainedError",
     "StoreFormatError",
+    "StoreLockedError",
+    "StoreFullError",
 ]
 
 

@@ -17,15 +17,18 @@ import logging
 import sqlite3
 import threading
 from abc import abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from spaner.errors import is_disk_full
+
 from .base import RepairReport, VectorStore
 from .content_store import ContentStore
-from .errors import StoreError, UnknownIdError
+from .errors import StoreError, StoreFullError, UnknownIdError
 from .filters import Filter
 from .meta_cache import MetaCache, row_to_metadata
 from .metadata import MetadataDB
@@ -79,13 +82,42 @@ class MetadataBackedStore(VectorStore):
         if self._closed:
             raise StoreError(f"{self.path}: store is closed")
 
+    @contextmanager
+    def _full_disk(self, what: str) -> Iterator[None]:
+        """Turn an out-of-space failure into :class:`StoreFullError` naming the store."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except (OSError, sqlite3.Error) as exc:
+            if not is_disk_full(exc):
+                raise
+            raise StoreFullError(
+                f"{self.path}: no space left on device while {what} ({exc}); nothing of this "
+                "call was stored and the store is intact: free space and retry"
+            ) from exc
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.read_only:
+            raise StoreError(
+                f"{self.path}: opened read-only; open it for writing (one writer at a time)"
+            )
+
     def close(self) -> None:
         if self._closed:
             return
-        self.save()
-        self._index_close()
-        self.meta.close()
-        self._closed = True
+        try:
+            if not self.read_only:
+                with self._full_disk("saving the index cache on close"):
+                    self.save()
+        finally:
+            self._index_close()
+            self.meta.close()
+            self._closed = True
+            lock, self._writer_lock = self._writer_lock, None
+            if lock is not None:
+                lock.release()
 
     # -- index hooks (backends implement) -------------------------------------------------
     @abstractmethod
@@ -129,7 +161,7 @@ class MetadataBackedStore(VectorStore):
     ) -> np.ndarray:
         """:meth:`add`; ``to_index=False`` when the vectors are already in the index under
         ``ids`` (written there by another process), so only the metadata is committed."""
-        self._check_open()
+        self._check_writable()
         vecs = check_vectors(vectors, self.dim, normalize=self.normalize)
         try:
             items = coerce_items(metadata, len(vecs))
@@ -138,7 +170,7 @@ class MetadataBackedStore(VectorStore):
         id_arr = check_ids(ids, len(vecs))
         if len(vecs) == 0:
             return np.empty(0, np.int64)
-        with self._lock:
+        with self._lock, self._full_disk("adding items"):
             self.contents.put_many(
                 {
                     it.content_hash: bytes(it.content)
@@ -146,7 +178,8 @@ class MetadataBackedStore(VectorStore):
                     if isinstance(it.content, (bytes, bytearray, memoryview))
                 }
             )
-            out_ids, gen = self.meta.insert(id_arr, vecs, items)
+            out_ids, gen = self.meta.insert(id_arr, vecs, items)  # the commit point
+        with self._lock:
             if to_index:
                 self._index_add(out_ids, vecs)
             self._after_commit(gen)
@@ -157,10 +190,11 @@ class MetadataBackedStore(VectorStore):
         """Hook run (under the lock) after a committed mutation reached the index."""
 
     def delete(self, ids: Iterable[int]) -> int:
-        self._check_open()
+        self._check_writable()
         arr = np.asarray(list(ids), dtype=np.int64)
         with self._lock:
-            gone, hashes, gen = self.meta.delete(arr.tolist())
+            with self._full_disk("deleting items"):
+                gone, hashes, gen = self.meta.delete(arr.tolist())
             self.meta_cache.forget(gone)
             if gone:
                 self._index_remove(np.asarray(gone, dtype=np.int64))
@@ -300,6 +334,7 @@ class MetadataBackedStore(VectorStore):
 
     def vacuum_content(self) -> int:
         """Remove content files no item references (left by a crash before commit)."""
+        self._check_writable()
         with self._lock:
             used = self.meta.file_hashes()
             orphans = [d for d in self.contents.digests() if d not in used]
@@ -310,6 +345,8 @@ class MetadataBackedStore(VectorStore):
     def _remove_temp_files(self) -> int:
         from .atomic_io import TMP_PREFIX
 
+        if self.read_only:  # the temp files may be a live writer's
+            return 0
         n = self.contents.remove_temp_files()
         for f in self.path.rglob(f"{TMP_PREFIX}*"):
             if f.name != MANIFEST_NAME:

@@ -48,6 +48,10 @@ class VectorStore(ABC):
     path: Path
     space: EmbeddingSpace
     last_repair: RepairReport
+    #: the writer lock :func:`~spaner.index.open_store` took for this store (released on close)
+    _writer_lock: Any = None
+    #: opened with ``open_store(..., read_only=True)``: no lock, no writes
+    read_only: bool = False
 
     @classmethod
     @abstractmethod

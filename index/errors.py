@@ -8,7 +8,7 @@ A store never half-applies a call that raised: validation happens before anythin
 
 from __future__ import annotations
 
-from spaner.errors import SpanerError
+from spaner.errors import DiskFullError, SpanerError
 
 __all__ = [
     "StoreError",
@@ -18,6 +18,7 @@ __all__ = [
     "UnknownIdError",
     "IndexNotTrainedError",
     "StoreFormatError",
+    "StoreFullError",
 ]
 
 
@@ -63,3 +64,8 @@ class IndexNotTrainedError(StoreError, RuntimeError):
 
 class StoreFormatError(StoreError, RuntimeError):
     """The on-disk store is missing, of an unknown format version, or corrupt."""
+
+
+class StoreFullError(StoreError, DiskFullError):
+    """The disk (or quota) ran out while writing the store; nothing of the failed call was
+    stored, what was stored before is intact, and the next write succeeds once space is free."""

@@ -28,6 +28,8 @@ from typing import Any
 import faiss
 import numpy as np
 
+from spaner.errors import is_disk_full
+
 from .atomic_io import atomic_write_with
 from .backed_store import MetadataBackedStore
 from .base import RepairReport
@@ -126,6 +128,14 @@ class FaissStore(MetadataBackedStore):
         store.last_repair = store._reconcile()
         return store
 
+    @classmethod
+    def open_read_only(cls, path: str | Path, space: EmbeddingSpace | None) -> FaissStore:
+        """Open without the writer lock: repairs stay in memory, add/delete are refused."""
+        store = cls(Path(path), cls._read_manifest(path, space))
+        store.read_only = True
+        store.last_repair = store._reconcile()
+        return store
+
     def _index_close(self) -> None:
         self._gpu = None
         self._view = None
@@ -136,6 +146,8 @@ class FaissStore(MetadataBackedStore):
 
     def save(self) -> None:
         self._check_open()
+        if self.read_only:
+            return
         with self._lock:
             gen = self.meta.generation
             if self._cache_gen == gen:
@@ -143,7 +155,8 @@ class FaissStore(MetadataBackedStore):
             if self._dead and len(self._dead) > 0.2 * max(1, self.index.ntotal):
                 self._rebuild()
             target = self._cache_dir() / f"faiss-g{gen:012d}.index"
-            atomic_write_with(target, lambda tmp: faiss.write_index(self.index, tmp))
+            with self._full_disk("saving the index cache"):
+                atomic_write_with(target, lambda tmp: faiss.write_index(self.index, tmp))
             for old in self._cache_dir().glob("faiss-g*.index"):
                 if old != target:
                     old.unlink(missing_ok=True)
@@ -293,7 +306,12 @@ class FaissStore(MetadataBackedStore):
             report.rebuilt = True
         if not report.clean:
             log.warning("%s: repaired on open: %s", self.path, report)
-            self.save()
+            try:
+                self.save()
+            except OSError as exc:  # e.g. a full disk: the cache is repaired again next open
+                if not is_disk_full(exc):
+                    raise
+                log.warning("%s: could not save the repaired index cache (%s)", self.path, exc)
         return report
 
     # -- search -------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from .atomic_io import fsync_dir
 from .base import VectorStore
 from .errors import StoreError
 from .space import EmbeddingSpace, StoreManifest
+from .store_lock import acquire_writer_lock
 
 __all__ = ["register_backend", "backend_class", "create_store", "open_store", "available_backends"]
 
@@ -86,13 +87,26 @@ def create_store(
     Crash-safe: the store is built in a hidden sibling folder (``prepare(folder)`` may add
     files to it, e.g. the model) and renamed to ``path`` once complete, so a crash leaves
     either no store or a whole one; build folders of an interrupted creation are removed.
-    ``path`` must not exist or be an empty folder."""
+    ``path`` must not exist or be an empty folder. The caller holds the store's writer lock
+    (:mod:`.store_lock`) from now on, until the store is closed."""
     cls = backend_class(backend)
     target = Path(path)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise StoreError(f"{target}: exists and is not empty; open_store() it instead")
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_builds(target)
+    with acquire_writer_lock(target):
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise StoreError(f"{target}: exists and is not empty; open_store() it instead")
+        remove_stale_builds(target)
+        _build(cls, target, space, config, prepare)
+        return _open_locked(cls, target, space)
+
+
+def _build(
+    cls: type[VectorStore],
+    target: Path,
+    space: EmbeddingSpace,
+    config: Any,
+    prepare: Callable[[Path], None] | None,
+) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{BUILD_PREFIX}", dir=target.parent))
     try:
         build = tmp / target.name
@@ -104,18 +118,44 @@ def create_store(
         fsync_dir(target.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return cls.open(target, space)
+
+
+def _open_locked(cls: type[VectorStore], path: Path, space: EmbeddingSpace | None) -> VectorStore:
+    """Open with the writer lock held by the returned store until it is closed."""
+    lock = acquire_writer_lock(path)
+    try:
+        store = cls.open(path, space)
+    except BaseException:
+        lock.release()
+        raise
+    store._writer_lock = lock
+    return store
 
 
 def open_store(
-    path: str | Path, space: EmbeddingSpace | None, backend: str | None = None
+    path: str | Path,
+    space: EmbeddingSpace | None,
+    backend: str | None = None,
+    *,
+    read_only: bool = False,
 ) -> VectorStore:
     """Open the store at ``path``, checking it holds vectors of ``space``.
 
     ``space=None`` skips the check (inspection tools only). ``backend`` defaults to the one
     recorded in ``store.json`` and, when given, must match it.
+
+    A writer (the default) takes the store's writer lock first and raises
+    :class:`~.store_lock.StoreLockedError`, naming the holder, while another process has it;
+    the store releases it on ``close()``. ``read_only=True`` takes no lock, never writes
+    (repairs stay in memory) and refuses ``add``/``delete``: safe beside a running writer.
     """
     recorded = StoreManifest.read(Path(path)).backend
     if backend is not None and backend != recorded:
         raise StoreError(f"{path}: a {recorded!r} store, not {backend!r}")
-    return backend_class(recorded).open(path, space)
+    cls = backend_class(recorded)
+    if read_only:
+        opener = getattr(cls, "open_read_only", None)
+        if opener is None:
+            raise StoreError(f"{path}: the {recorded!r} backend cannot be opened read-only")
+        return opener(path, space)
+    return _open_locked(cls, Path(path), space)

@@ -17,7 +17,7 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
-from spaner.errors import CheckpointError, ConfigError
+from spaner.errors import CheckpointError, ConfigError, DiskFullError, is_disk_full
 
 from .config import SpanerConfig, from_dict
 from .model import SpanerModel
@@ -35,6 +35,8 @@ def _fsync_dir(path: Path) -> None:
         return
     try:
         os.fsync(fd)
+    except OSError:  # after the rename: the checkpoint is in place either way
+        pass
     finally:
         os.close(fd)
 
@@ -42,8 +44,24 @@ def _fsync_dir(path: Path) -> None:
 def save_checkpoint(
     model: SpanerModel, path: str | Path, extra: dict[str, Any] | None = None
 ) -> Path:
-    """Atomically write ``model`` to the directory ``path`` (replacing an existing checkpoint)."""
-    path = Path(path)
+    """Atomically write ``model`` to the directory ``path`` (replacing an existing checkpoint).
+
+    A full disk raises :class:`DiskFullError` naming ``path``; the previous checkpoint, if
+    any, is left as it was."""
+    try:
+        return _save(model, Path(path), extra)
+    except DiskFullError:
+        raise
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        raise DiskFullError(
+            f"{path}: no space left on device while saving the checkpoint ({exc}); "
+            "nothing was replaced: free space and retry"
+        ) from exc
+
+
+def _save(model: SpanerModel, path: Path, extra: dict[str, Any] | None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not (path / CONFIG_NAME).is_file() and any(path.iterdir()):
         raise CheckpointError(
@@ -69,7 +87,11 @@ def save_checkpoint(
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old, path)  # put the previous checkpoint back
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)

@@ -244,7 +244,7 @@ def _complete_store_count(store: Path, state: dict[str, Any], done: dict[str, st
     if state.get("store") != done["space"] or {k: recorded.get(k) for k in done} != done:
         return None
     try:
-        with open_store(store, None) as s:
+        with open_store(store, None, read_only=True) as s:  # only counts
             count = s.count()
     except Exception as exc:  # a damaged or missing store: let ingest rebuild or repair it
         log.info("re-checking the demo store (%s)", exc)

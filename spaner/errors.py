@@ -11,6 +11,8 @@ __all__ = [
     "EncoderLoadError",
     "CheckpointError",
     "ConfigError",
+    "DiskFullError",
+    "is_disk_full",
 ]
 
 
@@ -44,3 +46,27 @@ class CheckpointError(SpanerError, RuntimeError):
 
 class ConfigError(SpanerError, ValueError):
     """A configuration value is invalid."""
+
+
+class DiskFullError(SpanerError, OSError):
+    """A write failed for lack of space (ENOSPC, a quota, SQLite's "database or disk is full").
+
+    Raised by the store and checkpoint writers with a message naming what was being written;
+    whatever was stored before stays intact (every write is atomic or transactional)."""
+
+
+_FULL_ERRNOS = (28, 122)  # ENOSPC, EDQUOT (Linux)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for an out-of-space failure, however the library reported it."""
+    if isinstance(exc, DiskFullError):
+        return True
+    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+        return True
+    text = str(exc)
+    return (
+        "database or disk is full" in text
+        or "No space left on device" in text
+        or ("os error 28" in text)
+    )

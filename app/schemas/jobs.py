@@ -14,7 +14,10 @@ __all__ = ["JobOut", "SupportExampleIn", "FitIn"]
 class JobOut(BaseModel):
     id: str = Field(examples=["9b1f0c2d4e6a8b0c"])
     kind: str = Field(examples=["fit"])
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"] = Field(
+        description="interrupted: the server stopped while the job was queued or running "
+        "(the reason is in `error`); cancelled: stopped on request"
+    )
     progress: float = Field(ge=0, le=1, examples=[0.4])
     message: str = Field(examples=["training"])
     metrics: dict[str, Any] = Field(
@@ -27,6 +30,9 @@ class JobOut(BaseModel):
     created: float
     started: float | None = None
     finished: float | None = None
+    cancel_requested: bool = Field(
+        False, description="a cancel was asked for; a running job stops at its next step"
+    )
 
 
 class SupportExampleIn(BaseModel):

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from spaner import __version__
-from spaner.errors import SpanerError
+from spaner.errors import SpanerError, is_disk_full
 
 __all__ = ["main", "build_parser", "SUBCOMMANDS"]
 
@@ -136,6 +136,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except OSError as exc:
+        if args.debug or not is_disk_full(exc):
+            raise
+        name = getattr(exc, "filename", None)
+        print(
+            f"spaner {args.command}: error: no space left on device"
+            f"{f' writing {name}' if name else ''} ({exc}); free space and retry",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print(f"spaner {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -161,7 +161,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"-k must be a positive number of results, got {args.k}")
     items = query_items(args)
     flt = build_filter(args)
-    bound = open_bound_store(args.store, checkpoint=args.checkpoint, device=args.device)
+    bound = open_bound_store(
+        args.store, checkpoint=args.checkpoint, device=args.device, read_only=True
+    )
     try:
         sp = bound.spaner
         vecs = []

@@ -29,6 +29,7 @@ _FIELDS = (
     "max_k",
     "device",
     "fit_epochs",
+    "max_queue",
 )
 
 
@@ -68,6 +69,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="torch device [SPANER_DEVICE; cpu]")
     p.add_argument(
         "--fit-epochs", type=int, help="default epochs of fit jobs [SPANER_FIT_EPOCHS; 60]"
+    )
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        help="most requests in progress; past it 503 + Retry-After [SPANER_MAX_QUEUE; 64]",
     )
     p.add_argument(
         "--no-ui", dest="ui", action="store_false", default=None, help="do not mount the Gradio UI"

@@ -86,13 +86,14 @@ def open_bound_store(
     backend: str = "faiss",
     backend_config: Any = None,
     device: str = "cpu",
+    read_only: bool = False,
 ) -> BoundStore:
     """Open (or, with ``create``, make) the store at ``store_dir`` with its model.
 
     Existing store: the model is ``checkpoint`` when given (refused unless it is the store's
     space), else the recorded one; ``profile`` must then match the recorded model's profile.
     New store (``create``): from ``checkpoint``, or an untrained ``profile`` model saved
-    into the store.
+    into the store. ``read_only``: open an existing store without the writer lock (search).
     """
     from spaner.index import SpaceMismatchError, create_store, open_store
     from spaner.index.atomic_io import atomic_write_json
@@ -114,7 +115,7 @@ def open_bound_store(
                     {"store": str(d), "profile": have, "checkpoint": str(ckpt)},
                     {"profile": profile},
                 )
-        store = open_store(d, _space(sp))
+        store = open_store(d, _space(sp), read_only=read_only)
         return BoundStore(store, sp, ckpt)
     if not create:
         from spaner.index import StoreFormatError

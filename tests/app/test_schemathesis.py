@@ -74,6 +74,8 @@ OPERATIONS = [
     "POST /v1/fewshot/fit",
     "GET /v1/jobs",
     "GET /v1/jobs/{job_id}",
+    "DELETE /v1/jobs/{job_id}",
+    "POST /v1/jobs/{job_id}/cancel",
     "GET /v1/models",
     "POST /v1/models/{model_id}/activate",
 ]
@@ -87,6 +89,8 @@ NO_INPUT = {
     "GET /v1/jobs",
     "GET /v1/models",
     "GET /v1/jobs/{job_id}",
+    "DELETE /v1/jobs/{job_id}",
+    "POST /v1/jobs/{job_id}/cancel",
 }
 CASES = [(op, "positive") for op in OPERATIONS] + [
     (op, "negative") for op in OPERATIONS if op not in NO_INPUT
