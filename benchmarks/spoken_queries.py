@@ -103,12 +103,20 @@ def main(argv: list[str] | None = None) -> int:
         use = (nsp < th) & wordlike
         return np.where(use[:, None], vectors["both"], audio)
 
+    pools: dict[str, tuple[list[dict], np.ndarray]] = {}
+
+    def image_pool(split: str) -> tuple[list[dict], np.ndarray]:
+        if split not in pools:
+            pool = [r for r in rows if "image" in r and r["split"] == split]
+            pv = sp.embed("image", [str(root / r["image"]) for r in pool]) if pool else None
+            pools[split] = (pool, pv)
+        return pools[split]
+
     def score(split: str, kind: str, vec: np.ndarray) -> dict[str, float]:
         idx = [i for i, r in enumerate(clips) if r["split"] == split and r["meta"]["kind"] == kind]
-        pool = [r for r in rows if "image" in r and r["split"] == split]
+        pool, pv = image_pool(split)
         if not idx or not pool:
             return {}
-        pv = sp.embed("image", [str(root / r["image"]) for r in pool])
         qc = [clips[i]["concept"] for i in idx]
         pc = [r["concept"] for r in pool]
         return {
