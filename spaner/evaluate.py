@@ -45,17 +45,23 @@ def retrieval_metrics(
         top = sims.topk(kmax, dim=1).indices
         rel = (lt[top] == lq.unsqueeze(1)).float()  # [Nq, kmax]
         has_any = (lq.unsqueeze(1) == lt.unsqueeze(0)).any(1)
+        if not has_any.any():
+            continue  # no query has a relevant item of this modality in the pool
+        # a query whose concept has no item of the target modality cannot be answered: it is
+        # left out (Tux Paint: most concepts have a photo and a label but no sound)
+        rel = rel[has_any]
         row: dict[str, float] = {}
         for k in ks:
             row[f"R@{k}"] = (
                 float(rel[:, :k].amax(1).mean()) if k <= kmax else float(rel.amax(1).mean())
             )
-        n_rel = (lq.unsqueeze(1) == lt.unsqueeze(0)).sum(1).float()
+        n_rel = (lq.unsqueeze(1) == lt.unsqueeze(0)).sum(1).float()[has_any]
         k10 = min(10, kmax)
         prec = rel[:, :k10].cumsum(1) / torch.arange(1, k10 + 1).float()
         ap = (prec * rel[:, :k10]).sum(1) / n_rel.clamp(max=k10).clamp_min(1)
-        row["mAP@10"] = float(ap[has_any].mean()) if has_any.any() else 0.0
+        row["mAP@10"] = float(ap.mean())
         row["P@10"] = float(rel[:, :k10].mean())
+        row["queries"] = int(has_any.sum())
         out[f"{q}->{t}"] = {k: round(v, 4) for k, v in row.items()}
     return out
 

@@ -175,3 +175,18 @@ def test_own_modality_preference_counts_only_a_lean_towards_the_own_modality() -
     with_mix = objective(embs, lab, scale, [("a", "b")], loss="mixed", mix_weight=0.25)
     # anchors 0 and 1 each lean by 1 (anchor 2 has no own-modality positive)
     assert float(with_mix - base) == pytest.approx(0.25)
+
+
+def test_queries_without_a_relevant_target_are_left_out_of_recall() -> None:
+    from spaner.evaluate import retrieval_metrics
+
+    # three images (concepts 0, 1, 2), sounds only for concepts 0 and 1: the concept-2 image
+    # cannot be answered by any sound and must not count as a miss
+    fs = _fs({"image": torch.tensor([0, 1, 2]), "audio": torch.tensor([0, 1])})
+    embs = {
+        "image": torch.eye(3),
+        "audio": torch.eye(3)[:2],
+    }
+    r = retrieval_metrics(embs, fs)
+    assert r["image->audio"]["R@1"] == 1.0 and r["image->audio"]["queries"] == 2
+    assert r["audio->image"]["queries"] == 2
