@@ -135,7 +135,7 @@ def coherence_metrics(
     n_labels = len(set(labels.tolist()))
     if fs.relevance == "concept" and 1 < n_labels < len(zn):
         sil_concept = float(silhouette_score(zn, labels.numpy(), metric="cosine"))
-    if len(mods) > 1:
+    if 1 < len(mods) < len(zn):  # silhouette needs 2 <= labels <= items - 1
         sil_mod = float(silhouette_score(zn, mod_ids.numpy(), metric="cosine"))
     r = lambda v: None if v is None else round(v, 4)  # noqa: E731
     return {

@@ -190,3 +190,13 @@ def test_queries_without_a_relevant_target_are_left_out_of_recall() -> None:
     r = retrieval_metrics(embs, fs)
     assert r["image->audio"]["R@1"] == 1.0 and r["image->audio"]["queries"] == 2
     assert r["audio->image"]["queries"] == 2
+
+
+def test_coherence_of_a_tiny_test_set_does_not_fail() -> None:
+    from spaner.evaluate import coherence_metrics
+
+    # one item per modality (a demo's held-out split can be this small): no silhouette, no crash
+    fs = _fs({"image": torch.tensor([0]), "audio": torch.tensor([1]), "text": torch.tensor([2])})
+    embs = {m: torch.nn.functional.normalize(torch.randn(1, 4), dim=-1) for m in fs.modalities}
+    out = coherence_metrics(embs, fs)
+    assert out["silhouette_modality"] is None and out["silhouette_concept"] is None
