@@ -252,6 +252,10 @@ def fit(
             monitor = -recall + 1e-3 * result.val_loss[-1]  # recall first, loss breaks ties
         else:
             monitor = result.val_loss[-1] if has_val else train_loss
+        if monitor is None or not math.isfinite(monitor):
+            # a validation set with no answerable pair (a tiny collection): it cannot choose
+            # an epoch, so watch the training loss instead of keeping the untrained weights
+            monitor = train_loss
         if monitor < best - 1e-6:
             best, stale, result.best_epoch = monitor, 0, epoch + 1
             best_state = copy.deepcopy(model.state_dict())

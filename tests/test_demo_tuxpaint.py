@@ -54,7 +54,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     work = tmp_path_factory.mktemp("demo")
     source = _tree(tmp_path_factory.mktemp("pkg"))
-    cfg = DemoConfig(workdir=work, source=source, train={"epochs": 40, "audio_augment": 0})
+    cfg = DemoConfig(
+        workdir=work, source=source, train={"epochs": 200, "patience": 200, "audio_augment": 0}
+    )
     info = prepare_demo(cfg, progress=False)
     return {"cfg": cfg, "info": info, "work": work}
 
