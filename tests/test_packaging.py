@@ -134,7 +134,15 @@ def installed(dists, tmp_path_factory: pytest.TempPathFactory) -> Path:
     py = venv / "bin" / "python"
     probe = "import json, sys; print(json.dumps(sys.path))"
     paths = json.loads(_run([sys.executable, "-c", probe], cwd=tmp, env=_clean_env()))
-    deps = [p for p in paths if p and Path(p).is_dir() and not Path(p).is_relative_to(REPO)]
+    # the project's own source folders must not leak in; a venv inside the checkout (make's
+    # .venv, as in CI's fresh clone) holds the dependencies and pip, so it stays
+    deps = [
+        p
+        for p in paths
+        if p
+        and Path(p).is_dir()
+        and (not Path(p).is_relative_to(REPO) or "site-packages" in Path(p).parts)
+    ]
     site = Path(_run([str(py), "-c", "import site; print(site.getsitepackages()[0])"], cwd=tmp))
     (Path(str(site).strip()) / "_project_deps.pth").write_text("\n".join(deps) + "\n")
     _run(
