@@ -25,7 +25,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import statistics
 import time
 from typing import Any
@@ -33,23 +32,13 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 import torch
+from machine import cpu_model
 
 RATE = 16000
 TEXT = (
     "the quick brown fox jumps over the lazy dog while seven frogs sing by the river "
     "and a yellow bus stops at the corner near the old bakery on the hill"
 )
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _clips(n: int, seconds: float) -> list[bytes]:
@@ -118,7 +107,7 @@ def run(names: list[str], seconds: float, repeats: int, batch: int) -> dict[str,
             )
     return {
         "machine": {
-            "cpu": _cpu(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "loadavg_1m_at_end": round(os.getloadavg()[0], 2),

@@ -23,19 +23,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model
 
 log = logging.getLogger("real_speech")
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def _r1(q: np.ndarray, pool: np.ndarray, qc: list[str], pc: list[str]) -> float:
@@ -102,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    report: dict = {"cpu": _cpu(), "shots": args.shots, "seeds": args.seeds, "encoders": {}}
+    report: dict = {"cpu": cpu_model(), "shots": args.shots, "seeds": args.seeds, "encoders": {}}
     for audio in args.audio.split(","):
         runs = [
             run_one(args.digits, args.spoken, audio, s, args.shots, args.epochs)

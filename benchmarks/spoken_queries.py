@@ -17,25 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model
 
 log = logging.getLogger("spoken_queries")
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _rows(manifest: Path) -> list[dict]:
@@ -145,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         for kind in ("speech", "sound")
     }
     report = {
-        "cpu": _cpu(),
+        "cpu": cpu_model(),
         "threshold": th,
         "test": table,
         "transcripts_speech_test": [
