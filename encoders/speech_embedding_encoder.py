@@ -31,7 +31,7 @@ from spaner.errors import EncoderLoadError
 
 from .base import Encoder, TokenBatch
 from .decode import RawInput, load_audio_mono
-from .whisper_encoder import trim_waveform
+from .whisper_encoder import condition_waveform
 
 __all__ = ["SpeechEmbeddingEncoder", "TFLiteModel", "locate_wakeword_package", "n_tokens"]
 
@@ -259,12 +259,7 @@ class SpeechEmbeddingEncoder(Encoder):
 
     def condition(self, wave: torch.Tensor) -> torch.Tensor:
         """Trim leading and trailing silence and peak-normalise (what :meth:`load` applies)."""
-        wave = trim_waveform(wave, self.trim_db)
-        if self.normalize:
-            peak = float(wave.abs().max()) if wave.numel() else 0.0
-            if peak > 1e-4:
-                wave = wave * (0.9 / peak)
-        return wave[: self.max_samples].contiguous()
+        return condition_waveform(wave, self.trim_db, self.normalize, self.max_samples)
 
     def preprocess(self, raws: Sequence[torch.Tensor]) -> list[np.ndarray]:
         """Each clip as int16-scaled float32 samples; clips shorter than the receptive field

@@ -30,7 +30,13 @@ from spaner.errors import EncoderLoadError
 from .base import Encoder, TokenBatch
 from .decode import RawInput, load_audio_mono
 
-__all__ = ["WhisperEncoder", "resolve_whisper_model", "FASTER_WHISPER_REPOS", "trim_waveform"]
+__all__ = [
+    "WhisperEncoder",
+    "resolve_whisper_model",
+    "FASTER_WHISPER_REPOS",
+    "trim_waveform",
+    "condition_waveform",
+]
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +125,19 @@ def trim_waveform(wave: torch.Tensor, top_db: float, frame: int = 400) -> torch.
         return wave
     start, end = int(voiced[0]) * frame, (int(voiced[-1]) + 1) * frame
     return wave[start : max(end, start + frame)]
+
+
+def condition_waveform(
+    wave: torch.Tensor, trim_db: float, normalize: bool, max_samples: int
+) -> torch.Tensor:
+    """Trim leading and trailing silence (:func:`trim_waveform`), peak-normalise to 0.9 when
+    ``normalize``, and keep at most ``max_samples``: what the speech encoders' ``load`` applies."""
+    wave = trim_waveform(wave, trim_db)
+    if normalize:
+        peak = float(wave.abs().max()) if wave.numel() else 0.0
+        if peak > 1e-4:
+            wave = wave * (0.9 / peak)
+    return wave[:max_samples].contiguous()
 
 
 class WhisperEncoder(Encoder):
@@ -219,12 +238,7 @@ class WhisperEncoder(Encoder):
 
     def condition(self, wave: torch.Tensor) -> torch.Tensor:
         """Trim leading and trailing silence and peak-normalise (what :meth:`load` applies)."""
-        wave = trim_waveform(wave, self.trim_db)
-        if self.normalize:
-            peak = float(wave.abs().max()) if wave.numel() else 0.0
-            if peak > 1e-4:
-                wave = wave * (0.9 / peak)
-        return wave[: self.max_frames * HOP].contiguous()
+        return condition_waveform(wave, self.trim_db, self.normalize, self.max_frames * HOP)
 
     def preprocess(self, raws: Sequence[torch.Tensor]) -> tuple[np.ndarray, list[int]]:
         """Log-mel features padded to the batch's longest clip (at least ``min_seconds``)."""
