@@ -160,7 +160,9 @@ def _prepare_demo(cfg: DemoConfig, progress: bool) -> dict[str, Any]:
     if cfg.profile is None:
         cfg.profile = "offline" if collection == "tuxpaint" else "digits"
     timings["dataset"] = time.perf_counter() - t
-    data_hash = _file_hash(manifest) + _file_hash(index_manifest)[:16]
+    data_hash = _file_hash(manifest)
+    if index_manifest != manifest:  # tuxpaint trains on one manifest and indexes another
+        data_hash += _file_hash(index_manifest)[:16]
 
     t = time.perf_counter()
     from spaner.profiles import get_profile

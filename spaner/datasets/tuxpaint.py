@@ -238,17 +238,17 @@ class _Builder:
                 )
 
 
+def _split_for(u: float, config: TuxPaintConfig) -> str:
+    """``test`` / ``val`` / ``train`` for a uniform draw ``u`` by the configured fractions."""
+    if u < config.test_fraction:
+        return "test"
+    return "val" if u < config.test_fraction + config.val_fraction else "train"
+
+
 def _split_by_concept(items: list[dict], config: TuxPaintConfig) -> list[dict]:
     out = []
     for item in items:
-        u = _unit(config.seed, "concept", item["concept"])
-        split = (
-            "test"
-            if u < config.test_fraction
-            else "val"
-            if u < config.test_fraction + config.val_fraction
-            else "train"
-        )
+        split = _split_for(_unit(config.seed, "concept", item["concept"]), config)
         out.append({**item, "split": split})
     return out
 
@@ -264,14 +264,7 @@ def _split_seen(items: list[dict], config: TuxPaintConfig) -> list[dict]:
         group = sorted(group, key=lambda it: _unit(config.seed, "item", it["id"]))
         split_of[group[0]["id"]] = "train"
         for item in group[1:]:
-            u = _unit(config.seed, "seen", item["id"])
-            split_of[item["id"]] = (
-                "test"
-                if u < config.test_fraction
-                else "val"
-                if u < config.test_fraction + config.val_fraction
-                else "train"
-            )
+            split_of[item["id"]] = _split_for(_unit(config.seed, "seen", item["id"]), config)
     return [{**item, "split": split_of[item["id"]]} for item in items]
 
 
