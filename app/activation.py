@@ -20,6 +20,7 @@ import numpy as np
 from spaner.index import EmbeddingSpace, FaissConfig, Item, VectorStore, create_store, open_store
 from spaner.index.atomic_io import fsync_dir
 
+from spaner.calibration import load_calibration
 from spaner.checkpoint import checkpoint_hash, load_checkpoint
 from spaner.pipeline import Spaner, build_encoders
 
@@ -57,7 +58,7 @@ def _load_model(path: Path, current: Spaner, device: str) -> Spaner:
                 device,
             )
         )
-    return Spaner(model, encoders, path)
+    return Spaner(model, encoders, path, load_calibration(path))
 
 
 def _all_ids(store: VectorStore) -> list[int]:

@@ -12,12 +12,21 @@ from typing import Any
 import numpy as np
 from spaner.index import Filter, Hit
 
+from spaner.mixed_search import merge_by_relevance, query_weights, relevance_of
+
 from .errors import Unprocessable
 from .inputs import Upload, check_modalities, embed_texts, embed_uploads, mean_query
 from .schemas.common import ItemOut
 from .state import ActiveSpace
 
-__all__ = ["query_vector", "search", "search_by_modality", "item_out"]
+__all__ = [
+    "query_vector",
+    "query_modalities",
+    "search",
+    "search_mixed",
+    "search_by_modality",
+    "item_out",
+]
 
 
 def item_out(
@@ -62,6 +71,43 @@ def query_vector(
     return mean_query(np.concatenate(parts))
 
 
+def query_modalities(
+    active: ActiveSpace,
+    texts: Sequence[str] = (),
+    item_ids: Sequence[int] = (),
+    uploads: Sequence[Upload] = (),
+    transcripts: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, float]:
+    """``{modality: share}`` of the query's examples, for the score calibration. A spoken query
+    counts as text when only its transcript was used, half text and half audio for both."""
+    shares: dict[str, float] = {}
+
+    def add(modality: str, weight: float = 1.0) -> None:
+        shares[modality] = shares.get(modality, 0.0) + weight
+
+    for _ in texts:
+        add("text")
+    if item_ids:
+        for meta in active.store.get([int(i) for i in item_ids]):
+            add(meta["modality"])
+    # transcripts come one per audio upload, in upload order, when speech was not "audio"
+    n_audio = sum(u.kind.modality == "audio" for u in uploads)
+    used = [t.get("used") for t in transcripts] if len(transcripts) == n_audio else []
+    for u in uploads:
+        if u.kind.modality != "audio":
+            add(u.kind.modality)
+            continue
+        how = used.pop(0) if used else "audio"
+        if how == "transcript":
+            add("text")
+        elif how == "both":
+            add("text", 0.5)
+            add("audio", 0.5)
+        else:
+            add("audio")
+    return query_weights(shares) if shares else {}
+
+
 def build_filter(
     active: ActiveSpace,
     modalities: Sequence[str] | None,
@@ -90,6 +136,37 @@ def search(
     return [dict(item_out(active, h.id, h.metadata, with_text), score=float(h.score)) for h in hits]
 
 
+def search_mixed(
+    active: ActiveSpace,
+    query: np.ndarray,
+    k: int,
+    query_mods: Mapping[str, float],
+    modalities: Sequence[str] | None = None,
+    concept: str | Sequence[str] | None = None,
+    where: Mapping[str, Any] | None = None,
+    with_text: bool = True,
+) -> list[dict[str, Any]]:
+    """The top-``k`` over every target modality in one ranking. With the model's score
+    calibration (:mod:`spaner.calibration`), ranked by ``relevance``: each target modality's
+    top ``k`` is fetched, calibrated for the query's modalities and merged. Without one (an older
+    checkpoint, an untrained model), by raw cosine as the store ranks, ``relevance`` None."""
+    cal = active.spaner.calibration
+    targets = check_modalities(active, list(modalities) if modalities else None)
+    if cal is None or not query_mods:
+        hits = search(active, query, k, build_filter(active, targets, concept, where), with_text)
+        return [dict(h, relevance=None) for h in hits]
+    if active.store.count() == 0:
+        return []
+    per_target: dict[str, list[Hit]] = {}
+    for m in targets or active.spaner.modalities:
+        flt = build_filter(active, [m], concept, where)
+        per_target[m] = list(active.store.search(query, k=k, filters=flt)[0])
+    return [
+        dict(item_out(active, h.id, h.metadata, with_text), score=float(h.score), relevance=rel)
+        for h, rel in merge_by_relevance(per_target, cal, query_mods, k)
+    ]
+
+
 def search_by_modality(
     active: ActiveSpace,
     query: np.ndarray,
@@ -98,11 +175,16 @@ def search_by_modality(
     concept: str | Sequence[str] | None = None,
     where: Mapping[str, Any] | None = None,
     with_text: bool = True,
+    query_mods: Mapping[str, float] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """The top-``k`` of each target modality (default: every modality of the model), as its own
-    list of ``HitOut``-shaped dicts."""
+    list of ``HitOut``-shaped dicts, by raw cosine (``relevance`` beside it when the model has
+    a calibration and ``query_mods`` is given)."""
     targets = check_modalities(active, list(modalities) if modalities else None)
+    cal = active.spaner.calibration
     out: dict[str, list[dict[str, Any]]] = {}
     for m in targets or active.spaner.modalities:
-        out[m] = search(active, query, k, build_filter(active, [m], concept, where), with_text)
+        hits = search(active, query, k, build_filter(active, [m], concept, where), with_text)
+        rel = relevance_of(cal, query_mods, m, [h["score"] for h in hits])
+        out[m] = [dict(h, relevance=r) for h, r in zip(hits, rel, strict=True)]
     return out

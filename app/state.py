@@ -115,7 +115,7 @@ def _new_store(settings: Settings) -> ActiveSpace:
         if settings.checkpoint is not None:
             src = Spaner.load(settings.checkpoint, device=settings.device)
             shutil.copytree(settings.checkpoint, tmp / "c")
-            spaner = Spaner(src.model, src.encoders, tmp / "c")
+            spaner = Spaner(src.model, src.encoders, tmp / "c", src.calibration)
         else:
             spaner = Spaner.from_profile(settings.profile, device=settings.device)
             spaner.save(

@@ -115,7 +115,7 @@ def main() -> int:
             t0 = time.perf_counter()
             fit(model, data.train, data.val, cfg, progress=False)
             seconds[name] += time.perf_counter() - t0
-            retrieval, _, mixed = score_model(model, data.val)
+            retrieval, _, _, mixed = score_model(model, data.val)  # raw cosine ranking
             results[name].append(summarise(retrieval, mixed))
             print(f"seed {seed} {name}: {json.dumps(results[name][-1])}", file=sys.stderr)
     table = {n: mean_rows(rows) for n, rows in results.items()}

@@ -1,4 +1,7 @@
-"""Checkpoints: ``config.json`` (typed config + training record) beside ``model.safetensors``.
+"""Checkpoints: ``config.json`` (typed config + training record) beside ``model.safetensors``,
+and ``calibration.json`` (search-time score calibration, :mod:`spaner.calibration`) when the
+model has one. The checkpoint hash covers config and weights only: calibration does not move a
+vector, so a store's vectors stay valid for it.
 
 No pickle anywhere: weights are safetensors, everything else JSON. A checkpoint is
 written to a temporary sibling directory and renamed into place, so a crash never leaves
@@ -19,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from spaner.errors import CheckpointError, ConfigError, DiskFullError, is_disk_full
 
+from .calibration import Calibration
 from .config import SpanerConfig, from_dict
 from .model import SpanerModel
 
@@ -42,14 +46,17 @@ def _fsync_dir(path: Path) -> None:
 
 
 def save_checkpoint(
-    model: SpanerModel, path: str | Path, extra: dict[str, Any] | None = None
+    model: SpanerModel,
+    path: str | Path,
+    extra: dict[str, Any] | None = None,
+    calibration: Calibration | None = None,
 ) -> Path:
     """Atomically write ``model`` to the directory ``path`` (replacing an existing checkpoint).
 
     A full disk raises :class:`DiskFullError` naming ``path``; the previous checkpoint, if
     any, is left as it was."""
     try:
-        return _save(model, Path(path), extra)
+        return _save(model, Path(path), extra, calibration)
     except DiskFullError:
         raise
     except Exception as exc:
@@ -61,7 +68,12 @@ def save_checkpoint(
         ) from exc
 
 
-def _save(model: SpanerModel, path: Path, extra: dict[str, Any] | None) -> Path:
+def _save(
+    model: SpanerModel,
+    path: Path,
+    extra: dict[str, Any] | None,
+    calibration: Calibration | None = None,
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not (path / CONFIG_NAME).is_file() and any(path.iterdir()):
         raise CheckpointError(
@@ -84,6 +96,8 @@ def _save(model: SpanerModel, path: Path, extra: dict[str, Any] | None) -> Path:
             os.fsync(fh.fileno())
         with open(tmp / WEIGHTS_NAME, "rb") as fh:
             os.fsync(fh.fileno())
+        if calibration is not None:
+            calibration.save(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)

@@ -8,7 +8,11 @@ Methods (all on the same frozen features, the same few-shot sample, the same los
 * ``native``: the encoders' own shared space, where one exists (untrained model);
 * ``checkpoint``: a given trained checkpoint, when evaluating one.
 
-Metrics are averaged over ``seeds`` (each seed draws its own few-shot sample).
+Metrics are averaged over ``seeds`` (each seed draws its own few-shot sample). The mixed pool
+is scored twice: ranked by the raw cosine (``mixed_pool_raw``) and by the method's search-time
+score calibration (``mixed_pool``; :mod:`spaner.calibration`), fitted for every trained method
+and baseline alike on the validation split (``cfg.calibration``); a ``checkpoint`` is scored with
+its own calibration, or by raw cosine when it has none.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .calibration import Calibration, calibrate_model
 from .config import AlignerConfig, SpanerConfig, TrainConfig
 from .data import FeatureSet
 from .evaluate import coherence_metrics, mixed_pool_metrics, retrieval_metrics
@@ -75,14 +80,17 @@ def evaluate_model(model: SpanerModel, test: FeatureSet) -> tuple[dict[str, Any]
 
 
 def score_model(
-    model: SpanerModel, test: FeatureSet
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(retrieval per direction, coherence, mixed-pool metrics per query modality)."""
+    model: SpanerModel, test: FeatureSet, calibration: Calibration | None = None
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(retrieval per direction, coherence, mixed-pool metrics per query modality ranked by
+    ``calibration`` (by raw cosine without one), mixed-pool metrics by raw cosine)."""
     embs = _embed(model, test)
+    raw = mixed_pool_metrics(embs, test)
     return (
         retrieval_metrics(embs, test),
         coherence_metrics(embs, test),
-        mixed_pool_metrics(embs, test),
+        mixed_pool_metrics(embs, test, calibration=calibration) if calibration else raw,
+        raw,
     )
 
 
@@ -108,9 +116,11 @@ def compare(
     cache: FeatureCache | None = None,
     checkpoint_model: SpanerModel | None = None,
     progress: bool = True,
+    checkpoint_calibration: Calibration | None = None,
 ) -> dict[str, Any]:
     """Run every method for every seed; returns the report (see ``spaner eval --json``)."""
-    per_method: dict[str, list[tuple[dict, dict, dict]]] = {}
+    per_method: dict[str, list[tuple[dict, dict, dict, dict]]] = {}
+    calibrations: dict[str, str | None] = {}
     seconds: dict[str, float] = {}
     info: dict[str, Any] = {}
     for seed in seeds:
@@ -128,7 +138,10 @@ def compare(
             "test_items": {m: len(f) for m, f in data.test.modalities.items()},
         }
         if checkpoint_model is not None:
-            per_method.setdefault("checkpoint", []).append(score_model(checkpoint_model, data.test))
+            per_method.setdefault("checkpoint", []).append(
+                score_model(checkpoint_model, data.test, checkpoint_calibration)
+            )
+            calibrations["checkpoint"] = _describe(checkpoint_calibration)
         for method in methods:
             config = _variant(sp.model.config, method)
             if config is None:
@@ -141,11 +154,15 @@ def compare(
                 log.info("training %s (seed %d)", method, seed)
                 fit(model, data.train, data.val, run_cfg, progress=progress)
             seconds[method] = seconds.get(method, 0.0) + time.perf_counter() - t0
-            per_method.setdefault(method, []).append(score_model(model, data.test))
+            cal = calibrate_model(model, data.val, data.train, run_cfg.calibration)
+            calibrations[method] = _describe(cal)
+            per_method.setdefault(method, []).append(score_model(model, data.test, cal))
     report: dict[str, Any] = {
         "methods": {m: _mean([r[0] for r in runs]) for m, runs in per_method.items()},
         "coherence": {m: _mean([r[1] for r in runs]) for m, runs in per_method.items()},
         "mixed_pool": {m: _mean([r[2] for r in runs]) for m, runs in per_method.items()},
+        "mixed_pool_raw": {m: _mean([r[3] for r in runs]) for m, runs in per_method.items()},
+        "calibration": calibrations,
         "shots": cfg.shots,
         "fraction": cfg.fraction,
         "seeds": list(seeds),
@@ -154,6 +171,10 @@ def compare(
         **info,
     }
     return report
+
+
+def _describe(cal: Calibration | None) -> str | None:
+    return f"{cal.method} ({cal.fitted_on} split)" if cal is not None else None
 
 
 def format_markdown(report: dict[str, Any]) -> str:
@@ -188,17 +209,22 @@ def format_markdown(report: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "Mixed pool: each test query ranks every other test item of every modality.",
+        "Mixed pool: each test query ranks every other test item of every modality, by the "
+        "calibrated score (the method's calibration, as a search does) and by raw cosine.",
         "",
-        "| method | queries | P@10 | P@10 per direction | mAP@10 | own modality in top 10 "
-        "| own modality in pool | modality-mix ratio ↑ |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| method | ranked by | queries | P@10 | P@10 per direction | mAP@10 "
+        "| own modality in top 10 | own modality in pool | modality-mix ratio ↑ |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
+    cals = report.get("calibration", {})
     for method, per_mod in report.get("mixed_pool", {}).items():
-        for q, m in per_mod.items():
-            lines.append(
-                f"| {method} | {q} | {m['P@10']:.3f} | {m['P@10_directions']:.3f} | "
-                f"{m['mAP@10']:.3f} | {m['own_share']:.3f} | {m['pool_own_share']:.3f} | "
-                f"{m['mix_ratio']:.3f} |"
-            )
+        tables = [(cals.get(method), per_mod)] if cals.get(method) else []
+        tables.append(("raw cosine", report.get("mixed_pool_raw", {}).get(method, per_mod)))
+        for ranked_by, table in tables:
+            for q, m in table.items():
+                lines.append(
+                    f"| {method} | {ranked_by} | {q} | {m['P@10']:.3f} | "
+                    f"{m['P@10_directions']:.3f} | {m['mAP@10']:.3f} | {m['own_share']:.3f} | "
+                    f"{m['pool_own_share']:.3f} | {m['mix_ratio']:.3f} |"
+                )
     return "\n".join(lines)

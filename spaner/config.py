@@ -150,6 +150,12 @@ class TrainConfig:
         "weight of the own-modality preference term (an item closer to its own modality's "
         "positives than to other modalities' positives); see spaner.losses",
     )
+    calibration: str = _f(
+        "listwise",
+        "search-time score calibration fitted on the validation split at the end of training, "
+        "so a search over several modalities ranks by meaning: 'listwise', 'platt', 'zpos', "
+        "'zscore', 'isotonic' or 'none'; see spaner.calibration and BENCHMARKS.md 'Mixed pool'",
+    )
     seed: int = _f(0, "seed for sampling, initialisation and shuffling")
     augment: bool = _f(False, "apply token-level augmentation (dropout of tokens) during training")
     audio_augment: int = _f(
@@ -177,6 +183,11 @@ class TrainConfig:
             raise ConfigError("epochs >= 1, batch size >= 2, lr > 0 and patience >= 1 are required")
         if self.loss not in ("pairs", "mixed", "both"):
             raise ConfigError(f"loss must be 'pairs', 'mixed' or 'both', got {self.loss!r}")
+        if self.calibration not in ("listwise", "platt", "zpos", "zscore", "isotonic", "none"):
+            raise ConfigError(
+                "calibration must be 'listwise', 'platt', 'zpos', 'zscore', 'isotonic' or "
+                f"'none', got {self.calibration!r}"
+            )
         if not 0.0 <= self.gap_weight < 1e6:
             raise ConfigError(f"gap_weight must be >= 0, got {self.gap_weight}")
         if not 0.0 <= self.mix_weight < 1e6:

@@ -23,9 +23,16 @@ from itertools import combinations, permutations
 import numpy as np
 import torch
 
+from .calibration import Calibration
 from .data import FeatureSet
 
-__all__ = ["retrieval_metrics", "coherence_metrics", "mixed_pool_metrics", "KS"]
+__all__ = [
+    "retrieval_metrics",
+    "coherence_metrics",
+    "mixed_pool_metrics",
+    "calibrated_scores",
+    "KS",
+]
 
 KS = (1, 5, 10)
 
@@ -67,12 +74,17 @@ def retrieval_metrics(
 
 
 def mixed_pool_metrics(
-    embs: dict[str, torch.Tensor], fs: FeatureSet, k: int = 10
+    embs: dict[str, torch.Tensor],
+    fs: FeatureSet,
+    k: int = 10,
+    calibration: Calibration | None = None,
 ) -> dict[str, dict[str, float]]:
     """Per query modality ``{"P@10", "mAP@10", "own_share", "pool_own_share", "mix_ratio",
     "P@10_directions"}`` over a pool of every other test item of every modality (see the module
     docstring); ``P@10_directions`` is the mean P@10 of that modality's per-direction rankings
-    against each other modality alone, the figure the mixed pool is compared with."""
+    against each other modality alone, the figure the mixed pool is compared with. With a
+    ``calibration`` the pool is ranked by each (query modality, target modality) pair's
+    calibrated score (:mod:`spaner.calibration`) instead of the raw cosine."""
     mods = [m for m in sorted(embs) if len(embs[m])]
     if len(mods) < 2:
         return {}
@@ -82,6 +94,8 @@ def mixed_pool_metrics(
     n = len(z)
     kk = min(k, n - 1)
     sims = z @ z.T
+    if calibration is not None:
+        sims = calibrated_scores(sims, mod_ids, mods, calibration)
     sims.fill_diagonal_(-float("inf"))  # never the query itself
     top = sims.topk(kk, dim=1).indices  # [N, kk]
     rel = (labels[top] == labels.unsqueeze(1)).float()
@@ -109,6 +123,23 @@ def mixed_pool_metrics(
                 "P@10_directions": float(np.mean(dirs)) if dirs else 0.0,
             }.items()
         }
+    return out
+
+
+def calibrated_scores(
+    sims: torch.Tensor, mod_ids: torch.Tensor, mods: list[str], calibration: Calibration
+) -> torch.Tensor:
+    """Each (query modality, target modality) block of ``sims`` mapped to its calibrated
+    ranking key (float64)."""
+    out = torch.empty(sims.shape, dtype=torch.float64)
+    for i, q in enumerate(mods):
+        rows = (mod_ids == i).nonzero().squeeze(1)
+        for j, t in enumerate(mods):
+            cols = (mod_ids == j).nonzero().squeeze(1)
+            block = sims[rows][:, cols].double().numpy()
+            out[rows.unsqueeze(1), cols.unsqueeze(0)] = torch.from_numpy(
+                calibration.logit(q, t, block)
+            )
     return out
 
 

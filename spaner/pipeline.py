@@ -21,6 +21,7 @@ from spaner.encoders import Encoder, build_encoder, get_spec
 from spaner.encoders.decode import RawInput
 from spaner.errors import ConfigError
 
+from .calibration import Calibration, calibrate_model, load_calibration
 from .checkpoint import checkpoint_hash, load_checkpoint, save_checkpoint
 from .config import AlignerConfig, ModalityConfig, SpanerConfig, TrainConfig, from_dict
 from .data import FeatureSet, Splits, build_features, sample_few_shot, split_manifest
@@ -94,11 +95,18 @@ class Spaner:
     """Encoders + model. Build with :meth:`from_profile` or :meth:`load`."""
 
     def __init__(
-        self, model: SpanerModel, encoders: dict[str, Encoder], checkpoint: Path | None = None
+        self,
+        model: SpanerModel,
+        encoders: dict[str, Encoder],
+        checkpoint: Path | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         self.model = model
         self.encoders = encoders
         self.checkpoint = checkpoint
+        #: per modality-pair score calibration for searches over several modalities
+        #: (:mod:`spaner.calibration`); None for an untrained model or an older checkpoint
+        self.calibration = calibration
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -133,12 +141,13 @@ class Spaner:
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> Spaner:
         model, _ = load_checkpoint(path)
+        calibration = load_calibration(path)
         choice = {m: c.encoder for m, c in model.config.modalities.items()}
         options = {m: c.options for m, c in model.config.modalities.items()}
-        return cls(model, build_encoders(choice, options, device), Path(path))
+        return cls(model, build_encoders(choice, options, device), Path(path), calibration)
 
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        self.checkpoint = save_checkpoint(self.model, path, extra)
+        self.checkpoint = save_checkpoint(self.model, path, extra, self.calibration)
         return self.checkpoint
 
     @property
@@ -213,11 +222,14 @@ class Spaner:
         cache: FeatureCache | None = None,
         progress: bool = True,
     ) -> TrainResult:
-        """Few-shot training of prompt + aligners on the manifest's training split."""
+        """Few-shot training of prompt + aligners on the manifest's training split, then the
+        search-time score calibration (``cfg.calibration``) on its validation split."""
         data = (
             manifest if isinstance(manifest, PreparedData) else self.prepare(manifest, cfg, cache)
         )
-        return fit(self.model, data.train, data.val, cfg, progress=progress)
+        result = fit(self.model, data.train, data.val, cfg, progress=progress)
+        self.calibration = calibrate_model(self.model, data.val, data.train, cfg.calibration)
+        return result
 
     def extend(
         self,
@@ -237,7 +249,9 @@ class Spaner:
         )
         if modality not in data.train.modalities:
             raise ConfigError(f"the manifest has no training items for modality {modality!r}")
-        return fit(self.model, data.train, data.val, cfg, only=[modality], progress=progress)
+        result = fit(self.model, data.train, data.val, cfg, only=[modality], progress=progress)
+        self.calibration = calibrate_model(self.model, data.val, data.train, cfg.calibration)
+        return result
 
     def add_modality(
         self, modality: str, encoder: str | None = None, options: dict[str, Any] | None = None

@@ -40,7 +40,7 @@ def test_search_text_table(built, capsys) -> None:
     rc = main(["search", "--store", str(built["store"]), "--text", "seven", "-k", "5", "-q"])
     out = capsys.readouterr().out.splitlines()
     assert rc == 0
-    assert out[0].split()[:5] == ["rank", "id", "score", "modality", "concept"]
+    assert out[0].split()[:6] == ["rank", "id", "relevance", "score", "modality", "concept"]
     assert len(out) == 6 and out[1].split()[0] == "1"
 
 
@@ -58,12 +58,14 @@ def test_search_json_shape_and_k(built, capsys) -> None:
         "rank",
         "id",
         "score",
+        "relevance",
         "modality",
         "concept",
         "source",
         "snippet",
         "extra",
     }
+    assert first["relevance"] is None  # an untrained model has no score calibration
     scores = [r["score"] for r in doc["results"]]
     assert scores == sorted(scores, reverse=True)
 

@@ -182,6 +182,10 @@ def test_compare_reports_every_method_and_direction(trimodal_set):
         )
         assert 0 <= m["own_share"] <= 1 and m["mix_ratio"] >= 0 and 0 <= m["P@10"] <= 1
     assert "modality-mix ratio" in format_markdown(report)
+    # every trained method and baseline is calibrated alike; the raw-cosine figures stay beside
+    assert set(report["mixed_pool_raw"]) == set(report["mixed_pool"])
+    assert report["calibration"]["spaner"] == report["calibration"]["linear_adapter"]
+    assert report["calibration"]["spaner"].startswith("listwise")
 
 
 def test_validation_every_n_epochs_keeps_the_best_validated_weights(paired_set):

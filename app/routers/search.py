@@ -11,7 +11,7 @@ from ..body import file_part, json_part, openapi_body, read_body
 from ..deps import StateDep
 from ..errors import Unprocessable
 from ..inputs import classify_upload
-from ..retrieval import build_filter, query_vector, search, search_by_modality
+from ..retrieval import query_modalities, query_vector, search_by_modality, search_mixed
 from ..schemas.common import BODY_ERROR_RESPONSES
 from ..schemas.search import SearchIn, SearchOut
 
@@ -26,7 +26,11 @@ router = APIRouter(tags=["search"])
         "Every example is embedded into the unified space and their mean is the query, so "
         "several examples of a concept make a few-shot query. Results come from the target "
         "`modalities` (default: all), filtered by `filters`, best first, in one ranking "
-        "whatever the modality. With `group_by: modality`, `groups` also holds the "
+        "whatever the modality. Each hit has `score`, the raw cosine with the query, and "
+        "`relevance`, the score calibrated for the (query modality, target modality) pair "
+        "(0-1, comparable across modalities; null for a model without calibration). When the "
+        "model has a calibration, `results` is ranked by `relevance` (the top-k of each target "
+        "modality, merged), else by `score`. With `group_by: modality`, `groups` also holds the "
         "top-k of each target modality as its own list (k per modality). An empty collection "
         "returns an empty result list."
     ),
@@ -73,31 +77,25 @@ async def search_items(request: Request, state: StateDep) -> SearchOut:
         t0 = time.perf_counter()
         with state.reading() as active:
             uploads = [classify_upload(active, data, name) for _, name, data in body.files]
-            flt = build_filter(
-                active,
-                req.modalities,
-                req.filters.concept if req.filters else None,
-                req.filters.where if req.filters else None,
-            )
+            concept = req.filters.concept if req.filters else None
+            where = req.filters.where if req.filters else None
             transcripts: list[dict] = []
+            texts = [x.text for x in req.queries if x.text is not None]
+            item_ids = [x.item_id for x in req.queries if x.item_id is not None]
             q = query_vector(
                 active,
-                texts=[x.text for x in req.queries if x.text is not None],
-                item_ids=[x.item_id for x in req.queries if x.item_id is not None],
+                texts=texts,
+                item_ids=item_ids,
                 uploads=uploads,
                 speech=req.speech,
                 transcripts=transcripts,
             )
-            results = search(active, q, req.k, flt)
+            qm = query_modalities(active, texts, item_ids, uploads, transcripts)
+            results = search_mixed(active, q, req.k, qm, req.modalities, concept, where)
             groups = None
             if req.group_by == "modality":
                 groups = search_by_modality(
-                    active,
-                    q,
-                    req.k,
-                    req.modalities,
-                    req.filters.concept if req.filters else None,
-                    req.filters.where if req.filters else None,
+                    active, q, req.k, req.modalities, concept, where, query_mods=qm
                 )
             return SearchOut(
                 model_id=active.model_id,

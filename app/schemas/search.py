@@ -94,7 +94,19 @@ class SearchIn(BaseModel):
 
 class HitOut(ItemOut):
     score: float = Field(
-        description="inner product with the query (cosine; higher is closer)", examples=[0.83]
+        description="inner product with the query (cosine; higher is closer). Raw cosines of "
+        "different modalities are on different scales: compare `relevance` across modalities",
+        examples=[0.83],
+    )
+    relevance: float | None = Field(
+        None,
+        description=(
+            "the cosine calibrated for this (query modality, target modality) pair, in [0, 1] "
+            "(higher is more relevant; the calibration is fitted on the training run's "
+            "validation split, see the README's search section). `results` is ranked by it when "
+            "set; null when the model has no calibration (a checkpoint from before it)"
+        ),
+        examples=[0.71],
     )
 
 
@@ -112,7 +124,12 @@ class SearchOut(BaseModel):
     transcripts: list[TranscriptOut] = Field(
         default_factory=list, description="one entry per uploaded audio query (speech != audio)"
     )
-    results: list[HitOut] = Field(description="the top-k of every target modality together")
+    results: list[HitOut] = Field(
+        description=(
+            "the top-k of every target modality together: by `relevance` when the model has a "
+            "calibration, else by `score`"
+        )
+    )
     groups: dict[str, list[HitOut]] | None = Field(
         None,
         description=(

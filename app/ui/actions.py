@@ -21,7 +21,7 @@ from ..errors import error_response
 from ..fewshot import SupportExample, check_support, start_fit
 from ..inputs import classify_upload
 from ..model_registry import list_models
-from ..retrieval import build_filter, query_vector, search, search_by_modality
+from ..retrieval import query_modalities, query_vector, search_by_modality, search_mixed
 from ..state import ServiceState
 
 __all__ = [
@@ -38,7 +38,8 @@ __all__ = [
     "TEXT_LIST_COLUMNS",
 ]
 
-TEXT_COLUMNS = ["score", "modality", "concept", "text or source", "id"]
+#: the mixed ranking: by relevance (the calibrated score) when the model has one, else by score
+TEXT_COLUMNS = ["relevance", "score", "modality", "concept", "text or source", "id"]
 TEXT_LIST_COLUMNS = ["score", "concept", "text"]
 
 
@@ -124,7 +125,8 @@ def run_search(
             f"“{h['transcript']}” (used: {h['used']})" if h["transcript"] else "(no speech heard)"
             for h in heard
         )
-        groups = search_by_modality(active, q, int(k), targets)
+        qm = query_modalities(active, texts, uploads=uploads, transcripts=heard)
+        groups = search_by_modality(active, q, int(k), targets, query_mods=qm)
         view.searched = list(groups)
         for h in groups.get("image", []):
             view.gallery.append((_decode_image(active.store.content(h["id"])), _caption(h)))
@@ -133,9 +135,10 @@ def run_search(
             [round(h["score"], 4), h["concept"] or "", h["text"] or h["source"] or ""]
             for h in groups.get("text", [])
         ]
-        for h in search(active, q, int(k), build_filter(active, targets)):
+        for h in search_mixed(active, q, int(k), qm, targets):
             view.mixed.append(
                 [
+                    None if h["relevance"] is None else round(h["relevance"], 4),
                     round(h["score"], 4),
                     h["modality"],
                     h["concept"] or "",

@@ -4,6 +4,10 @@ for SPANER and its baselines trained on the same split in the same run.
 Baselines: a per-modality linear adapter (same loss), separate per-modality prompts
 instead of one shared prompt, and the encoders' native shared space where one exists.
 With ``--checkpoint`` the given model is scored too (as ``checkpoint``).
+
+The mixed pool (every test item of every modality ranked at once) is reported ranked by each
+method's search-time score calibration (``--calibration``, fitted on the validation split for
+every method alike; ``mixed_pool`` in ``--json``) and by raw cosine (``mixed_pool_raw``).
 """
 
 from __future__ import annotations
@@ -65,10 +69,10 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ConfigError("--seeds must be >= 1")
     manifest = load_manifest(args.manifest)
-    checkpoint_model = None
+    checkpoint_model = checkpoint_calibration = None
     if args.checkpoint is not None:
         sp = Spaner.load(args.checkpoint, device=args.device)
-        checkpoint_model = sp.model
+        checkpoint_model, checkpoint_calibration = sp.model, sp.calibration
     else:
         sp = spaner_from_args(args, manifest)
     cfg = train_config(args)
@@ -81,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         feature_cache(args),
         checkpoint_model,
         progress=not args.quiet,
+        checkpoint_calibration=checkpoint_calibration,
     )
     report["profile"] = sp.model.config.profile
     if args.json:

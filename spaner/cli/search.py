@@ -3,8 +3,11 @@
 Give one or more query items of any modality (--text, --image, --audio, each repeatable):
 they are embedded with the store's model and combined into one query by averaging their
 unit vectors and renormalising (few-shot retrieval by example). Targets can be limited to
-some modalities, a concept, or metadata equalities. The results are one ranking by score over
-every target modality; ``--group-by modality`` lists each target modality's own top k instead.
+some modalities, a concept, or metadata equalities. The results are one ranking over every
+target modality: by ``relevance``, the cosine calibrated per (query modality, target modality)
+pair, when the model has a calibration (each target modality's top k, merged), else by
+``score`` (the raw cosine); ``--group-by modality`` lists each target modality's own top k
+instead.
 
     spaner search --store DIR --text "seven" -k 5
     spaner search --store DIR --text "seven" -k 3 --group-by modality
@@ -155,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from spaner.ingest.binding import open_bound_store
+    from spaner.mixed_search import merge_by_relevance, query_weights, relevance_of
 
     quiet_libraries(args)
     if args.k <= 0:
@@ -178,21 +182,30 @@ def run(args: argparse.Namespace) -> int:
         if norm == 0.0:
             raise ConfigError("the query items cancel out (their average is the zero vector)")
         q = (q / norm).astype(np.float32)[None, :]
-        rows = result_rows(bound.store, bound.store.search(q, args.k, flt)[0])
+        cal = sp.calibration
+        qm = query_weights(m for m, _, _ in items)
+        targets = list(dict.fromkeys(target_modalities(args) or list(sp.modalities)))
+        unknown = [m for m in targets if m not in sp.modalities]
+        if unknown and (cal is not None or args.group_by == "modality"):
+            raise ConfigError(
+                f"unknown target modality {unknown[0]!r} (the model has: "
+                f"{', '.join(sp.modalities)})"
+            )
+        per_target = None
+        if cal is not None or args.group_by == "modality":
+            per_target = {
+                m: list(bound.store.search(q, args.k, build_filter(args, [m]))[0]) for m in targets
+            }
+        if cal is not None and per_target is not None:
+            merged = merge_by_relevance(per_target, cal, qm, args.k)
+            rows = result_rows(bound.store, [h for h, _ in merged], [r for _, r in merged])
+        else:  # no calibration (an older checkpoint): the store's own ranking by cosine
+            rows = result_rows(bound.store, bound.store.search(q, args.k, flt)[0])
         groups: dict[str, list[dict[str, Any]]] | None = None
-        if args.group_by == "modality":
-            targets = target_modalities(args) or list(sp.modalities)
-            unknown = [m for m in targets if m not in sp.modalities]
-            if unknown:
-                raise ConfigError(
-                    f"unknown target modality {unknown[0]!r} (the model has: "
-                    f"{', '.join(sp.modalities)})"
-                )
+        if args.group_by == "modality" and per_target is not None:
             groups = {
-                m: result_rows(
-                    bound.store, bound.store.search(q, args.k, build_filter(args, [m]))[0]
-                )
-                for m in dict.fromkeys(targets)
+                m: result_rows(bound.store, hits, relevance_of(cal, qm, m, [h.score for h in hits]))
+                for m, hits in per_target.items()
             }
         if args.json:
             print_json(
@@ -226,28 +239,35 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def result_rows(store: Any, hits: Any) -> list[dict[str, Any]]:
+def result_rows(
+    store: Any, hits: Any, relevance: list[float | None] | None = None
+) -> list[dict[str, Any]]:
+    """Result rows; ``score`` is the raw cosine, ``relevance`` the calibrated score (None
+    without a calibration)."""
+    rel = relevance if relevance is not None else [None] * len(hits)
     return [
         {
             "rank": r,
             "id": h.id,
             "score": round(float(h.score), 6),
+            "relevance": None if p is None else round(float(p), 6),
             "modality": h.metadata["modality"],
             "concept": h.metadata["concept"],
             "source": h.metadata["source"],
             "snippet": snippet(store, h),
             "extra": h.metadata["extra"],
         }
-        for r, h in enumerate(hits, 1)
+        for r, (h, p) in enumerate(zip(hits, rel, strict=True), 1)
     ]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    head = ("rank", "id", "score", "modality", "concept", "source / text")
+    head = ("rank", "id", "relevance", "score", "modality", "concept", "source / text")
     body = [
         (
             str(r["rank"]),
             str(r["id"]),
+            "-" if r["relevance"] is None else f"{r['relevance']:.4f}",
             f"{r['score']:.4f}",
             r["modality"],
             r["concept"] or "-",
