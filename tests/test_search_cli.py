@@ -240,3 +240,32 @@ def test_search_group_by_rejects_other_keys(built, capsys) -> None:
         main(["search", "--store", str(built["store"]), "--text", "a", "--group-by", "concept"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_search_ranks_by_the_checkpoints_calibration(built, tmp_path, capsys) -> None:
+    """A checkpoint with calibration.json: the mixed results follow the calibrated relevance
+    (here set so that every image outranks every text), `score` stays the raw cosine."""
+    from spaner.calibration import Calibration, PairCalibration
+    from spaner.ingest.binding import _recorded_checkpoint
+
+    store = _copy_store(built, tmp_path)
+    ckpt = _recorded_checkpoint(store)
+    assert ckpt is not None and not (ckpt / "calibration.json").exists()  # untrained: none
+    args = ["search", "--store", str(store), "--text", "red", "-k", "6", "--json", "-q"]
+    main(args)
+    raw = _json(capsys)["results"]
+    assert raw[0]["modality"] == "text" and raw[0]["relevance"] is None
+    cal = Calibration(
+        "platt",
+        {"text->image": PairCalibration(1.0, 50.0), "text->text": PairCalibration(1.0, 0.0)},
+    )
+    cal.save(ckpt)  # the store is a copy: its model gains a calibration
+    rc = main([*args, "--modality", "image,text"])
+    res = _json(capsys)["results"]
+    assert rc == 0
+    mods = [r["modality"] for r in res]
+    assert mods == sorted(mods, key=["image", "text"].index) and mods[0] == "image"
+    rel = [r["relevance"] for r in res]
+    assert rel == sorted(rel, reverse=True) and all(0 <= p <= 1 for p in rel)
+    images = [r["score"] for r in res if r["modality"] == "image"]
+    assert images == sorted(images, reverse=True)

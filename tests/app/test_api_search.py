@@ -228,3 +228,50 @@ def test_stray_form_fields_on_other_routes(client) -> None:
     assert r.status_code == 422 and "'text'" in r.json()["detail"]
     r = client.post("/v1/fewshot/fit", files=[("files", img)], data={"concept": "x", "epochs": "3"})
     assert r.status_code == 422 and "'epochs'" in r.json()["detail"]
+
+
+def test_a_calibrated_model_ranks_the_mixed_results_by_relevance(
+    client, stored, service_state, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a calibration the mixed ranking follows the calibrated relevance, not the cosine;
+    `score` stays the raw cosine and each modality keeps the index's own order."""
+    from spaner.calibration import Calibration, PairCalibration
+
+    body = {"queries": [{"text": "search: a red square"}], "k": 50}
+    raw = client.post("/v1/search", json=body).json()["results"]
+    assert raw[0]["id"] == stored["red_text"] and raw[0]["relevance"] is None  # no calibration
+    # hand-set maps: any image outranks any audio clip, which outranks any text
+    cal = Calibration(
+        "platt",
+        {
+            "text->image": PairCalibration(1.0, 50.0),
+            "text->audio": PairCalibration(1.0, 25.0),
+            "text->text": PairCalibration(1.0, 0.0),
+        },
+    )
+    monkeypatch.setattr(service_state.peek().spaner, "calibration", cal)
+    r = client.post("/v1/search", json=body)
+    assert r.status_code == 200, r.text
+    res = r.json()["results"]
+    mods = [h["modality"] for h in res]
+    assert mods == sorted(mods, key=["image", "audio", "text"].index)
+    assert {h["id"] for h in res} == {h["id"] for h in raw}  # same hits, calibrated order
+    rel = [h["relevance"] for h in res]
+    assert all(0.0 <= p <= 1.0 for p in rel) and rel == sorted(rel, reverse=True)
+    for m in set(mods):  # within a modality: the raw cosine order
+        assert [h["id"] for h in res if h["modality"] == m] == [
+            h["id"] for h in raw if h["modality"] == m
+        ]
+    by_id = {h["id"]: h["score"] for h in raw}
+    assert all(h["score"] == pytest.approx(by_id[h["id"]]) for h in res)  # score stays the cosine
+    # groups keep their own order by cosine, relevance beside it
+    groups = client.post("/v1/search", json={**body, "k": 3, "group_by": "modality"}).json()
+    for hits in groups["groups"].values():
+        assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+        assert all(h["relevance"] is not None for h in hits)
+
+
+def test_the_schema_documents_score_and_relevance(client) -> None:
+    hit = client.get("/openapi.json").json()["components"]["schemas"]["HitOut"]["properties"]
+    assert "cosine" in hit["score"]["description"]
+    assert "calibrated" in hit["relevance"]["description"]
