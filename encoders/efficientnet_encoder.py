@@ -9,6 +9,11 @@ Tokens are the cells of the final feature map (after the 1x1 head convolution an
 activation): 7x7 = 49 tokens of 1280 features for Lite0 at 224 px. Images are letterboxed onto a
 white square by default (``resize="pad"``), so a cut-out photo is never cropped; ``"crop"``
 resizes the short side and centre-crops, as ImageNet evaluation does.
+
+With the real ImageNet weights the encoder also has a **native vector in MiniLM's sentence space**
+(``labels="auto"``): the classifier's top-10 class names, embedded by MiniLM and weighted by their
+probabilities (ConSE, :mod:`.label_space`). The offline profile anchors its unified space on
+MiniLM, so a photo of a frog starts beside the words "a frog" before any training.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from spaner.errors import EncoderLoadError
 
 from .base import Encoder, TokenBatch
 from .decode import RawInput, load_image
+from .hf_text_encoder import minilm_path
+from .label_space import label_matrix, label_vectors
 
 __all__ = ["EfficientNetLiteEncoder", "LITE_VARIANTS", "lite_weights_path"]
 
@@ -86,7 +93,7 @@ def _build(model_name: str, weights: str | Path | None, seed: int | None) -> tor
             raise EncoderLoadError(
                 f"{path} is not an {model_name} state dict: {str(exc)[:300]}"
             ) from None
-    model.set_swish(memory_efficient=False)  # plain x * sigmoid(x): traceable, same values
+    # Lite uses ReLU6 throughout; never call set_swish(), which swaps every block to swish.
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -94,14 +101,15 @@ def _build(model_name: str, weights: str | Path | None, seed: int | None) -> tor
 
 
 class _Features(torch.nn.Module):
-    """The backbone up to the head's activation (the classifier is dropped)."""
+    """The backbone up to the head's activation, and the ImageNet logits from its mean."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.extract_features(x)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        fmap = self.model.extract_features(x)
+        return fmap, self.model._fc(fmap.mean(dim=(2, 3)))
 
 
 class EfficientNetLiteEncoder(Encoder):
@@ -118,11 +126,15 @@ class EfficientNetLiteEncoder(Encoder):
         size: int | None = None,
         resize: str = "pad",
         random_seed: int | None = None,
+        labels: str | None = "auto",
+        label_top_k: int = 10,
         device: str = "cpu",
     ) -> None:
         super().__init__()
         if resize not in ("pad", "crop"):
             raise ValueError(f"resize must be 'pad' or 'crop', got {resize!r}")
+        if label_top_k < 1:
+            raise ValueError(f"label_top_k must be >= 1, got {label_top_k}")
         self.name = name
         self.model_name = model_name
         self.size = int(size or LITE_VARIANTS.get(model_name, 224))
@@ -140,13 +152,28 @@ class EfficientNetLiteEncoder(Encoder):
             self._args["random_seed"] = random_seed
         if weights:
             self._args["weights"] = str(weights)
+        self._labels: torch.Tensor | None = None
+        self.label_top_k = int(label_top_k)
+        if labels != "auto":
+            self._args["labels"] = labels
+        if label_top_k != 10:
+            self._args["label_top_k"] = self.label_top_k
+        if labels == "auto":  # ImageNet class names mean something only with trained weights
+            labels = minilm_path() if random_seed is None else None
+        if labels and labels != "none":
+            self._labels, self.native_space = label_matrix(labels)
+            self.native_dim = int(self._labels.shape[1])
         self.to(device)
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.net]
 
     def config(self) -> dict[str, Any]:
-        return dict(self._args)
+        # rev 2: ReLU6 activations (rev 1 ran swish by mistake); keys the feature cache
+        out = dict(self._args, rev=2)
+        if self._labels is not None:
+            out["native"] = f"imagenet-labels@{self.native_space}"
+        return out
 
     def load(self, source: RawInput, name: str | None = None):
         return load_image(source, self.limits, name)
@@ -177,7 +204,10 @@ class EfficientNetLiteEncoder(Encoder):
 
     def _forward(self, batch: torch.Tensor) -> TokenBatch:
         param = next(self.net.parameters())
-        fmap = self.net(batch.to(param.dtype))  # [B, 1280, h, w]
+        fmap, logits = self.net(batch.to(param.dtype))  # [B, 1280, h, w], [B, 1000]
         tokens = fmap.flatten(2).transpose(1, 2).contiguous()
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-        return TokenBatch(tokens, mask, None)
+        native = None
+        if self._labels is not None:
+            native = label_vectors(logits, self._labels, self.label_top_k)
+        return TokenBatch(tokens, mask, native)

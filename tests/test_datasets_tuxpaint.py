@@ -92,13 +92,27 @@ def test_build_writes_items_splits_and_reports_skips(stamps: Path, tmp_path: Pat
     # split by concept: a concept's items share one split
     for concept in {r["concept"] for r in rows}:
         assert len({r["split"] for r in rows if r["concept"] == concept}) == 1
-    # the seen split: every concept with two or more items keeps one in training
+    # the seen split: every concept keeps one item of each of its modalities in training
     seen = _rows(out / "manifest-seen.jsonl")
-    assert {r["id"] for r in seen} == set(ids)
+    originals = [r for r in seen if "@" not in r["id"]]
+    assert {r["id"] for r in originals} == set(ids)
     for concept in {r["concept"] for r in seen}:
-        group = [r for r in seen if r["concept"] == concept]
-        assert any(r["split"] == "train" for r in group)
-    assert any(r["split"] == "test" for r in seen)
+        for key in ("image", "audio", "text"):
+            group = [r for r in seen if r["concept"] == concept and key in r]
+            assert not group or any(r["split"] == "train" for r in group), (concept, key)
+    # a held-out photo or sound has its concept's English label beside it as a text target
+    for r in seen:
+        if r["split"] != "train" and "text" not in r:
+            assert any(
+                t["split"] == r["split"] and t["concept"] == r["concept"] and "text" in t
+                for t in seen
+            ), r["id"]
+    copies = [r for r in seen if "@" in r["id"]]
+    by_id = {r["id"]: r for r in originals}
+    for c in copies:
+        label, split = c["id"].rsplit("@", 1)
+        assert c["split"] == split != "train" and by_id[label]["text"] == c["text"]
+        assert by_id[label]["split"] == "train"
     # spoken digits: English and other languages, descriptions left out
     digits = _rows(out / "spoken-digits.jsonl")
     assert sorted(r["meta"]["lang"] for r in digits) == ["de", "en", "en_GB"]

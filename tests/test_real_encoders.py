@@ -96,6 +96,48 @@ def test_tiny_efficientnet_preset_runs_the_same_code_path() -> None:
     assert batch.tokens.shape == (1, 4, 1280)  # 64 px -> 2x2 cells
 
 
+def _sample_photo(name: str) -> str:
+    """A real photo that ships inside scikit-learn (china.jpg: a temple, flower.jpg: a dahlia)."""
+    from pathlib import Path
+
+    import sklearn
+
+    return str(Path(sklearn.__file__).parent / "datasets" / "images" / name)
+
+
+def test_efficientnet_recognises_real_photos() -> None:
+    """The classifier sees what is in a real photo: this failed (every photo a "stethoscope")
+    while the backbone ran swish where EfficientNet-Lite was trained with ReLU6."""
+    from spaner.encoders.label_space import imagenet_classes
+
+    names = imagenet_classes()
+    effnet = build_encoder("efficientnet-lite0-image", resize="crop", labels="none")
+    x = effnet.preprocess([effnet.load(_sample_photo(n)) for n in ("flower.jpg", "china.jpg")])
+    with torch.no_grad():
+        _, logits = effnet.net(x)
+    top = [{names[i] for i in row} for row in logits.topk(5, dim=-1).indices.tolist()]
+    assert "daisy" in top[0], top[0]
+    assert top[1] & {"monastery", "bell cote", "palace", "boathouse", "pagoda"}, top[1]
+
+
+def test_efficientnet_native_vector_lives_in_minilm_space(effnet) -> None:
+    """With real weights the image's native vector is its top classes' names embedded by MiniLM
+    (ConSE), in the very space of the text encoder, so it can share the text anchor."""
+    text = build_encoder("minilm-l6-text")
+    assert effnet.native_space == text.native_space and effnet.native_dim == 384
+    photos = effnet.encode([_sample_photo("flower.jpg"), _sample_photo("china.jpg")]).native
+    words = text.encode(["a daisy", "a monastery"]).native
+    sims = (
+        torch.nn.functional.normalize(photos, dim=-1)
+        @ torch.nn.functional.normalize(words, dim=-1).T
+    )
+    assert sims[0, 0] > sims[0, 1] and sims[1, 1] > sims[1, 0], sims
+    assert build_encoder("efficientnet-lite0-image", labels="none").native_space is None
+    assert (
+        build_encoder("tiny-efficientnet-image").native_space is None
+    )  # random weights: no labels
+
+
 def test_whisper_feeds_only_the_clips_own_length(whisper) -> None:
     assert "tiny.en" in whisper.weights and whisper.width == 384
     one_s = _wav(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32), 16000)

@@ -14,7 +14,8 @@ Written to ``out``:
   full stop ("A frog." -> ``frog``: ``frog`` and ``frog-1`` are one concept); a held-out split
   **by concept**: test concepts are never seen in training (60/10/30 train/val/test);
 * ``manifest-seen.jsonl``: the same items, split so that test items belong to *trained* concepts
-  (each concept with two or more items keeps at least one in training);
+  (per concept, each modality keeps one item in training; a held-out photo or sound brings a copy
+  of its concept's English label into its split as the text target);
 * ``spoken-digits.jsonl``: people saying the digits (``symbols/math/N*.ogg``) in English and
   other languages, for testing speech models trained elsewhere;
 * ``dataset.json``: counts, what was skipped and why, the source.
@@ -253,26 +254,50 @@ def _split_by_concept(items: list[dict], config: TuxPaintConfig) -> list[dict]:
     return out
 
 
+def _modality(item: dict) -> str:
+    return next(m for m in ("image", "audio", "text") if m in item)
+
+
 def _split_seen(items: list[dict], config: TuxPaintConfig) -> list[dict]:
-    """Hold out items of trained concepts: per concept, items in a seeded order; the first stays in
-    training, the rest go to test / val / train by the configured fractions."""
-    by_concept: dict[str, list[dict]] = defaultdict(list)
+    """Hold out items of trained concepts. Per concept and modality, in a seeded order, the first
+    item stays in training and the rest go to test / val / train by the configured fractions, so
+    every held-out photo or sound belongs to a concept the model was adapted on. A concept's
+    English label is usually its only text, so where a concept has a held-out photo or sound but
+    no held-out text, a copy of its English label (id ``LABEL@SPLIT``) joins that split as the
+    target: can a new photo or sound of a known concept find its known name, and each other?"""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for item in items:
-        by_concept[item["concept"]].append(item)
+        groups[item["concept"], _modality(item)].append(item)
     split_of: dict[str, str] = {}
-    for group in by_concept.values():
+    for group in groups.values():
         group = sorted(group, key=lambda it: _unit(config.seed, "item", it["id"]))
         split_of[group[0]["id"]] = "train"
         for item in group[1:]:
             split_of[item["id"]] = _split_for(_unit(config.seed, "seen", item["id"]), config)
-    return [{**item, "split": split_of[item["id"]]} for item in items]
+    out = [{**item, "split": split_of[item["id"]]} for item in items]
+    held: dict[str, set[str]] = defaultdict(set)  # split -> concepts with a held-out text
+    for item in out:
+        if item["split"] != "train" and "text" in item:
+            held[item["split"]].add(item["concept"])
+    label_of: dict[str, dict] = {}  # the concept's English label, one in training if any
+    for it in sorted(out, key=lambda it: (it["split"] == "train", it["id"])):
+        if "text" in it and it["meta"].get("lang", "en") == "en":
+            label_of[it["concept"]] = {k: v for k, v in it.items() if k != "split"}
+    copies = []
+    for item in out:
+        split, concept = item["split"], item["concept"]
+        if split == "train" or "text" in item or concept in held[split] or concept not in label_of:
+            continue
+        held[split].add(concept)
+        label = label_of[concept]
+        copies.append({**label, "id": f"{label['id']}@{split}", "split": split})
+    return out + copies
 
 
 def _count(items: list[dict]) -> dict[str, Any]:
     counts: dict[str, Any] = defaultdict(lambda: defaultdict(int))
     for item in items:
-        modality = next(m for m in ("image", "audio", "text") if m in item)
-        counts[item["split"]][f"{modality}:{item['meta']['kind']}"] += 1
+        counts[item["split"]][f"{_modality(item)}:{item['meta']['kind']}"] += 1
     return {split: dict(c) for split, c in sorted(counts.items())}
 
 

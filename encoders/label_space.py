@@ -1,0 +1,60 @@
+"""Class-label vectors: an ImageNet classifier's belief about a photo, as a point in a text space.
+
+ConSE (Norouzi et al., "Zero-Shot Learning by Convex Combination of Semantic Embeddings", 2014):
+the vector of an image is the probability-weighted mean of the sentence embeddings of its top-k
+ImageNet class names. A photo the classifier calls "tailed frog" (p=.76) / "tree frog" lands
+beside the words "a frog" in MiniLM's space, even when "frog" was never in a few-shot set, so an
+image encoder with a classifier head gets a native vector in the text encoder's own space, and
+the unified space can be anchored on it (:class:`spaner.config.AlignerConfig`).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["imagenet_classes", "label_matrix", "label_vectors"]
+
+log = logging.getLogger(__name__)
+
+_CLASSES = Path(__file__).parent / "configs" / "imagenet-classes.txt"
+
+
+def imagenet_classes() -> list[str]:
+    """The 1000 ImageNet-1k class names in the classifier's index order (105 = koala)."""
+    names = _CLASSES.read_text(encoding="utf-8").splitlines()
+    if len(names) != 1000:
+        raise RuntimeError(f"{_CLASSES} should list 1000 class names, found {len(names)}")
+    return names
+
+
+@lru_cache(maxsize=4)
+def label_matrix(text_model: str) -> tuple[torch.Tensor, str]:
+    """Sentence embeddings ``[1000, dim]`` of the class names by the transformers model at
+    ``text_model`` (mean-pooled, as :class:`HFTextEncoder` computes its native vector), and that
+    encoder's ``native_space`` id. Computed once per process (about 2 s for MiniLM on 2 cores)."""
+    from .hf_text_encoder import HFTextEncoder
+
+    encoder = HFTextEncoder("class-labels", model=text_model, tokenizer=text_model)
+    names = imagenet_classes()
+    rows = []
+    for start in range(0, len(names), 250):
+        batch = encoder.encode(names[start : start + 250])
+        assert batch.native is not None
+        rows.append(batch.native.float())
+    log.info("embedded %d ImageNet class names with %s", len(names), text_model)
+    return torch.cat(rows), str(encoder.native_space)
+
+
+def label_vectors(logits: torch.Tensor, matrix: torch.Tensor, top_k: int) -> torch.Tensor:
+    """``[B, dim]``: the softmax over ``logits`` kept on its ``top_k`` classes, renormalised,
+    times the class embeddings ``matrix``."""
+    probs = logits.float().softmax(dim=-1)
+    top, idx = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+    top = top / top.sum(dim=-1, keepdim=True)
+    vectors = torch.einsum("bk,bkd->bd", top, matrix.to(logits.device)[idx])
+    return F.normalize(vectors, dim=-1)
