@@ -275,3 +275,33 @@ def test_the_schema_documents_score_and_relevance(client) -> None:
     hit = client.get("/openapi.json").json()["components"]["schemas"]["HitOut"]["properties"]
     assert "cosine" in hit["score"]["description"]
     assert "calibrated" in hit["relevance"]["description"]
+
+
+def test_the_ui_mixed_table_follows_the_calibration(
+    client, stored, service_state, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spaner.app.ui import actions
+
+    from spaner.calibration import Calibration, PairCalibration
+
+    view = actions.run_search(
+        service_state, "search: a red square", None, None, ["text", "image", "audio"], 20
+    )
+    assert actions.TEXT_COLUMNS[:3] == ["relevance", "score", "modality"]
+    assert view.mixed[0][2] == "text" and view.mixed[0][0] is None  # by cosine: no calibration
+    cal = Calibration(
+        "platt",
+        {
+            "text->image": PairCalibration(1.0, 50.0),
+            "text->audio": PairCalibration(1.0, 25.0),
+            "text->text": PairCalibration(1.0, 0.0),
+        },
+    )
+    monkeypatch.setattr(service_state.peek().spaner, "calibration", cal)
+    view = actions.run_search(
+        service_state, "search: a red square", None, None, ["text", "image", "audio"], 20
+    )
+    mods = [row[2] for row in view.mixed]
+    assert mods[0] == "image" and mods == sorted(mods, key=["image", "audio", "text"].index)
+    rel = [row[0] for row in view.mixed]
+    assert rel == sorted(rel, reverse=True)
