@@ -9,15 +9,16 @@ pool is ranked by the logit (the same order as the relevance, without float ties
 sigmoid saturates). Each map is increasing, so the ranking *within* one pair (one target
 modality) is the raw-cosine ranking: per-direction recall does not change.
 
-Methods (:data:`METHODS`), each fitted per pair on the validation split's cosines (every
-ordered pair of items, an item never with itself; positive = same label):
+Methods (:data:`METHODS`; the default, ``listwise``, was chosen on the digits benchmark's
+validation split, see BENCHMARKS.md "Mixed pool"), fitted on the validation split's cosines
+(every ordered pair of items, an item never with itself; positive = same label):
 
 * ``platt``: Platt scaling, logistic regression of "same concept" on the cosine, with Platt's
   smoothed targets (so a separable pair gives finite ``a, b``): relevance is the probability
   that the target shares the query's concept.
 * ``zpos``: the cosine's z-score among that pair's *positives*, ``(cos - mean_pos) / sd_pos``:
   relevance 0.5 is the typical same-concept score of that pair; matches of every modality pair
-  spread alike, so they interleave.
+  spread alike.
 * ``zscore``: the cosine's z-score among every pair of items of that modality pair.
 * ``listwise``: the maps of one query modality fitted together, on the mixed pool itself: for
   each query, a softmax over every other item of every modality (scores ``a_qt * cos + b_qt``)
@@ -28,7 +29,7 @@ ordered pair of items, an item never with itself; positive = same label):
 * ``isotonic``: isotonic regression of "same concept" on the cosine (a step function stored as
   breakpoints), plus ``1e-6 * cos`` on the logit so the map stays strictly increasing.
 
-A pair with no positive (or no negative, for ``platt``) in the fitting data keeps the identity
+A pair with no positive (or no negative, for ``platt`` and ``isotonic``) keeps the identity
 (``a=1, b=0``). Stored as ``calibration.json`` beside the checkpoint's weights (JSON, no pickle).
 """
 
