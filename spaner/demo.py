@@ -226,6 +226,7 @@ def _prepare_demo(cfg: DemoConfig, progress: bool) -> dict[str, Any]:
             store,
             checkpoint=ckpt if not store.exists() else None,
             progress=progress,
+            feature_cache=FeatureCache(work / "cache"),  # the features training encoded
         )
         if report.bad:
             log.warning(

@@ -20,13 +20,22 @@ from tqdm.auto import tqdm
 
 from spaner.encoders.base import Encoder, ItemTokens
 
-__all__ = ["FeatureCache", "content_hash", "encode_items", "default_cache_dir"]
+__all__ = ["FeatureCache", "content_hash", "content_key", "encode_items", "default_cache_dir"]
 
 log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("SPANER_CACHE", Path.home() / ".cache" / "spaner")) / "features"
+
+
+def content_key(encoder: Encoder, content: bytes | str) -> str:
+    """The cache key of content already in memory: a text, or a file's bytes (equal to
+    :func:`content_hash` of the same text or file)."""
+    if encoder.input_kind == "text" or isinstance(content, str):
+        text = content if isinstance(content, str) else content.decode("utf-8")
+        return hashlib.sha256(b"text\0" + text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(content).hexdigest()
 
 
 def content_hash(encoder: Encoder, value: str) -> str:

@@ -82,6 +82,26 @@ class _NativeHead(nn.Module):
             # space); lets training lean away from a weak native space instead of fighting it
             self.native_gate = nn.Parameter(torch.ones(()))
 
+    def native_only(self) -> bool:
+        """True when the output is the native vector alone and nothing here will learn: a fixed
+        anchor (``anchor_trainable=False``), whose residual stays exactly zero. Its aligner can then
+        skip the cross-attention, which cannot change the result."""
+        frozen = not (torch.is_grad_enabled() and self.proj.weight.requires_grad)
+        return (
+            self.use_native
+            and frozen
+            and not bool(self.proj.weight.any())
+            and not bool(self.proj.bias.any())
+        )
+
+    def from_native(self, native: torch.Tensor | None) -> torch.Tensor:
+        if native is None:
+            raise ValueError(
+                "this modality's head is a residual on the native vector, but none was given"
+            )
+        z = self.native_gate * F.normalize(native.to(self.proj.weight.dtype), dim=-1)
+        return F.normalize(z, dim=-1)
+
     def forward(self, pooled: torch.Tensor, native: torch.Tensor | None) -> torch.Tensor:
         z = self.proj(self.norm(pooled))
         if self.use_native:
@@ -107,6 +127,8 @@ class ModalityAligner(nn.Module):
         self.head = _NativeHead(cfg.width, cfg.dim, use_native)
 
     def forward(self, prompt: torch.Tensor, batch: TokenBatch) -> torch.Tensor:
+        if self.head.native_only():
+            return self.head.from_native(batch.native)
         h = self.input_proj(batch.tokens)
         if self.positional:
             h = h + _sinusoid(h.shape[1], h.shape[2], h.device)

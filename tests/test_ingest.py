@@ -300,3 +300,43 @@ def test_ingest_and_search_on_milvus_lite(tmp_path, checkpoints, small_set) -> N
         vec = store.vectors([0])
         hits = store.search(vec, 3)[0]
         assert hits[0].id == 0
+
+
+def test_ingest_reuses_the_feature_cache_of_training(tmp_path, checkpoints, small_set) -> None:
+    """With a feature cache (the demo's), ingest takes each input's frozen features from the
+    cache where training left them and encodes (and caches) only the rest: the vectors equal
+    those of the model on the cached features."""
+    import torch
+    from spaner.features import FeatureCache, content_hash, content_key
+    from spaner.pipeline import Spaner
+
+    sp = Spaner.load(checkpoints[0])
+    cache = FeatureCache(tmp_path / "cache")
+    texts = [ln for ln in _lines(small_set) if "text" in ln]
+    first, second = texts[0]["text"], texts[1]["text"]
+    enc = sp.encoders["text"]
+    # cache the *second* text's features under the first's key: ingest must use the cache
+    swapped = enc.encode([second]).split()[0]
+    cache.put(enc, content_key(enc, first), swapped)
+    rep = ingest([small_set], tmp_path / "store", checkpoint=checkpoints[0], feature_cache=cache)
+    assert rep.skipped == 0
+    with open_store(tmp_path / "store", None) as store:
+        vec = {
+            store.content(i): store.vectors([i])[0]
+            for i in store.ids().tolist()
+            if store.get([i])[0]["modality"] == "text"
+        }
+    with torch.no_grad():
+        want = sp.model.embed("text", enc.encode([second])).numpy()[0]
+        fresh = sp.model.embed("text", enc.encode([first])).numpy()[0]
+    assert np.allclose(vec[first], want, atol=1e-5) and not np.allclose(
+        vec[first], fresh, atol=1e-3
+    )
+    # every other input was encoded and is now in the cache, under the key training uses
+    for ln in texts[1:]:
+        assert cache.get(enc, content_key(enc, ln["text"])) is not None
+    image = next(ln for ln in _lines(small_set) if "image" in ln)
+    key = content_key(sp.encoders["image"], (small_set.parent / image["image"]).read_bytes())
+    assert cache.get(sp.encoders["image"], key) is not None
+    assert key == content_hash(sp.encoders["image"], str(small_set.parent / image["image"]))
+    assert content_key(enc, first) == content_hash(enc, first)

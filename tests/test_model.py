@@ -140,3 +140,30 @@ def test_bad_checkpoints_raise_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="refusing to overwrite"):
         save_checkpoint(SpanerModel(_config()), other)
     assert (other / "precious.txt").read_text() == "keep me"
+
+
+def test_a_fixed_anchor_skips_cross_attention_with_the_same_result() -> None:
+    """A head whose residual is zero and will not learn outputs the native vector alone; the
+    aligner then skips its cross-attention (the demo's text anchor), with an identical result.
+    A head that can learn (a trainable anchor at init) still runs in full, so it gets gradients."""
+    from spaner.config import AlignerConfig
+    from spaner.model import ModalityAligner
+
+    torch.manual_seed(0)
+    cfg = AlignerConfig(width=16, heads=2, prompt_len=4, depth=1, dim=8)
+    aligner = ModalityAligner(12, cfg, use_native=True)
+    prompt = torch.randn(4, 16)
+    batch = TokenBatch(torch.randn(3, 5, 12), torch.ones(3, 5, dtype=torch.bool), torch.randn(3, 8))
+    full = aligner.head(torch.randn(3, 16), batch.native)  # a zero residual: any pooled input
+    with torch.no_grad():
+        assert aligner.head.native_only()
+        assert torch.allclose(aligner(prompt, batch), full, atol=1e-6)
+    assert not aligner.head.native_only()  # grad enabled and trainable: the full path
+    aligner(prompt, batch).sum().backward()
+    assert aligner.head.proj.weight.grad is not None
+    for p in aligner.parameters():
+        p.requires_grad_(False)
+    assert aligner.head.native_only()  # frozen, as train.fit leaves a fixed anchor
+    with torch.no_grad():
+        aligner.head.proj.bias.fill_(0.1)
+    assert not aligner.head.native_only()  # a trained residual is never skipped

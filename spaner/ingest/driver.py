@@ -39,8 +39,8 @@ class LocalEngine:
 
     streams = True
 
-    def __init__(self, sp: Any) -> None:
-        self.stage = EncodeStage(sp)
+    def __init__(self, sp: Any, cache: Any = None) -> None:
+        self.stage = EncodeStage(sp, cache)
 
     def __call__(self, jobs: Iterable[Job]) -> Iterator[Result]:
         return map(self.stage, jobs)

@@ -22,10 +22,35 @@ from .reader import Job, read_content
 __all__ = ["embed", "encode_batch", "EncodeStage", "Result"]
 
 
-def embed(sp: Any, modality: str, raws: list[Any]) -> np.ndarray:
-    """Unit vectors (float32, ``[len(raws), dim]``) of decoded inputs of ``modality``."""
+def _tokens(enc: Any, raws: list[Any], keys: list[str] | None, cache: Any) -> Any:
+    """The frozen features of ``raws``: from the feature cache where ``keys`` hit (the demo
+    indexes what it has just trained on), the encoder for the rest (then cached)."""
+    if cache is None or keys is None:
+        return enc.forward(enc.preprocess(raws))
+    from spaner.encoders.base import TokenBatch
+
+    items = [cache.get(enc, k) for k in keys]
+    miss = [i for i, it in enumerate(items) if it is None]
+    if miss:
+        fresh = enc.forward(enc.preprocess([raws[i] for i in miss])).split()
+        for i, item in zip(miss, fresh, strict=True):
+            cache.put(enc, keys[i], item)
+            items[i] = item
+    return TokenBatch.collate(items)
+
+
+def embed(
+    sp: Any,
+    modality: str,
+    raws: list[Any],
+    keys: list[str] | None = None,
+    cache: Any = None,
+) -> np.ndarray:
+    """Unit vectors (float32, ``[len(raws), dim]``) of decoded inputs of ``modality``;
+    ``cache`` (a :class:`~spaner.features.FeatureCache`) with ``keys`` (their content keys)
+    reuses frozen features encoded before."""
     enc = sp.encoders[modality]
-    batch = enc.forward(enc.preprocess(raws))
+    batch = _tokens(enc, raws, keys, cache)
     sp.model.eval()
     with torch.no_grad():
         return sp.model.embed(modality, batch).float().cpu().numpy()
@@ -36,13 +61,15 @@ def encode_batch(
     modality: str,
     raws: list[Any],
     problem: Callable[[int, str], None],
+    keys: list[str] | None = None,
+    cache: Any = None,
 ) -> tuple[list[int], np.ndarray]:
     """The positions in ``raws`` that encoded, and their vectors (C-contiguous float32).
     A failing batch is retried input by input; each input that fails alone is reported
     through ``problem(position, text)``. Errors of the model itself (SpanerError)
     propagate."""
     try:
-        vecs = embed(sp, modality, raws)
+        vecs = embed(sp, modality, raws, keys, cache)
         keep = list(range(len(raws)))
     except SpanerError:
         raise
@@ -50,7 +77,8 @@ def encode_batch(
         keep, rows = [], []
         for i, raw in enumerate(raws):
             try:
-                rows.append(embed(sp, modality, [raw]))
+                one = [keys[i]] if keys is not None else None
+                rows.append(embed(sp, modality, [raw], one, cache))
                 keep.append(i)
             except Exception as exc:  # noqa: BLE001 - reported per file, run goes on
                 problem(i, f"encoder failed: {exc}")
@@ -101,15 +129,17 @@ class Result:
 class EncodeStage:
     """Decode and encode jobs with ``sp`` (a loaded :class:`~spaner.pipeline.Spaner`)."""
 
-    def __init__(self, sp: Any) -> None:
+    def __init__(self, sp: Any, cache: Any = None) -> None:
         self.sp = sp
+        self.cache = cache  # a FeatureCache, or None
 
     def __call__(self, job: Job) -> Result:
+        from spaner.features import content_key
         from spaner.index import content_sha256
 
         t0 = time.perf_counter()
         enc = self.sp.encoders[job.modality]
-        raws, where, problems = [], [], []
+        raws, where, problems, keys = [], [], [], []
         for i, source in enumerate(job.sources):
             try:
                 content = job.contents[i]
@@ -119,6 +149,8 @@ class EncodeStage:
                         raise InputError(source, "the file changed while it was being ingested")
                 raws.append(enc.load(content, source))
                 where.append(i)
+                if self.cache is not None:
+                    keys.append(content_key(enc, content))
             except InputError as exc:
                 problems.append((i, exc.problem, "decode"))
             except OSError as exc:
@@ -131,6 +163,8 @@ class EncodeStage:
                 job.modality,
                 raws,
                 lambda k, text: failed.append((where[k], text, "encode")),
+                keys if self.cache is not None else None,
+                self.cache,
             )
             if raws
             else ([], np.empty((0, 0), np.float32))

@@ -22,9 +22,11 @@ __all__ = ["ingest", "ingest_into", "embed", "ENGINES"]
 ENGINES = ("local", "ray")
 
 
-def _engine(engine: str, sp: Any, checkpoint: Path, device: str, ray: Any, **kw: Any) -> Any:
+def _engine(
+    engine: str, sp: Any, checkpoint: Path, device: str, ray: Any, cache: Any = None, **kw: Any
+) -> Any:
     if engine == "local":
-        return LocalEngine(sp)
+        return LocalEngine(sp, cache)
     if engine == "ray":
         from .ray_engine import RayEngine, RayOptions
 
@@ -44,6 +46,7 @@ def ingest_into(
     engine: str = "local",
     ray: Any = None,
     device: str = "cpu",
+    feature_cache: Any = None,
 ) -> IngestReport:
     """Ingest ``paths`` into an already opened store+model (see :func:`ingest`)."""
     if batch_size <= 0:
@@ -64,7 +67,7 @@ def ingest_into(
             job.ids = store.next_ids(len(job.sources), after=last[0])
             last[0] = job.ids[-1]
 
-    eng = _engine(engine, bound.spaner, bound.checkpoint, device, ray, milvus=milvus)
+    eng = _engine(engine, bound.spaner, bound.checkpoint, device, ray, feature_cache, milvus=milvus)
     try:
         run(
             paths,
@@ -104,14 +107,17 @@ def ingest(
     on_problem: Callable[[Problem], None] | None = None,
     engine: str = "local",
     ray: Any = None,
+    feature_cache: Any = None,
 ) -> IngestReport:
     """Ingest files, folders and ``.jsonl`` manifests into the store at ``store_dir``.
 
     The store is created on first use (from ``checkpoint``, or an untrained ``profile``
     model saved into the store); later runs use the recorded checkpoint and refuse another.
     ``engine="ray"`` runs the encoder stage on a Ray actor pool (``ray``: a
-    :class:`~spaner.ingest.ray_engine.RayOptions`). Returns an :class:`IngestReport`; bad
-    inputs are in ``report.bad``, never raised.
+    :class:`~spaner.ingest.ray_engine.RayOptions`). ``feature_cache`` (a
+    :class:`~spaner.features.FeatureCache`, local engine) reuses the frozen features of
+    inputs encoded before, e.g. by training. Returns an :class:`IngestReport`; bad inputs are
+    in ``report.bad``, never raised.
     """
     if engine == "ray":
         from .ray_engine import require_ray
@@ -139,6 +145,7 @@ def ingest(
             engine=engine,
             ray=ray,
             device=device,
+            feature_cache=feature_cache,
         )
     finally:
         bound.close()
