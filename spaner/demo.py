@@ -49,8 +49,10 @@ class DemoConfig:
     port: int = 7860
     #: digits build settings (``None``: the full default collection)
     digits: Any = None
-    #: extra TrainConfig fields (e.g. ``{"epochs": 60}``) for quick builds and tests
-    train: dict[str, Any] = field(default_factory=dict)
+    #: extra TrainConfig fields (e.g. ``{"epochs": 60}``) for quick builds and tests; the demo
+    #: stops 10 epochs after the best validation score (best epoch 30-34 on Tux Paint, so the
+    #: default patience of 20 only added a minute)
+    train: dict[str, Any] = field(default_factory=lambda: {"patience": 10})
 
 
 def _load_state(workdir: Path) -> dict[str, Any]:
@@ -75,16 +77,18 @@ def _file_hash(path: Path) -> str:
 def prepare_demo(cfg: DemoConfig, progress: bool = True) -> dict[str, Any]:
     """Build (or reuse) the digits set, the checkpoint and the store; returns what was done.
 
-    Runs torch on ``SPANER_DEMO_THREADS`` threads (default 1) and restores the setting after:
-    the few-shot model is small, and on the shared 2-core build machine (load ~7) training
-    took 340 s on 2 threads against 86 s on 1 (same result), indexing 37 s against 16 s.
+    Trains and indexes on ``SPANER_DEMO_THREADS`` torch threads (default 1) and restores the
+    setting after: the few-shot model is small, and on the shared 2-core build machine (load
+    ~7) training took 340 s on 2 threads against 86 s on 1 (same result), indexing 37 s against
+    16 s. The frozen encoders (large convolutions and matrix products) encode the collection
+    on every thread torch has.
     """
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(os.environ.get("SPANER_DEMO_THREADS", "1"))))
     try:
-        return _prepare_demo(cfg, progress)
+        return _prepare_demo(cfg, progress, encode_threads=threads)
     finally:
         torch.set_num_threads(threads)
 
@@ -145,7 +149,7 @@ def _build_collection(cfg: DemoConfig, work: Path, progress: bool) -> tuple[str,
     return "digits", manifest, manifest
 
 
-def _prepare_demo(cfg: DemoConfig, progress: bool) -> dict[str, Any]:
+def _prepare_demo(cfg: DemoConfig, progress: bool, encode_threads: int = 1) -> dict[str, Any]:
     from spaner.ingest import ingest
     from spaner.pipeline import Spaner
 
@@ -189,7 +193,14 @@ def _prepare_demo(cfg: DemoConfig, progress: bool) -> dict[str, Any]:
         )
         sp = Spaner.from_profile(cfg.profile)
         tcfg = TrainConfig(shots=cfg.shots, seed=cfg.seed, **cfg.train)
-        prepared = sp.prepare(manifest, tcfg, FeatureCache(work / "cache"))
+        import torch
+
+        train_threads = torch.get_num_threads()
+        torch.set_num_threads(encode_threads)
+        try:
+            prepared = sp.prepare(manifest, tcfg, FeatureCache(work / "cache"))
+        finally:
+            torch.set_num_threads(train_threads)
         result = sp.fit(prepared, tcfg, progress=progress)
         from spaner.compare import evaluate_model
 
