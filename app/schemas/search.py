@@ -78,7 +78,7 @@ class SearchIn(BaseModel):
         "auto",
         description=(
             "how uploaded audio queries are used: `audio` (the clip's embedding), `transcript` "
-            "(Whisper's transcript, embedded as text), `both` (their mean), or `auto` (`both` "
+            "(Whisper's transcript, embedded as text), `both` (their mean), or `auto` (`transcript` "
             "when Whisper hears speech, else `audio`). Transcripts are returned in `transcripts`."
         ),
     )

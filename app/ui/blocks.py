@@ -43,7 +43,7 @@ def _search_tab(state: ServiceState) -> None:
                 ["auto", "audio", "transcript", "both"],
                 value="auto",
                 label="A spoken query searches by",
-                info="its sound, Whisper's transcript of it, or both (auto: both when it hears speech)",
+                info="its sound, Whisper's transcript of it, or both (auto: the transcript when it hears speech)",
             )
             go = gr.Button("Search", variant="primary", elem_id="search-button")
     # what Whisper heard in a spoken query (spaner.spoken)
