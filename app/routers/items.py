@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 
 from ..body import file_part, json_part, openapi_body, read_body
 from ..collection import NewItem, add_items
@@ -17,7 +18,26 @@ from ..schemas.common import BODY_ERROR_RESPONSES, ErrorOut, ItemOut
 from ..schemas.items import ItemsFormIn, ItemsIn, ItemsOut, TextItemIn
 from ..uploads import SNIFFED_TYPES, sniff
 
+
+def _decimal_item_id(request: Request) -> None:
+    """An item id in the path is written in decimal digits: FastAPI would read "+0.0" or "1e3"
+    as integers (found by schemathesis)."""
+    raw = request.path_params.get("item_id")
+    if raw is not None and not (raw.isascii() and raw.isdigit()):
+        raise RequestValidationError(
+            [
+                {
+                    "type": "int_parsing",
+                    "loc": ("path", "item_id"),
+                    "msg": "an item id is a non-negative integer written in decimal digits",
+                    "input": raw,
+                }
+            ]
+        )
+
+
 router = APIRouter(prefix="/items", tags=["items"])
+DecimalId = Depends(_decimal_item_id)  # after any key check: a missing key is a 401 first
 
 ItemId = Path(ge=0, le=2**63 - 1, description="the item's id", examples=[42])
 _NOT_FOUND = {404: {"model": ErrorOut, "description": "no item with this id"}}
@@ -97,7 +117,7 @@ async def create_items(request: Request, state: StateDep) -> ItemsOut:
 @router.get(
     "/{item_id}", response_model=ItemOut, summary="An item's metadata", responses=_NOT_FOUND
 )
-def get_item(state: StateDep, item_id: int = ItemId) -> ItemOut:
+def get_item(state: StateDep, item_id: int = ItemId, _: None = DecimalId) -> ItemOut:
     with state.reading() as active:
         meta = active.store.get([item_id])[0]
         return ItemOut(**item_out(active, item_id, meta))
@@ -117,7 +137,7 @@ def get_item(state: StateDep, item_id: int = ItemId) -> ItemOut:
     },
     response_class=Response,
 )
-def get_content(state: StateDep, item_id: int = ItemId) -> Response:
+def get_content(state: StateDep, item_id: int = ItemId, _: None = DecimalId) -> Response:
     with state.reading() as active:
         active.store.get([item_id])  # 404 for unknown ids
         content = active.store.content(item_id)
@@ -141,7 +161,7 @@ def get_content(state: StateDep, item_id: int = ItemId) -> Response:
 @router.delete(
     "/{item_id}",
     status_code=204,
-    dependencies=[WriteAccess],
+    dependencies=[WriteAccess, DecimalId],
     summary="Delete an item (and its content when no other item uses it)",
     responses={**_NOT_FOUND, 401: {"model": ErrorOut, "description": "API key missing or wrong"}},
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import png_bytes, wav_bytes
 
 
@@ -96,3 +97,16 @@ def test_failed_batch_adds_nothing(client) -> None:
     )
     assert r.status_code in (415, 422)
     assert client.get("/v1/stats").json()["items"] == before
+
+
+@pytest.mark.parametrize("written", ["+0.0", "0.0", "1e0", "+1", " 1", "0x1", "１"])
+def test_an_item_id_must_be_decimal_digits(client, written: str) -> None:
+    """Found by schemathesis: "+0.0" parsed as item 0. An id written otherwise than in decimal
+    digits is a 422, on every route that takes one, and the plain id still works."""
+    item = client.post("/v1/items", json={"items": [{"text": "a digit"}]}).json()["items"][0]
+    for path in (f"/v1/items/{written}", f"/v1/items/{written}/content"):
+        r = client.get(path)
+        assert r.status_code == 422, (path, r.status_code, r.text)
+        assert "decimal digits" in r.text
+    assert client.delete(f"/v1/items/{written}").status_code == 422
+    assert client.get(f"/v1/items/{item['id']}/content").status_code == 200

@@ -1,7 +1,7 @@
 """The UI shows every modality (issue 15), in a real browser (Debian's chromium via Playwright).
 
-A small digits collection, a few-shot model trained on it (explicit offline encoders, so this
-does not depend on what a profile holds) and a live ``spaner serve`` on its store: typing a
+A small digits collection, a few-shot model trained on it (the ``digits`` profile, with the
+random conv net for audio) and a live ``spaner serve`` on its store: typing a
 digit shows handwritten, spoken and written items of that digit side by side; uploading a
 spoken digit shows pictures of it. Screenshots go to the test's tmp dir.
 """
