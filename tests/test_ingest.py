@@ -307,6 +307,7 @@ def test_ingest_reuses_the_feature_cache_of_training(tmp_path, checkpoints, smal
     cache where training left them and encodes (and caches) only the rest: the vectors equal
     those of the model on the cached features."""
     import torch
+
     from spaner.features import FeatureCache, content_hash, content_key
     from spaner.pipeline import Spaner
 
