@@ -19,6 +19,8 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,11 +88,21 @@ def prepare_demo(cfg: DemoConfig, progress: bool = True) -> dict[str, Any]:
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(os.environ.get("SPANER_DEMO_THREADS", "1"))))
-    try:
+    with _torch_threads(max(1, int(os.environ.get("SPANER_DEMO_THREADS", "1")))):
         return _prepare_demo(cfg, progress, encode_threads=threads)
+
+
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Run torch on ``n`` threads inside the block, as many as before after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
 
 
 def _build_collection(cfg: DemoConfig, work: Path, progress: bool) -> tuple[str, Path, Path]:
@@ -193,14 +205,8 @@ def _prepare_demo(cfg: DemoConfig, progress: bool, encode_threads: int = 1) -> d
         )
         sp = Spaner.from_profile(cfg.profile)
         tcfg = TrainConfig(shots=cfg.shots, seed=cfg.seed, **cfg.train)
-        import torch
-
-        train_threads = torch.get_num_threads()
-        torch.set_num_threads(encode_threads)
-        try:
+        with _torch_threads(encode_threads):
             prepared = sp.prepare(manifest, tcfg, FeatureCache(work / "cache"))
-        finally:
-            torch.set_num_threads(train_threads)
         result = sp.fit(prepared, tcfg, progress=progress)
         from spaner.compare import evaluate_model
 

@@ -94,22 +94,21 @@ class _NativeHead(nn.Module):
             and not bool(self.proj.bias.any())
         )
 
-    def from_native(self, native: torch.Tensor | None) -> torch.Tensor:
+    def _native_term(self, native: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
         if native is None:
             raise ValueError(
                 "this modality's head is a residual on the native vector, but none was given"
             )
-        z = self.native_gate * F.normalize(native.to(self.proj.weight.dtype), dim=-1)
-        return F.normalize(z, dim=-1)
+        return self.native_gate * F.normalize(native.to(dtype), dim=-1)
+
+    def from_native(self, native: torch.Tensor | None) -> torch.Tensor:
+        """The output when :meth:`native_only` holds (the residual is exactly zero)."""
+        return F.normalize(self._native_term(native, self.proj.weight.dtype), dim=-1)
 
     def forward(self, pooled: torch.Tensor, native: torch.Tensor | None) -> torch.Tensor:
         z = self.proj(self.norm(pooled))
         if self.use_native:
-            if native is None:
-                raise ValueError(
-                    "this modality's head is a residual on the native vector, but none was given"
-                )
-            z = self.native_gate * F.normalize(native.to(z.dtype), dim=-1) + z
+            z = self._native_term(native, z.dtype) + z
         return F.normalize(z, dim=-1)
 
 

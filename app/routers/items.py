@@ -37,7 +37,8 @@ def _decimal_item_id(request: Request) -> None:
 
 
 router = APIRouter(prefix="/items", tags=["items"])
-DecimalId = Depends(_decimal_item_id)  # after any key check: a missing key is a 401 first
+# per route, after its key check (a missing key is a 401 first), not on the whole router
+DecimalId = Depends(_decimal_item_id)
 
 ItemId = Path(ge=0, le=2**63 - 1, description="the item's id", examples=[42])
 _NOT_FOUND = {404: {"model": ErrorOut, "description": "no item with this id"}}
@@ -115,9 +116,13 @@ async def create_items(request: Request, state: StateDep) -> ItemsOut:
 
 
 @router.get(
-    "/{item_id}", response_model=ItemOut, summary="An item's metadata", responses=_NOT_FOUND
+    "/{item_id}",
+    response_model=ItemOut,
+    summary="An item's metadata",
+    responses=_NOT_FOUND,
+    dependencies=[DecimalId],
 )
-def get_item(state: StateDep, item_id: int = ItemId, _: None = DecimalId) -> ItemOut:
+def get_item(state: StateDep, item_id: int = ItemId) -> ItemOut:
     with state.reading() as active:
         meta = active.store.get([item_id])[0]
         return ItemOut(**item_out(active, item_id, meta))
@@ -136,8 +141,9 @@ def get_item(state: StateDep, item_id: int = ItemId, _: None = DecimalId) -> Ite
         },
     },
     response_class=Response,
+    dependencies=[DecimalId],
 )
-def get_content(state: StateDep, item_id: int = ItemId, _: None = DecimalId) -> Response:
+def get_content(state: StateDep, item_id: int = ItemId) -> Response:
     with state.reading() as active:
         active.store.get([item_id])  # 404 for unknown ids
         content = active.store.content(item_id)
