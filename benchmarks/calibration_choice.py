@@ -16,49 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from machine import cpu_model
+from mixed_pool_choice import mean_rows, summarise
 
 ENCODERS = {"text": "minilm-l6-text", "image": "randconv-wide-image", "audio": "randconv-audio"}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def summarise(retrieval: dict[str, Any], mixed: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {"R@1": float(np.mean([d["R@1"] for d in retrieval.values()]))}
-    for q, m in mixed.items():
-        row[q] = {
-            "P@10": m["P@10"],
-            "P@10_ratio": m["P@10"] / m["P@10_directions"] if m["P@10_directions"] else 0.0,
-            "mix_ratio": m["mix_ratio"],
-        }
-    return row
-
-
-def mean_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, val in rows[0].items():
-        if isinstance(val, dict):
-            out[key] = mean_rows([r[key] for r in rows])
-        else:
-            out[key] = round(float(np.mean([r[key] for r in rows])), 4)
-    return out
 
 
 def centred(
@@ -138,7 +107,7 @@ def main() -> int:
             file=sys.stderr,
         )
     tables = {s: {v: mean_rows(rows) for v, rows in r.items()} for s, r in results.items()}
-    mods = sorted(k for k in tables["val"]["raw"] if k != "R@1")
+    mods = sorted(k for k in tables["val"]["raw"] if not k.startswith("R@1"))
     print(
         f"{args.shots} shots, seeds 0-{args.seeds - 1}, method {args.method}, loss {args.loss}, "
         f"train {seconds / args.seeds:.0f} s/seed, CPU {cpu_model()}"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import sys
 import time
 from dataclasses import replace
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from machine import cpu_model
 
 ENCODERS = {"text": "minilm-l6-text", "image": "randconv-wide-image", "audio": "randconv-audio"}
 
@@ -42,16 +42,6 @@ def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
         except json.JSONDecodeError:
             out[key] = raw
     return name, out
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def summarise(retrieval: dict[str, Any], mixed: dict[str, Any]) -> dict[str, Any]:
