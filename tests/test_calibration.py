@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_mixed_pool import MODS, _fs
 
 from spaner.calibration import (
     CALIBRATION_NAME,
@@ -28,20 +29,7 @@ from spaner.evaluate import calibrated_scores, mixed_pool_metrics
 from spaner.mixed_search import merge_by_relevance, query_weights
 from spaner.pipeline import Spaner
 
-MODS = ("audio", "image", "text")
 TRI = {"text": "tiny-bert-text"}
-
-
-def _fs(labels: dict[str, torch.Tensor]) -> FeatureSet:
-    return FeatureSet(
-        {
-            m: ModalityFeatures(
-                [None] * len(v), v, [str(i) for i in range(len(v))], [None] * len(v)
-            )
-            for m, v in labels.items()
-        },
-        relevance="concept",
-    )
 
 
 def _gapped_space(seed: int, per: int = 40, concepts: int = 4):

@@ -230,18 +230,11 @@ def test_stray_form_fields_on_other_routes(client) -> None:
     assert r.status_code == 422 and "'epochs'" in r.json()["detail"]
 
 
-def test_a_calibrated_model_ranks_the_mixed_results_by_relevance(
-    client, stored, service_state, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With a calibration the mixed ranking follows the calibrated relevance, not the cosine;
-    `score` stays the raw cosine and each modality keeps the index's own order."""
+def _images_then_sounds_then_texts():
+    """Hand-set maps for text queries: any image outranks any audio clip, which outranks any text."""
     from spaner.calibration import Calibration, PairCalibration
 
-    body = {"queries": [{"text": "search: a red square"}], "k": 50}
-    raw = client.post("/v1/search", json=body).json()["results"]
-    assert raw[0]["id"] == stored["red_text"] and raw[0]["relevance"] is None  # no calibration
-    # hand-set maps: any image outranks any audio clip, which outranks any text
-    cal = Calibration(
+    return Calibration(
         "platt",
         {
             "text->image": PairCalibration(1.0, 50.0),
@@ -249,6 +242,17 @@ def test_a_calibrated_model_ranks_the_mixed_results_by_relevance(
             "text->text": PairCalibration(1.0, 0.0),
         },
     )
+
+
+def test_a_calibrated_model_ranks_the_mixed_results_by_relevance(
+    client, stored, service_state, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a calibration the mixed ranking follows the calibrated relevance, not the cosine;
+    `score` stays the raw cosine and each modality keeps the index's own order."""
+    body = {"queries": [{"text": "search: a red square"}], "k": 50}
+    raw = client.post("/v1/search", json=body).json()["results"]
+    assert raw[0]["id"] == stored["red_text"] and raw[0]["relevance"] is None  # no calibration
+    cal = _images_then_sounds_then_texts()
     monkeypatch.setattr(service_state.peek().spaner, "calibration", cal)
     r = client.post("/v1/search", json=body)
     assert r.status_code == 200, r.text
@@ -282,21 +286,12 @@ def test_the_ui_mixed_table_follows_the_calibration(
 ) -> None:
     from spaner.app.ui import actions
 
-    from spaner.calibration import Calibration, PairCalibration
-
     view = actions.run_search(
         service_state, "search: a red square", None, None, ["text", "image", "audio"], 20
     )
     assert actions.TEXT_COLUMNS[:3] == ["relevance", "score", "modality"]
     assert view.mixed[0][2] == "text" and view.mixed[0][0] is None  # by cosine: no calibration
-    cal = Calibration(
-        "platt",
-        {
-            "text->image": PairCalibration(1.0, 50.0),
-            "text->audio": PairCalibration(1.0, 25.0),
-            "text->text": PairCalibration(1.0, 0.0),
-        },
-    )
+    cal = _images_then_sounds_then_texts()
     monkeypatch.setattr(service_state.peek().spaner, "calibration", cal)
     view = actions.run_search(
         service_state, "search: a red square", None, None, ["text", "image", "audio"], 20
