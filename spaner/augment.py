@@ -1,20 +1,27 @@
-"""Training-time augmentation of raw audio, for voices, rooms and channels the few shots never show.
+"""Training-time augmentation of raw media: extra training items made from the few shots.
 
-Each augmented copy of a training clip draws, from a seeded generator, a speed change (which
-also shifts pitch, as in Kaldi-style speed perturbation), an optional telephone channel
-(resampled to 8 kHz and back, 300-3400 Hz band), optional reverberation (a synthetic
-exponentially decaying impulse response) and optional noise at 10-30 dB SNR. The copies
-are encoded by the same frozen encoder and added to the training set with the label of
-their source; validation and test data are never augmented. Copies are cached like any
-other feature, keyed by the source's content, the copy index and the recipe version.
+:func:`add_copies` re-encodes seeded random perturbations of each training clip or image with the
+same frozen encoder and adds them to the training set with the label of their source; validation
+and test data are never augmented. Copies are cached like any other feature, keyed by the source's
+content, the seed, the copy index and the recipe version. (``TrainConfig.augment`` is something
+else: token dropout on the frozen features during training.)
 
-Only audio encoders whose ``load`` returns a mono waveform tensor at ``encoder.sample_rate``
-are augmented (the built-in log-mel and torchaudio encoders); others are left alone.
+Audio (``TrainConfig.audio_augment``): each copy draws a speed change (which also shifts pitch, as
+in Kaldi-style speed perturbation), an optional telephone channel (resampled to 8 kHz and back,
+300-3400 Hz band), optional reverberation (a synthetic exponentially decaying impulse response) and
+optional noise at 10-30 dB SNR. Only audio encoders whose ``load`` returns a mono waveform tensor at
+``encoder.sample_rate`` are augmented (the built-in log-mel and torchaudio encoders, Whisper);
+others are left alone.
+
+Images (``TrainConfig.image_augment``): affine warp, elastic deformation and stroke thickness, see
+:mod:`spaner.image_augment`. Any image encoder whose ``load`` returns a Pillow image is augmented
+(every built-in one).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +31,7 @@ from spaner.encoders.base import Encoder, ItemTokens
 from .data import ModalityFeatures
 from .features import FeatureCache, content_hash
 
-__all__ = ["augment_waveform", "telephone_band", "add_audio_copies", "RECIPE"]
+__all__ = ["augment_waveform", "telephone_band", "add_copies", "add_audio_copies", "RECIPE"]
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +79,24 @@ def augment_waveform(wave: torch.Tensor, rate: int, rng: np.random.Generator) ->
     return x / peak * 0.9 if peak > 1.0 else x
 
 
-def add_audio_copies(
+def _perturb(encoder: Encoder, raw: Any, rng: np.random.Generator) -> Any | None:
+    """One augmented copy of ``raw`` (what ``encoder.load`` returned), or None when this
+    encoder's raw input is not something the recipes know (no augmentation)."""
+    if encoder.modality == "audio":
+        rate = getattr(encoder, "sample_rate", None)
+        if rate is None or not isinstance(raw, torch.Tensor) or raw.ndim != 1:
+            return None
+        return augment_waveform(raw, int(rate), rng)
+    if encoder.modality == "image":
+        from PIL import Image
+
+        from .image_augment import augment_image
+
+        return augment_image(raw, rng) if isinstance(raw, Image.Image) else None
+    return None
+
+
+def add_copies(
     feats: ModalityFeatures,
     paths: list[str],
     encoder: Encoder,
@@ -80,10 +104,11 @@ def add_audio_copies(
     seed: int,
     cache: FeatureCache | None = None,
 ) -> ModalityFeatures:
-    """``feats`` plus ``copies`` augmented copies of each clip in ``paths`` (same order as ``feats``)."""
-    rate = getattr(encoder, "sample_rate", None)
-    if copies < 1 or encoder.modality != "audio" or rate is None:
+    """``feats`` plus ``copies`` augmented copies of each file in ``paths`` (same order as
+    ``feats``), for an audio or image ``encoder``; ``feats`` unchanged for other modalities."""
+    if copies < 1 or encoder.modality not in ("audio", "image"):
         return feats
+    recipe = RECIPE if encoder.modality == "audio" else _image_recipe()
     items, labels, ids, concepts = (
         list(feats.items),
         feats.labels.tolist(),
@@ -92,29 +117,40 @@ def add_audio_copies(
     )
     for j, path in enumerate(paths):
         base = content_hash(encoder, path)
-        wave = None
+        raw = None
         for k in range(copies):
-            key = f"{base}-{RECIPE}-s{seed}-c{k}"
+            key = f"{base}-{recipe}-s{seed}-c{k}"
             item = cache.get(encoder, key) if cache is not None else None
             if item is None:
-                if wave is None:
-                    wave = encoder.load(path)
-                    if not isinstance(wave, torch.Tensor) or wave.ndim != 1:
-                        log.info(
-                            "encoder %s does not load a mono waveform; no audio augmentation",
-                            encoder.name,
-                        )
-                        return feats
+                if raw is None:
+                    raw = encoder.load(path)
                 digest = int(base[:8], 16)
-                rng = np.random.default_rng([seed, k, digest])
-                item = encoder.forward(
-                    encoder.preprocess([augment_waveform(wave, int(rate), rng)])
-                ).split()[0]
+                copy = _perturb(encoder, raw, np.random.default_rng([seed, k, digest]))
+                if copy is None:
+                    log.info(
+                        "encoder %s does not load raw %s the recipes know; no augmentation",
+                        encoder.name,
+                        encoder.modality,
+                    )
+                    return feats
+                item = encoder.forward(encoder.preprocess([copy])).split()[0]
                 if cache is not None:
                     cache.put(encoder, key, item)
             items.append(ItemTokens(item.tokens, item.native))
             labels.append(labels[j])
             ids.append(f"{ids[j]}#aug{k}")
             concepts.append(concepts[j])
-    log.info("audio augmentation: %d clips -> %d training items", len(paths), len(items))
+    log.info(
+        "%s augmentation: %d files -> %d training items", encoder.modality, len(paths), len(items)
+    )
     return ModalityFeatures(items, torch.tensor(labels, dtype=torch.long), ids, concepts)
+
+
+def _image_recipe() -> str:
+    from .image_augment import IMAGE_RECIPE
+
+    return IMAGE_RECIPE
+
+
+#: the name the audio copies had before images were augmented too
+add_audio_copies = add_copies

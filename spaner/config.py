@@ -157,11 +157,21 @@ class TrainConfig:
         "'zscore', 'isotonic' or 'none'; see spaner.calibration and BENCHMARKS.md 'Mixed pool'",
     )
     seed: int = _f(0, "seed for sampling, initialisation and shuffling")
-    augment: bool = _f(False, "apply token-level augmentation (dropout of tokens) during training")
+    augment: bool = _f(
+        False,
+        "token dropout on the frozen features during training (not raw-media augmentation: see "
+        "audio_augment, image_augment)",
+    )
     audio_augment: int = _f(
         4,
         "augmented copies of each training audio clip (speed/pitch, telephone band, "
         "reverberation, noise; see spaner.augment); 0 = off",
+    )
+    image_augment: int = _f(
+        0,
+        "augmented copies of each training image (rotation, scale, shear, shift, elastic "
+        "deformation, stroke thickness; see spaner.image_augment); 0 = off. The digits "
+        "profile sets it (README, 'Profiles')",
     )
 
     def validate(self) -> None:
@@ -196,6 +206,8 @@ class TrainConfig:
             raise ConfigError(f"val_every must be >= 1, got {self.val_every}")
         if self.audio_augment < 0:
             raise ConfigError(f"audio_augment must be >= 0, got {self.audio_augment}")
+        if self.image_augment < 0:
+            raise ConfigError(f"image_augment must be >= 0, got {self.image_augment}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 

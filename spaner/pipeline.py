@@ -200,13 +200,14 @@ class Spaner:
         encs = {m: self.encoders[m] for m in mods}
         labels: dict[str, int] = {}
         train = build_features(train_items, encs, splits.relevance, labels, cache)
-        if cfg.audio_augment and "audio" in train.modalities:
-            from .augment import add_audio_copies
+        for modality, copies in (("audio", cfg.audio_augment), ("image", cfg.image_augment)):
+            if copies and modality in train.modalities:
+                from .augment import add_copies
 
-            paths = [i.fields["audio"] for i in train_items if "audio" in i.fields]
-            train.modalities["audio"] = add_audio_copies(
-                train.modalities["audio"], paths, encs["audio"], cfg.audio_augment, cfg.seed, cache
-            )
+                paths = [i.fields[modality] for i in train_items if modality in i.fields]
+                train.modalities[modality] = add_copies(
+                    train.modalities[modality], paths, encs[modality], copies, cfg.seed, cache
+                )
         val = build_features(val_items, encs, splits.relevance, labels, cache)
         test = build_features(splits.test, encs, splits.relevance, labels, cache)
         log.info(
