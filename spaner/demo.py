@@ -194,7 +194,9 @@ def _prepare_demo(cfg: DemoConfig, progress: bool, encode_threads: int = 1) -> d
         **({"train": cfg.train} if cfg.train else {}),
         "encoders": prof.encoders,
         "aligner": prof.aligner,
-        "train_config": asdict(TrainConfig(shots=cfg.shots, seed=cfg.seed, **cfg.train)),
+        "train_config": asdict(
+            TrainConfig(shots=cfg.shots, seed=cfg.seed, **{**prof.train, **cfg.train})
+        ),
     }
     if state.get("train") != train_key or not (ckpt / "model.safetensors").is_file():
         log.info(
@@ -204,7 +206,7 @@ def _prepare_demo(cfg: DemoConfig, progress: bool, encode_threads: int = 1) -> d
             cfg.profile,
         )
         sp = Spaner.from_profile(cfg.profile)
-        tcfg = TrainConfig(shots=cfg.shots, seed=cfg.seed, **cfg.train)
+        tcfg = TrainConfig(shots=cfg.shots, seed=cfg.seed, **{**prof.train, **cfg.train})
         with _torch_threads(encode_threads):
             prepared = sp.prepare(manifest, tcfg, FeatureCache(work / "cache"))
         result = sp.fit(prepared, tcfg, progress=progress)

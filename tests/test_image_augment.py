@@ -145,3 +145,20 @@ def test_add_copies_leaves_text_alone(paired_set: Path) -> None:
     data = sp.prepare(paired_set, TrainConfig(shots=2, seed=0))
     text = data.train.modalities["text"]
     assert add_copies(text, ["x"] * len(text), sp.encoders["text"], 3, 0) is text
+
+
+def test_the_digits_profile_trains_with_image_copies_unless_told_otherwise() -> None:
+    import argparse
+
+    from spaner.cli.common import add_train_args, train_config
+    from spaner.profiles import train_defaults
+
+    p = argparse.ArgumentParser()
+    add_train_args(p)
+    assert train_defaults("digits")["image_augment"] > 0
+    assert train_defaults("offline") == {} and train_defaults(None) == {}
+    chosen = train_config(p.parse_args([]), **train_defaults("digits"))
+    assert chosen.image_augment == train_defaults("digits")["image_augment"]
+    off = train_config(p.parse_args(["--image-augment", "0"]), **train_defaults("digits"))
+    assert off.image_augment == 0
+    assert train_config(p.parse_args([]), **train_defaults("offline")).image_augment == 0

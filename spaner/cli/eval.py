@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from spaner.errors import ConfigError
     from spaner.manifest import load_manifest
     from spaner.pipeline import Spaner
+    from spaner.profiles import train_defaults
 
     from ._model import spaner_from_args
 
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_model, checkpoint_calibration = sp.model, sp.calibration
     else:
         sp = spaner_from_args(args, manifest)
-    cfg = train_config(args)
+    cfg = train_config(args, **train_defaults(sp.model.config.profile))
     report = compare(
         sp,
         manifest,
