@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from spaner.index import Filter
+
 from spaner.speech_bias import Vocabulary
 
 __all__ = ["store_vocabulary", "MAX_VOCABULARY"]
