@@ -1,8 +1,10 @@
-"""Spoken queries on Tux Paint: speech -> image with the audio embedding, Whisper's transcript,
-both, and ``auto``, against typing the same words; and sounds -> image, where ``auto`` must not
-hurt. ``auto``'s rule (transcript alone or with the audio embedding, and its no-speech
-threshold) is chosen on the val clips (concepts never trained on) and reported on
-the test clips.
+"""Spoken queries on Tux Paint: speech -> image with the audio embedding, Whisper's transcript
+(greedy as before, beam search, and biased toward the collection's vocabulary), both, and
+``auto``, against typing the same words; and sounds -> image, where ``auto`` must not hurt.
+``auto``'s rule (transcript alone or with the audio embedding, and its no-speech threshold) is
+chosen on the val clips (concepts never trained on) and reported on the test clips, with and
+without biasing. The vocabulary is what a deployment serving the collection has: every English
+text item and concept name (biasing's own settings: ``benchmarks/spoken_bias_choice.py``).
 
     .venv/bin/spaner datasets tuxpaint --out /tmp/tuxpaint
     .venv/bin/spaner train --manifest /tmp/tuxpaint/manifest.jsonl --profile offline --out /tmp/tux-ckpt
@@ -52,46 +54,76 @@ def main(argv: list[str] | None = None) -> int:
     from spaner.encoders.whisper_encoder import WhisperEncoder
 
     from spaner.pipeline import Spaner
-    from spaner.spoken import transcriber_for
+    from spaner.speech_bias import Vocabulary, bias_transcript
+    from spaner.spoken import BEAM_SIZE, transcriber_for
 
     root = args.manifest.parent
     rows = _rows(args.manifest)
     sp = Spaner.load(args.checkpoint)
     whisper = transcriber_for(sp)
     assert isinstance(whisper, WhisperEncoder)
+    # the vocabulary a deployment serving this collection has: its English text items and
+    # concept names (every split: the store holds the whole collection)
+    vocab = Vocabulary.build(
+        [r["text"] for r in rows if "text" in r and r["meta"].get("lang", "en") == "en"]
+        + sorted({r["concept"] for r in rows})
+    )
     t0 = time.perf_counter()
     clips = [r for r in rows if "audio" in r and r["meta"]["kind"] in ("speech", "sound")]
     clips = [
-        r for r in clips if r["meta"].get("lang", "en") == "en" or r["meta"]["kind"] == "sound"
+        r
+        for r in clips
+        if (r["meta"].get("lang", "en") == "en" or r["meta"]["kind"] == "sound")
+        and r["split"] in ("val", "test")
     ]
     paths = [str(root / r["audio"]) for r in clips]
     audio = sp.embed("audio", paths)
-    heard = []
-    for i in range(0, len(paths), 16):
-        heard += whisper.transcribe([whisper.load(p) for p in paths[i : i + 16]])
-    texts = [h["text"] or "-" for h in heard]
-    said = sp.embed("text", texts)
+    greedy, beam, biased = [], [], []
+    for i in range(0, len(paths), 8):
+        waves = [whisper.load(p) for p in paths[i : i + 8]]
+        enc = whisper.encode_window(waves)
+        greedy += whisper.transcribe(waves, 1, 1, encoded=enc)
+        for j, h in enumerate(whisper.transcribe(waves, BEAM_SIZE, BEAM_SIZE, encoded=enc)):
+            beam.append(h)
+            hyps = [t for t, _ in h["hypotheses"]]
+            biased.append(bias_transcript(whisper, enc[j], hyps, vocab).text)
+    seconds = time.perf_counter() - t0
     label_of = {
         r["concept"]: r["text"] for r in rows if "text" in r and r["meta"].get("lang") == "en"
     }
     typed = sp.embed("text", [label_of[r["concept"]] for r in clips])
-    seconds = time.perf_counter() - t0
+    said = {
+        "greedy": [h["text"] or "-" for h in greedy],
+        "beam": [h["text"] or "-" for h in beam],
+        "biased": [t or "-" for t in biased],
+    }
+    text_vec = {k: sp.embed("text", v) for k, v in said.items()}
+    nsp = np.array([h["no_speech_prob"] for h in beam])
 
     def unit(x: np.ndarray) -> np.ndarray:
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
-    nsp = np.array([h["no_speech_prob"] for h in heard])
-    wordlike = np.array([any(ch.isalnum() for ch in t) for t in texts])
+    def wordlike(key: str) -> np.ndarray:
+        return np.array([any(ch.isalnum() for ch in t) for t in said[key]])
+
+    def transcript(key: str) -> np.ndarray:
+        return np.where(wordlike(key)[:, None], text_vec[key], audio)
+
     vectors = {
         "audio": audio,
-        "transcript": np.where(wordlike[:, None], said, audio),
-        "both": np.where(wordlike[:, None], unit(audio + said), audio),
+        "transcript, greedy (before)": transcript("greedy"),
+        f"transcript, beam {BEAM_SIZE}": transcript("beam"),
+        "transcript, biased": transcript("biased"),
+        "both, biased": np.where(
+            wordlike("biased")[:, None], unit(audio + text_vec["biased"]), audio
+        ),
         "typed": typed,
     }
 
-    def auto(th: float, route: str = "both") -> np.ndarray:
-        use = (nsp < th) & wordlike
-        return np.where(use[:, None], vectors[route], audio)
+    def auto(th: float, route: str, key: str = "biased") -> np.ndarray:
+        use = (nsp < th) & wordlike(key)
+        v = transcript(key) if route == "transcript" else unit(audio + text_vec[key])
+        return np.where(use[:, None], v, audio)
 
     pools: dict[str, tuple[list[dict], np.ndarray]] = {}
 
@@ -124,13 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     choice = {}
     for route in ("both", "transcript"):
         for th in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01):
-            v = auto(th, route)
+            v = auto(th, route, "biased")
             m = float(np.mean([score("val", k, v).get("R@1", 0.0) for k in ("speech", "sound")]))
             choice[f"{route} < {th}"] = round(m, 4)
             if best is None or m > best[2] + 1e-9:
                 best = (route, th, m)
     route, th = best[0], best[1]
-    vectors[f"auto ({route} when no-speech < {th})"] = auto(th, route)
+    vectors[f"auto, unbiased ({route} when no-speech < {th})"] = auto(th, route, "beam")
+    vectors[f"auto, biased ({route} when no-speech < {th})"] = auto(th, route, "biased")
     table = {
         kind: {name: score("test", kind, v) for name, v in vectors.items()}
         for kind in ("speech", "sound")
@@ -141,15 +174,19 @@ def main(argv: list[str] | None = None) -> int:
         "route": route,
         "val_choice": choice,
         "test": table,
+        "vocabulary": len(vocab),
         "transcripts_speech_test": [
-            (clips[i]["concept"], texts[i])
+            (clips[i]["concept"], said["greedy"][i], said["beam"][i], said["biased"][i])
             for i in range(len(clips))
             if clips[i]["split"] == "test" and clips[i]["meta"]["kind"] == "speech"
-        ][:12],
+        ],
         "encode_and_transcribe_seconds": seconds,
         "clips": len(clips),
     }
-    print(f"CPU: {report['cpu']}; auto: {route} when no-speech < {th} (chosen on the val clips)")
+    print(
+        f"CPU: {report['cpu']}; auto: {route} when no-speech < {th} (chosen on the val clips); "
+        f"vocabulary: {len(vocab)} entries"
+    )
     for kind, rows_ in table.items():
         print(f"\n{kind} -> image (test split)")
         print("| query made of | n | R@1 | R@10 |\n|---|---|---|---|")

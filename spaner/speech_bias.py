@@ -9,15 +9,18 @@ names. Biasing re-reads the clip against them:
    forms: lowercase, no punctuation, no leading article, numbers 0-20 as words; an entry is
    compared whole and by its last word, so "Ten." proposes "a brown hen") are the candidates;
 3. Whisper scores each candidate as the transcript of the clip (teacher-forced mean token
-   log-probability, :meth:`WhisperEncoder.text_logprobs`), in the spoken forms "Lark." and
-   "A lark.", against the top hypothesis scored the same way;
+   log-probability, :meth:`WhisperEncoder.text_logprobs`), in the form the user said it
+   ("Lark.", or "A lark." when Whisper heard an article), against the top hypothesis scored
+   the same way;
 4. the best candidate replaces the transcript when its score is within ``slack`` of the free
    transcript's: the clip is at most a little less likely to be the collection's word than
    what Whisper heard on its own. With a larger ``slack`` the nearest in-vocabulary word
    always wins; with none only a candidate Whisper itself prefers does.
 
-``slack`` and the candidate count are chosen by cross-validation over the Tux Paint train+val
-spoken descriptions (``benchmarks/spoken_queries.py``; README, "Spoken queries").
+``slack`` and the candidate count are chosen on the Tux Paint train+val English spoken
+descriptions (``benchmarks/spoken_bias_choice.py``; README, "Spoken queries"): the best
+speech->image R@1, ties broken by how rarely a query whose word is *not* in the vocabulary
+gets snapped to another entry.
 """
 
 from __future__ import annotations
@@ -44,9 +47,9 @@ log = logging.getLogger(__name__)
 
 #: how much less likely (mean log-probability per token) the collection's word may be than
 #: Whisper's own transcript and still replace it (chosen by cross-validation, module doc)
-BIAS_SLACK = 1.0
+BIAS_SLACK = 3.0
 #: vocabulary entries nearest in spelling that Whisper scores per query
-BIAS_CANDIDATES = 8
+BIAS_CANDIDATES = 16
 #: store texts longer than this are descriptions, not words a user says as a query
 MAX_ENTRY_WORDS = 6
 
@@ -147,14 +150,13 @@ class BiasedTranscript:
         return {"heard": self.heard, "vocabulary_match": self.entry, "bias_margin": self.margin}
 
 
-def _entry_forms(entry: str, form: str) -> list[str]:
-    """The ways a user says an entry: its normalised form ("Lark."), and with the entry's own
-    leading article ("A lark.")."""
+def _entry_form(entry: str, form: str, said_article: bool) -> str:
+    """An entry the way the user said the query: "Lark.", or "A lark." (with the entry's own
+    article) when what Whisper heard began with one."""
     first = entry.strip().split(" ", 1)[0].lower()
-    out = [_spoken(form)]
-    if first in ("a", "an", "the"):
-        out.append(_spoken(f"{first} {form}"))
-    return out
+    if said_article and first in ("a", "an", "the"):
+        return _spoken(f"{first} {form}")
+    return _spoken(form)
 
 
 def bias_transcript(
@@ -175,16 +177,13 @@ def bias_transcript(
     near = vocab.nearest(hypotheses, candidates)
     if not near:
         return keep
+    said_article = bool(_ARTICLE.match(" ".join(_NON_WORD.sub(" ", heard.lower()).split())))
     texts = [" " + heard.strip()]
-    owner = [-1]
-    for i in near:
-        for f in _entry_forms(vocab.entries[i], vocab.forms[i]):
-            texts.append(f)
-            owner.append(i)
+    texts += [_entry_form(vocab.entries[i], vocab.forms[i], said_article) for i in near]
     scores = whisper.text_logprobs(encoded, texts)
     j = int(np.argmax(scores[1:])) + 1
-    margin = float(scores[j] - scores[0])
+    margin = round(float(scores[j] - scores[0]), 4)
     if margin < -slack:
         return BiasedTranscript(heard, heard, None, margin)
-    entry = vocab.entries[owner[j]]
+    entry = vocab.entries[near[j - 1]]
     return BiasedTranscript(heard, entry, entry, margin)
