@@ -150,6 +150,10 @@ class BiasedTranscript:
         return {"heard": self.heard, "vocabulary_match": self.entry, "bias_margin": self.margin}
 
 
+def _said_article(heard: str) -> bool:
+    return bool(_ARTICLE.match(" ".join(_NON_WORD.sub(" ", heard.lower()).split())))
+
+
 def _entry_form(entry: str, form: str, said_article: bool) -> str:
     """An entry the way the user said the query: "Lark.", or "A lark." (with the entry's own
     article) when what Whisper heard began with one."""
@@ -177,7 +181,7 @@ def bias_transcript(
     near = vocab.nearest(hypotheses, candidates)
     if not near:
         return keep
-    said_article = bool(_ARTICLE.match(" ".join(_NON_WORD.sub(" ", heard.lower()).split())))
+    said_article = _said_article(heard)
     texts = [" " + heard.strip()]
     texts += [_entry_form(vocab.entries[i], vocab.forms[i], said_article) for i in near]
     scores = whisper.text_logprobs(encoded, texts)
