@@ -10,7 +10,8 @@ from those scores (:mod:`spaner.speech_bias`). Per setting:
 * ``oov``: with the clip's own label taken out of the vocabulary (the user said a word the
   collection does not have), how often the transcript is still replaced (lower is better).
 
-The default is the best ``R@1``, ties broken by ``acc``, then by the lower ``oov``; a
+The default is the best ``R@1`` (what a user sees), ties broken by the lower ``oov`` (a word
+the collection does not have should stay what the user said), then by ``acc``; a
 leave-one-out run of that choice says how well choosing on 46 clips generalises.
 
     .venv/bin/python benchmarks/spoken_bias_choice.py --manifest /tmp/tuxpaint/manifest.jsonl \\
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def key(st: tuple, m: np.ndarray) -> tuple:
         a = per[st][m]
-        return (a[:, 1].mean(), a[:, 0].mean(), -a[:, 2].mean())
+        return (a[:, 1].mean(), -a[:, 2].mean(), a[:, 0].mean())
 
     n = len(scored)
     chosen = max(settings, key=lambda st: key(st, np.ones(n, bool)))
