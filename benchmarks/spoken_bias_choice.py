@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         best, i = max(cand)
         return i if best - s[0] >= -slack else None
 
-    settings = [("greedy-free", 0.0, 0)] + [("biased", sl, k) for sl in SLACKS for k in CANDIDATES]
+    settings = [("unbiased (beam-5 top)", 0.0, 0)] + [
+        ("biased", sl, k) for sl in SLACKS for k in CANDIDATES
+    ]
     per: dict[tuple, np.ndarray] = {}
     for st in settings:
         out = []
