@@ -38,7 +38,7 @@ def store_vocabulary(store: Any) -> Vocabulary:
     """The words of ``store`` a spoken query's transcript may be snapped to: its short text
     items and its concept names (a concept "frog" is a word users say)."""
     stats = store.stats()
-    key = (stats.get("generation"), stats.get("count"))
+    key = (stats.get("path"), stats.get("generation"), stats.get("count"))
     with _lock:
         hit = _cache.get(id(store))
         if hit is not None and hit[0] == key:
