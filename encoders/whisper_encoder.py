@@ -277,27 +277,75 @@ class WhisperEncoder(Encoder):
         return self
 
     # -- transcription --------------------------------------------------------------------
-    def transcribe(self, waves: Sequence[torch.Tensor], beam_size: int = 1) -> list[dict[str, Any]]:
-        """Whisper's transcript of each (conditioned) waveform: ``{"text", "no_speech_prob"}``."""
-        if not waves:
-            return []
+    def encode_window(self, waves: Sequence[torch.Tensor]) -> np.ndarray:
+        """Encoder states ``[B, 1500, d]`` of each waveform padded to the 30-s window that
+        Whisper's decoder expects (what :meth:`transcribe` and :meth:`text_logprobs` read)."""
         feats = np.stack([self.log_mel(w, WINDOW_FRAMES) for w in waves]).astype(np.float32)
+        return self._encode(feats)
+
+    def _prompts(self, encoded: Any, n: int) -> list[list[str]]:
+        if not self.model.is_multilingual:
+            return [["<|startoftranscript|>", "<|notimestamps|>"]] * n
+        langs = [r[0][0] for r in self.model.detect_language(encoded)]
+        return [
+            ["<|startoftranscript|>", lang, "<|transcribe|>", "<|notimestamps|>"] for lang in langs
+        ]
+
+    def transcribe(
+        self,
+        waves: Sequence[torch.Tensor],
+        beam_size: int = 1,
+        num_hypotheses: int = 1,
+        encoded: np.ndarray | None = None,
+    ) -> list[dict[str, Any]]:
+        """Whisper's transcript of each (conditioned) waveform: ``{"text", "no_speech_prob",
+        "hypotheses"}``, the last the ``num_hypotheses`` best ``(text, score)`` of a beam
+        search (score: mean token log-probability). ``encoded`` reuses :meth:`encode_window`."""
+        if not waves and encoded is None:
+            return []
         import ctranslate2
 
-        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(feats))
-        if self.model.is_multilingual:
-            langs = [r[0][0] for r in self.model.detect_language(view)]
-            prompts = [
-                ["<|startoftranscript|>", lang, "<|transcribe|>", "<|notimestamps|>"]
-                for lang in langs
-            ]
-        else:
-            prompts = [["<|startoftranscript|>", "<|notimestamps|>"]] * len(waves)
+        enc = self.encode_window(waves) if encoded is None else encoded
+        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(enc))
+        n_best = max(1, min(int(num_hypotheses), int(beam_size)))
         results = self.model.generate(
-            view, prompts, beam_size=beam_size, return_no_speech_prob=True, max_length=64
+            view,
+            self._prompts(view, len(enc)),
+            beam_size=beam_size,
+            num_hypotheses=n_best,
+            return_scores=True,
+            return_no_speech_prob=True,
+            max_length=64,
         )
         out = []
         for r in results:
-            text = self.tokenizer.decode(r.sequences_ids[0]).strip()
-            out.append({"text": text, "no_speech_prob": float(r.no_speech_prob)})
+            hyps = [
+                (self.tokenizer.decode(ids).strip(), float(score))
+                for ids, score in zip(r.sequences_ids, r.scores, strict=True)
+            ]
+            text = hyps[0][0] if hyps else ""
+            out.append(
+                {"text": text, "no_speech_prob": float(r.no_speech_prob), "hypotheses": hyps}
+            )
         return out
+
+    def text_logprobs(self, encoded: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """How likely each text is as the transcript of one clip: the mean log-probability of
+        its tokens under Whisper's decoder, teacher-forced on the clip's encoder states
+        ``encoded`` (``[1500, d]``, one row of :meth:`encode_window`)."""
+        if not texts:
+            return np.zeros(0, np.float32)
+        import ctranslate2
+
+        tokens = [self.tokenizer.encode(t, add_special_tokens=False).ids or [0] for t in texts]
+        prompt = self._prompts(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded[None])), 1
+        )[0]
+        start = [self.tokenizer.token_to_id(t) for t in prompt]
+        batch = np.ascontiguousarray(np.repeat(encoded[None], len(texts), axis=0))
+        results = self.model.align(
+            ctranslate2.StorageView.from_array(batch), start, tokens, [WINDOW_FRAMES] * len(texts)
+        )
+        return np.array(
+            [np.log(np.clip(r.text_token_probs, 1e-9, 1.0)).mean() for r in results], np.float32
+        )
