@@ -59,11 +59,13 @@ def embed_uploads(
     uploads: list[Upload],
     speech: str = "audio",
     transcripts: list[dict] | None = None,
+    speech_bias: bool = True,
 ) -> np.ndarray:
     """Vectors of uploads in input order (batched per modality).
 
     Audio uploads are spoken queries when ``speech`` is not ``"audio"`` (see
-    :mod:`spaner.spoken`): what Whisper heard of each is appended to ``transcripts``.
+    :mod:`spaner.spoken`): what Whisper heard of each is appended to ``transcripts``. With
+    ``speech_bias`` their transcripts are biased toward the store's texts and concept names.
     """
     out = np.zeros((len(uploads), active.spaner.model.dim), np.float32)
     by_mod: dict[str, list[int]] = {}
@@ -73,11 +75,15 @@ def embed_uploads(
         if modality == "audio" and speech != "audio" and "text" in active.spaner.encoders:
             from spaner.spoken import spoken_queries
 
+            from .vocabulary import store_vocabulary
+
             spoken = spoken_queries(
                 active.spaner,
                 [uploads[i].data for i in idx],
                 names=[uploads[i].name for i in idx],
                 mode=speech,
+                vocabulary=store_vocabulary(active.store) if speech_bias else None,
+                bias=speech_bias,
             )
             for i, q in zip(idx, spoken, strict=True):
                 out[i] = q.vector

@@ -56,16 +56,18 @@ def query_vector(
     uploads: Sequence[Upload] = (),
     speech: str = "audio",
     transcripts: list[dict] | None = None,
+    speech_bias: bool = True,
 ) -> np.ndarray:
     """One unit query vector ``[1, dim]`` from every example given (``speech``: how audio
-    uploads are used, see :mod:`spaner.spoken`; their transcripts go to ``transcripts``)."""
+    uploads are used, see :mod:`spaner.spoken`; their transcripts go to ``transcripts``;
+    ``speech_bias``: transcripts biased toward the store's vocabulary)."""
     parts = []
     if texts:
         parts.append(embed_texts(active, list(texts)))
     if item_ids:
         parts.append(active.store.vectors([int(i) for i in item_ids]))
     if uploads:
-        parts.append(embed_uploads(active, list(uploads), speech, transcripts))
+        parts.append(embed_uploads(active, list(uploads), speech, transcripts, speech_bias))
     if not parts:
         raise Unprocessable("no query: give at least one text, item_id or uploaded file")
     return mean_query(np.concatenate(parts))

@@ -7,8 +7,12 @@ name a local CTranslate2 directory, or, for users with a network, any faster-whi
 (``base.en``, ``small``, ``large-v3``, ...) or Hugging Face repository id.
 
 Whisper was trained on 30-s windows, but its encoder runs on shorter inputs: each clip is fed
-only its own length, rounded up to ``min_seconds`` (3 s by default; a 1-s clip costs ~1/10th of
-a 30-s window and probes as well, README "Profiles"). Leading and trailing silence is trimmed
+only its own length, rounded up to whole ``window_grid`` seconds and to at least ``min_seconds``
+(3 s by default; a 1-s clip costs ~1/10th of a 30-s window and probes as well, README
+"Profiles"). The window is a function of the clip alone, never of its batch: Whisper's encoder
+attends over the padding too, so a clip padded to a long neighbour's length would get other
+tokens than alone (at search time), and every short clip would pay for the longest one. A batch
+is encoded as one call per window size. Leading and trailing silence is trimmed
 (``trim_db``) and the waveform peak-normalised before the log-mel front end, so the level and
 the room of a recording matter less. Transcription (:meth:`WhisperEncoder.transcribe`) pads to
 the full 30-s window, as Whisper's decoder expects.
@@ -157,6 +161,7 @@ class WhisperEncoder(Encoder):
         trim_db: float = 40.0,
         normalize: bool = True,
         pool: int = 2,
+        window_grid: float = 1.0,
         compute_type: str = "default",
         threads: int = 0,
         device: str = "cpu",
@@ -170,6 +175,8 @@ class WhisperEncoder(Encoder):
             ) from None
         if not 0 < min_seconds <= max_seconds <= 30.0:
             raise ValueError("need 0 < min_seconds <= max_seconds <= 30")
+        if not 0 < window_grid <= 30.0:
+            raise ValueError("need 0 < window_grid <= 30")
         ctranslate2.set_log_level(logging.ERROR)  # it warns on every load that fp16 became fp32
         self.name = name
         path, source = resolve_whisper_model(weights)
@@ -190,6 +197,7 @@ class WhisperEncoder(Encoder):
         self.weights = source
         self.min_frames = int(math.ceil(min_seconds * SAMPLE_RATE / HOP))
         self.max_frames = int(max_seconds * SAMPLE_RATE / HOP)
+        self.grid_frames = max(1, int(round(window_grid * SAMPLE_RATE / HOP)))
         self.trim_db, self.normalize, self.pool = float(trim_db), bool(normalize), int(pool)
         self._args: dict[str, Any] = {
             "min_seconds": min_seconds,
@@ -197,6 +205,7 @@ class WhisperEncoder(Encoder):
             "trim_db": trim_db,
             "normalize": normalize,
             "pool": pool,
+            "window_grid": window_grid,
             "compute_type": compute_type,
         }
         if weights:
@@ -240,13 +249,26 @@ class WhisperEncoder(Encoder):
         """Trim leading and trailing silence and peak-normalise (what :meth:`load` applies)."""
         return condition_waveform(wave, self.trim_db, self.normalize, self.max_frames * HOP)
 
-    def preprocess(self, raws: Sequence[torch.Tensor]) -> tuple[np.ndarray, list[int]]:
-        """Log-mel features padded to the batch's longest clip (at least ``min_seconds``)."""
-        lengths = [max(1, math.ceil(w.numel() / HOP)) for w in raws]
-        frames = min(self.max_frames, max(self.min_frames, max(lengths)))
-        frames += frames % 2
-        feats = np.stack([self.log_mel(w, frames) for w in raws]).astype(np.float32)
-        return feats, [min(n, frames) for n in lengths]
+    def window_frames(self, samples: int) -> int:
+        """The mel frames a clip of ``samples`` is fed in (see the module docstring)."""
+        frames = math.ceil(max(1, math.ceil(samples / HOP)) / self.grid_frames) * self.grid_frames
+        frames = min(self.max_frames, max(self.min_frames, frames))
+        return frames + frames % 2
+
+    def preprocess(
+        self, raws: Sequence[torch.Tensor]
+    ) -> list[tuple[list[int], np.ndarray, list[int]]]:
+        """Log-mel features grouped by window size: ``[(positions in the batch, feats [b, mels,
+        frames], real frames per clip)]``."""
+        groups: dict[int, list[int]] = {}
+        for i, w in enumerate(raws):
+            groups.setdefault(self.window_frames(w.numel()), []).append(i)
+        out = []
+        for frames, idx in sorted(groups.items()):
+            feats = np.stack([self.log_mel(raws[i], frames) for i in idx]).astype(np.float32)
+            real = [min(frames, max(1, math.ceil(raws[i].numel() / HOP))) for i in idx]
+            out.append((idx, feats, real))
+        return out
 
     # -- backbone -------------------------------------------------------------------------
     def _encode(self, feats: np.ndarray) -> np.ndarray:
@@ -255,19 +277,29 @@ class WhisperEncoder(Encoder):
         view = ctranslate2.StorageView.from_array(np.ascontiguousarray(feats))
         return np.asarray(self.model.encode(view, to_cpu=True), dtype=np.float32)
 
-    def _forward(self, batch: tuple[np.ndarray, list[int]]) -> TokenBatch:
-        feats, lengths = batch
-        states = torch.from_numpy(self._encode(feats))  # [B, frames/2, d]
+    def _states(self, feats: np.ndarray, lengths: list[int]) -> tuple[torch.Tensor, list[int]]:
+        """Pooled encoder states of one window size and each clip's real token count."""
+        states = torch.from_numpy(self._encode(feats))  # [b, frames/2, d]
         real = [max(1, math.ceil(n / 2)) for n in lengths]
         if self.pool > 1:
             b, t, d = states.shape
             t2 = t // self.pool
             states = states[:, : t2 * self.pool].reshape(b, t2, self.pool, d).mean(2)
             real = [max(1, min(t2, math.ceil(n / self.pool))) for n in real]
-        mask = torch.zeros(states.shape[:2], dtype=torch.bool)
-        for i, n in enumerate(real):
-            mask[i, :n] = True
-        return TokenBatch(states, mask, None)
+        return states, real
+
+    def _forward(self, batch: list[tuple[list[int], np.ndarray, list[int]]]) -> TokenBatch:
+        parts = [(idx, *self._states(feats, lengths)) for idx, feats, lengths in batch]
+        n = sum(len(idx) for idx, _, _ in parts)
+        longest = max((states.shape[1] for _, states, _ in parts), default=1)
+        width = parts[0][1].shape[2] if parts else self.width
+        tokens = torch.zeros(n, longest, width)
+        mask = torch.zeros(n, longest, dtype=torch.bool)
+        for idx, states, real in parts:
+            for j, i in enumerate(idx):
+                tokens[i, : states.shape[1]] = states[j]
+                mask[i, : real[j]] = True
+        return TokenBatch(tokens, mask, None)
 
     def config(self) -> dict[str, Any]:
         return dict(self._args)
@@ -277,27 +309,75 @@ class WhisperEncoder(Encoder):
         return self
 
     # -- transcription --------------------------------------------------------------------
-    def transcribe(self, waves: Sequence[torch.Tensor], beam_size: int = 1) -> list[dict[str, Any]]:
-        """Whisper's transcript of each (conditioned) waveform: ``{"text", "no_speech_prob"}``."""
-        if not waves:
-            return []
+    def encode_window(self, waves: Sequence[torch.Tensor]) -> np.ndarray:
+        """Encoder states ``[B, 1500, d]`` of each waveform padded to the 30-s window that
+        Whisper's decoder expects (what :meth:`transcribe` and :meth:`text_logprobs` read)."""
         feats = np.stack([self.log_mel(w, WINDOW_FRAMES) for w in waves]).astype(np.float32)
+        return self._encode(feats)
+
+    def _prompts(self, encoded: Any, n: int) -> list[list[str]]:
+        if not self.model.is_multilingual:
+            return [["<|startoftranscript|>", "<|notimestamps|>"]] * n
+        langs = [r[0][0] for r in self.model.detect_language(encoded)]
+        return [
+            ["<|startoftranscript|>", lang, "<|transcribe|>", "<|notimestamps|>"] for lang in langs
+        ]
+
+    def transcribe(
+        self,
+        waves: Sequence[torch.Tensor],
+        beam_size: int = 1,
+        num_hypotheses: int = 1,
+        encoded: np.ndarray | None = None,
+    ) -> list[dict[str, Any]]:
+        """Whisper's transcript of each (conditioned) waveform: ``{"text", "no_speech_prob",
+        "hypotheses"}``, the last the ``num_hypotheses`` best ``(text, score)`` of a beam
+        search (score: mean token log-probability). ``encoded`` reuses :meth:`encode_window`."""
+        if not waves and encoded is None:
+            return []
         import ctranslate2
 
-        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(feats))
-        if self.model.is_multilingual:
-            langs = [r[0][0] for r in self.model.detect_language(view)]
-            prompts = [
-                ["<|startoftranscript|>", lang, "<|transcribe|>", "<|notimestamps|>"]
-                for lang in langs
-            ]
-        else:
-            prompts = [["<|startoftranscript|>", "<|notimestamps|>"]] * len(waves)
+        enc = self.encode_window(waves) if encoded is None else encoded
+        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(enc))
+        n_best = max(1, min(int(num_hypotheses), int(beam_size)))
         results = self.model.generate(
-            view, prompts, beam_size=beam_size, return_no_speech_prob=True, max_length=64
+            view,
+            self._prompts(view, len(enc)),
+            beam_size=beam_size,
+            num_hypotheses=n_best,
+            return_scores=True,
+            return_no_speech_prob=True,
+            max_length=64,
         )
         out = []
         for r in results:
-            text = self.tokenizer.decode(r.sequences_ids[0]).strip()
-            out.append({"text": text, "no_speech_prob": float(r.no_speech_prob)})
+            hyps = [
+                (self.tokenizer.decode(ids).strip(), float(score))
+                for ids, score in zip(r.sequences_ids, r.scores, strict=True)
+            ]
+            text = hyps[0][0] if hyps else ""
+            out.append(
+                {"text": text, "no_speech_prob": float(r.no_speech_prob), "hypotheses": hyps}
+            )
         return out
+
+    def text_logprobs(self, encoded: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """How likely each text is as the transcript of one clip: the mean log-probability of
+        its tokens under Whisper's decoder, teacher-forced on the clip's encoder states
+        ``encoded`` (``[1500, d]``, one row of :meth:`encode_window`)."""
+        if not texts:
+            return np.zeros(0, np.float32)
+        import ctranslate2
+
+        tokens = [self.tokenizer.encode(t, add_special_tokens=False).ids or [0] for t in texts]
+        prompt = self._prompts(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded[None])), 1
+        )[0]
+        start = [self.tokenizer.token_to_id(t) for t in prompt]
+        batch = np.ascontiguousarray(np.repeat(encoded[None], len(texts), axis=0))
+        results = self.model.align(
+            ctranslate2.StorageView.from_array(batch), start, tokens, [WINDOW_FRAMES] * len(texts)
+        )
+        return np.array(
+            [np.log(np.clip(r.text_token_probs, 1e-9, 1.0)).mean() for r in results], np.float32
+        )

@@ -132,6 +132,12 @@ class TrainConfig:
         "recall",
         "early-stopping signal on the validation set: 'recall' (mean R@1 over directions) or 'loss'",
     )
+    keep: str = _f(
+        "best",
+        "the weights training returns: 'best' (the best validated epoch, with early stopping) or "
+        "'last' (the whole one-cycle schedule, no early stopping: for a collection that is its "
+        "own training set, such as the demo, where a tiny validation split chooses epochs by noise)",
+    )
     loss: str = _f(
         "pairs",
         "training objective: 'pairs' (one contrastive loss per pair of modalities), 'mixed' (one "
@@ -183,6 +189,8 @@ class TrainConfig:
             raise ConfigError(f"--fraction must be in (0, 1], got {self.fraction}")
         if self.monitor not in ("recall", "loss"):
             raise ConfigError(f"monitor must be 'recall' or 'loss', got {self.monitor!r}")
+        if self.keep not in ("best", "last"):
+            raise ConfigError(f"keep must be 'best' or 'last', got {self.keep!r}")
         if (
             self.epochs < 1
             or self.batch_size < 2

@@ -51,10 +51,20 @@ class DemoConfig:
     port: int = 7860
     #: digits build settings (``None``: the full default collection)
     digits: Any = None
-    #: extra TrainConfig fields (e.g. ``{"epochs": 60}``) for quick builds and tests; the demo
-    #: stops 10 epochs after the best validation score (best epoch 30-34 on Tux Paint, so the
-    #: default patience of 20 only added a minute)
-    train: dict[str, Any] = field(default_factory=lambda: {"patience": 10})
+    #: TrainConfig fields for the demo's training. The demo searches the very collection it
+    #: adapts on, so it trains the whole 60-epoch schedule and keeps its end (``keep="last"``):
+    #: its validation split (19 photos, 4 sounds) chose epochs 24-48 by noise. Batches of 512
+    #: and one augmented copy per clip (not 4) keep it fast. Typing a concept's name, the share
+    #: of stamps whose own photo / sound comes first went from .28 / .20 (40 epochs, best
+    #: validated) to .45 / .37, and the frog's croak from 36th to 3rd (README, "Quick start")
+    train: dict[str, Any] = field(
+        default_factory=lambda: {
+            "epochs": 60,
+            "keep": "last",
+            "batch_size": 512,
+            "audio_augment": 1,
+        }
+    )
 
 
 def _load_state(workdir: Path) -> dict[str, Any]:

@@ -7,7 +7,8 @@ and every other parameter stays bit-identical. Mini-batches mix all modalities; 
 every modality pair present (pairs that involve a trained modality, when ``only`` is given);
 ``mixed`` is one InfoNCE over every item of the batch whatever its modality (with ``only``,
 anchored on the trained modalities' items). Validation runs every ``val_every``
-epochs (and on the last); early stopping on it restores the best validated weights.
+epochs (and on the last); early stopping on it restores the best validated weights
+(``keep="best"``), or ``keep="last"`` trains the whole schedule and keeps its end.
 """
 
 from __future__ import annotations
@@ -262,13 +263,14 @@ def fit(
         else:
             stale += 1
         bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{monitor:.3f}")
-        if stale >= cfg.patience and epoch + 1 >= cfg.min_epochs:
+        if stale >= cfg.patience and epoch + 1 >= cfg.min_epochs and cfg.keep == "best":
             log.info(
                 "early stop at epoch %d (best %d, monitor %.4f)", epoch + 1, result.best_epoch, best
             )
             break
     bar.close()
-    model.load_state_dict(best_state)
+    if cfg.keep == "best":
+        model.load_state_dict(best_state)
     model.eval()
     for n, p in model.named_parameters():
         p.requires_grad_(saved_flags.get(n, True))

@@ -142,12 +142,16 @@ def test_whisper_feeds_only_the_clips_own_length(whisper) -> None:
     assert "tiny.en" in whisper.weights and whisper.width == 384
     one_s = _wav(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32), 16000)
     five_s = _wav(np.random.default_rng(1).normal(0, 0.1, 80000).astype(np.float32), 16000)
-    feats, lengths = whisper.preprocess([whisper.load(one_s)])
+    [(_, feats, _)] = whisper.preprocess([whisper.load(one_s)])
     assert feats.shape == (1, 80, 300)  # 1 s is fed as the 3-s minimum window, not 30 s
     batch = whisper.encode([one_s, five_s])
-    # 40-ms tokens: 1 s -> 25 real tokens, 5 s -> 125; the window is the longest clip's
+    # 40-ms tokens: 1 s -> 25 real tokens, 5 s -> 125; the batch is padded to the longest clip
     assert batch.mask.sum(1).tolist() == [25, 125]
     assert batch.tokens.shape == (2, 125, 384)
+    # ...but each clip is encoded in its own window: its tokens do not depend on its batch
+    alone = whisper.encode([one_s])
+    assert torch.allclose(batch.tokens[0, :25], alone.tokens[0, :25], atol=1e-4)
+    assert [len(idx) for idx, _, _ in whisper.preprocess([whisper.load(five_s)] * 2)] == [2]
 
 
 def test_whisper_trims_silence_and_normalises_level(whisper) -> None:

@@ -212,3 +212,19 @@ def test_val_every_is_validated():
 
     with pytest.raises(ConfigError):
         TrainConfig(val_every=0).validate()
+
+
+def test_keep_last_trains_the_whole_schedule_and_keeps_its_end(paired_set):
+    from spaner.errors import ConfigError
+    from spaner.train import validation_metrics
+
+    sp = Spaner.from_profile("tiny", modalities=["text", "image"], encoders=TEXT_IMAGE)
+    # patience 1 and min_epochs 0 would stop "best" after the first non-improving epoch
+    cfg = TrainConfig(shots=5, epochs=8, seed=0, val_every=1, min_epochs=0, patience=1, keep="last")
+    data = sp.prepare(paired_set, cfg)
+    result = sp.fit(data, cfg, progress=False)
+    assert result.epochs_run == 8  # no early stop
+    loss, _ = validation_metrics(sp.model, data.val)
+    assert loss == pytest.approx(result.val_loss[-1], rel=1e-5)  # the last epoch's weights
+    with pytest.raises(ConfigError):
+        TrainConfig(keep="first").validate()

@@ -89,6 +89,7 @@ async def search_items(request: Request, state: StateDep) -> SearchOut:
                 uploads=uploads,
                 speech=req.speech,
                 transcripts=transcripts,
+                speech_bias=req.speech_bias,
             )
             qm = query_modalities(active, texts, item_ids, uploads, transcripts)
             results = search_mixed(active, q, req.k, qm, req.modalities, concept, where)

@@ -82,6 +82,15 @@ class SearchIn(BaseModel):
             "when Whisper hears speech, else `audio`). Transcripts are returned in `transcripts`."
         ),
     )
+    speech_bias: bool = Field(
+        True,
+        description=(
+            "bias spoken queries' transcripts toward this collection's words (its text items and "
+            "concept names): a word Whisper finds nearly as likely as what it heard replaces it "
+            "(`heard` keeps Whisper's own transcript, `vocabulary_match` the entry). false: the "
+            "transcript is what Whisper heard"
+        ),
+    )
     group_by: Literal["modality"] | None = Field(
         None,
         description=(
@@ -114,7 +123,25 @@ class TranscriptOut(BaseModel):
     """What Whisper heard in an uploaded audio query, and how the query used it."""
 
     file: str = Field(examples=["query.wav"])
-    transcript: str | None = Field(None, examples=["A frog."])
+    transcript: str | None = Field(
+        None, description="the transcript the query used", examples=["A lark"]
+    )
+    heard: str | None = Field(
+        None, description="what Whisper heard, before biasing", examples=["Mark!"]
+    )
+    vocabulary_match: str | None = Field(
+        None,
+        description="the collection's text or concept the transcript was snapped to (biasing)",
+        examples=["A lark"],
+    )
+    bias_margin: float | None = Field(
+        None,
+        description=(
+            "the match's mean token log-probability minus that of what Whisper heard (biasing "
+            "snaps when it is above minus the server's slack)"
+        ),
+        examples=[-0.4],
+    )
     no_speech_prob: float | None = Field(None, examples=[0.04])
     used: Literal["audio", "transcript", "both"] = Field(examples=["both"])
 

@@ -97,6 +97,16 @@ def _caption(h: dict[str, Any]) -> str:
     return f"{h['score']:.3f} · {h['concept'] or h['source'] or h['id']}"
 
 
+def _heard_line(h: dict[str, Any]) -> str:
+    """“A lark” (heard “Mark!”, matched in the collection; used: transcript)."""
+    if not h.get("transcript"):
+        return "(no speech heard)"
+    why = f"used: {h['used']}"
+    if h.get("vocabulary_match") and h.get("heard") and h["heard"] != h["transcript"]:
+        why = f"heard “{h['heard']}”, matched in the collection; {why}"
+    return f"“{h['transcript']}” ({why})"
+
+
 def run_search(
     state: ServiceState,
     text: str | None,
@@ -105,6 +115,7 @@ def run_search(
     targets: list[str],
     k: int,
     speech: str = "auto",
+    speech_bias: bool = True,
 ) -> SearchView:
     """The top ``k`` of each ticked modality (images, sounds, texts) and the mixed top ``k``;
     a spoken query's transcript (``speech``: see :mod:`spaner.spoken`)."""
@@ -120,11 +131,15 @@ def run_search(
         if not targets:
             raise ValueError("tick at least one modality to find")
         heard: list[dict[str, Any]] = []
-        q = query_vector(active, texts=texts, uploads=uploads, speech=speech, transcripts=heard)
-        view.transcript = "; ".join(
-            f"“{h['transcript']}” (used: {h['used']})" if h["transcript"] else "(no speech heard)"
-            for h in heard
+        q = query_vector(
+            active,
+            texts=texts,
+            uploads=uploads,
+            speech=speech,
+            transcripts=heard,
+            speech_bias=speech_bias,
         )
+        view.transcript = "; ".join(_heard_line(h) for h in heard)
         qm = query_modalities(active, texts, uploads=uploads, transcripts=heard)
         groups = search_by_modality(active, q, int(k), targets, query_mods=qm)
         view.searched = list(groups)

@@ -45,6 +45,12 @@ def _search_tab(state: ServiceState) -> None:
                 label="A spoken query searches by",
                 info="its sound, Whisper's transcript of it, or both (auto: the transcript when it hears speech)",
             )
+            bias = gr.Checkbox(
+                value=True,
+                label="Match spoken words to the collection's",
+                info="a word of the collection Whisper finds nearly as likely replaces what it heard",
+                elem_id="speech-bias",
+            )
             go = gr.Button("Search", variant="primary", elem_id="search-button")
     # what Whisper heard in a spoken query (spaner.spoken)
     transcript = gr.Textbox(
@@ -85,8 +91,11 @@ def _search_tab(state: ServiceState) -> None:
         targets: list[str],
         k: int,
         speech_mode: str,
+        speech_bias: bool = True,
     ) -> list[Any]:
-        view = actions.run_search(state, text, image, audio, targets, k, speech_mode)
+        view = actions.run_search(
+            state, text, image, audio, targets, k, speech_mode, speech_bias=bool(speech_bias)
+        )
         shown = set(view.searched)
         return [
             view.transcript,
@@ -101,8 +110,8 @@ def _search_tab(state: ServiceState) -> None:
         ]
 
     outs = [transcript, status, gallery, sounds, texts, table, col_images, col_audio, col_texts]
-    go.click(do, [text, image, audio, targets, k, speech], outs)
-    text.submit(do, [text, image, audio, targets, k, speech], outs)
+    go.click(do, [text, image, audio, targets, k, speech, bias], outs)
+    text.submit(do, [text, image, audio, targets, k, speech, bias], outs)
 
 
 def _add_tab(state: ServiceState) -> None:
