@@ -53,13 +53,13 @@ def run(workdir: Path, setting: dict[str, Any], threads: int) -> dict[str, Any]:
     import torch
 
     from spaner.config import TrainConfig
-    from spaner.demo import DemoConfig
+    from spaner.demo import TRAIN
     from spaner.features import FeatureCache
     from spaner.pipeline import Spaner
 
     data = workdir / "tuxpaint"
     sp = Spaner.from_profile("offline")
-    tcfg = TrainConfig(shots=5, seed=0, **{**DemoConfig().train, **setting})
+    tcfg = TrainConfig(shots=5, seed=0, **{**TRAIN["tuxpaint"], **setting})
     prepared = sp.prepare(data / "demo-train.jsonl", tcfg, FeatureCache(workdir / "cache"))
     torch.set_num_threads(threads)
     t = time.perf_counter()

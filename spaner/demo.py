@@ -21,7 +21,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,20 +51,22 @@ class DemoConfig:
     port: int = 7860
     #: digits build settings (``None``: the full default collection)
     digits: Any = None
-    #: TrainConfig fields for the demo's training. The demo searches the very collection it
-    #: adapts on, so it trains the whole 60-epoch schedule and keeps its end (``keep="last"``):
-    #: its validation split (19 photos, 4 sounds) chose epochs 24-48 by noise. Batches of 512
-    #: and one augmented copy per clip (not 4) keep it fast. Typing a concept's name, the share
-    #: of stamps whose own photo / sound comes first went from .28 / .20 (40 epochs, best
-    #: validated) to .45 / .37, and the frog's croak from 36th to 3rd (README, "Quick start")
-    train: dict[str, Any] = field(
-        default_factory=lambda: {
-            "epochs": 60,
-            "keep": "last",
-            "batch_size": 512,
-            "audio_augment": 1,
-        }
-    )
+    #: TrainConfig fields over the profile's training defaults (e.g. ``{"epochs": 60}`` for quick
+    #: builds and tests); ``None``: :data:`TRAIN` for the collection
+    train: dict[str, Any] | None = None
+
+
+#: The demo's training per collection. Tux Paint: the demo searches the very collection it adapts
+#: on, so it trains the whole 60-epoch schedule and keeps its end (``keep="last"``): its
+#: validation split (19 photos, 4 sounds) chose epochs 24-48 by noise. Batches of 512 and one
+#: augmented copy per clip (not 4) keep it fast. Typing a concept's name, the share of stamps
+#: whose own photo / sound comes first went from .28 / .20 (40 epochs, best validated) to
+#: .45 / .37, and the frog's croak from 36th to 3rd (``benchmarks/demo_fit.py``, BENCHMARKS.md).
+#: Digits: stop 10 epochs after the best validation score (its val split is large enough).
+TRAIN: dict[str, dict[str, Any]] = {
+    "tuxpaint": {"epochs": 60, "keep": "last", "batch_size": 512, "audio_augment": 1},
+    "digits": {"patience": 10},
+}
 
 
 def _load_state(workdir: Path) -> dict[str, Any]:
@@ -185,6 +187,8 @@ def _prepare_demo(cfg: DemoConfig, progress: bool, encode_threads: int = 1) -> d
     collection, manifest, index_manifest = _build_collection(cfg, work, progress)
     if cfg.profile is None:
         cfg.profile = "offline" if collection == "tuxpaint" else "digits"
+    if cfg.train is None:
+        cfg.train = dict(TRAIN[collection])
     timings["dataset"] = time.perf_counter() - t
     data_hash = _file_hash(manifest)
     if index_manifest != manifest:  # tuxpaint trains on one manifest and indexes another
