@@ -113,8 +113,11 @@ def _heard(
     waves: list[Any],
     vocab: Vocabulary | None,
     beam_size: int,
+    speech_below: float | None = None,
 ) -> list[tuple[dict[str, Any], BiasedTranscript | None]]:
-    """Whisper's n-best of each clip and, with a vocabulary, the biased transcript."""
+    """Whisper's n-best of each clip and, with a vocabulary, the biased transcript; with
+    ``speech_below`` only clips whose no-speech probability is under it are biased (``auto``
+    searches the others by their audio, so their transcript is never used)."""
     out: list[tuple[dict[str, Any], BiasedTranscript | None]] = []
     for i in range(0, len(waves), 8):  # 30-s encoder windows: bounded memory per step
         chunk = waves[i : i + 8]
@@ -123,6 +126,8 @@ def _heard(
         for j, h in enumerate(heard):
             hyps = [t for t, _ in h.get("hypotheses") or [(h.get("text") or "", 0.0)]]
             usable = bool(h.get("text") and _WORDLIKE.search(h["text"]))
+            if speech_below is not None:
+                usable = usable and float(h.get("no_speech_prob", 1.0)) < speech_below
             biased = bias_transcript(whisper, enc[j], hyps, vocab) if vocab and usable else None
             out.append((h, biased))
     return out
@@ -156,7 +161,7 @@ def spoken_queries(
         waves = [
             whisper.load(s, names[i] if names is not None else None) for i, s in enumerate(sources)
         ]
-        heard = _heard(whisper, waves, vocab, beam_size)
+        heard = _heard(whisper, waves, vocab, beam_size, threshold if mode == "auto" else None)
     out = []
     for i, vec in enumerate(audio):
         h, biased = heard[i]
