@@ -146,9 +146,6 @@ class BiasedTranscript:
     entry: str | None
     margin: float | None  # entry's score minus the free transcript's (mean log-prob per token)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"heard": self.heard, "vocabulary_match": self.entry, "bias_margin": self.margin}
-
 
 def _said_article(heard: str) -> bool:
     return bool(_ARTICLE.match(" ".join(_NON_WORD.sub(" ", heard.lower()).split())))
