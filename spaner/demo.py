@@ -201,6 +201,7 @@ def _prepare_demo(cfg: DemoConfig, progress: bool, encode_threads: int = 1) -> d
     prof = get_profile(
         cfg.profile
     )  # encoders and every training setting (defaults too): a change retrains
+    tcfg = TrainConfig(shots=cfg.shots, seed=cfg.seed, **{**prof.train, **cfg.train})
     train_key = {
         "data": data_hash,
         "shots": cfg.shots,
@@ -209,9 +210,7 @@ def _prepare_demo(cfg: DemoConfig, progress: bool, encode_threads: int = 1) -> d
         **({"train": cfg.train} if cfg.train else {}),
         "encoders": prof.encoders,
         "aligner": prof.aligner,
-        "train_config": asdict(
-            TrainConfig(shots=cfg.shots, seed=cfg.seed, **{**prof.train, **cfg.train})
-        ),
+        "train_config": asdict(tcfg),
     }
     if state.get("train") != train_key or not (ckpt / "model.safetensors").is_file():
         log.info(
@@ -221,7 +220,6 @@ def _prepare_demo(cfg: DemoConfig, progress: bool, encode_threads: int = 1) -> d
             cfg.profile,
         )
         sp = Spaner.from_profile(cfg.profile)
-        tcfg = TrainConfig(shots=cfg.shots, seed=cfg.seed, **{**prof.train, **cfg.train})
         with _torch_threads(encode_threads):
             prepared = sp.prepare(manifest, tcfg, FeatureCache(work / "cache"))
         result = sp.fit(prepared, tcfg, progress=progress)
