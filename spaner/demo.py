@@ -219,8 +219,8 @@ def _prepare_demo(cfg: DemoConfig, progress: bool, encode_threads: int = 1) -> d
             cfg.shots,
             cfg.profile,
         )
-        sp = Spaner.from_profile(cfg.profile)
-        with _torch_threads(encode_threads):
+        with _torch_threads(encode_threads):  # CTranslate2 (Whisper) takes its threads at load
+            sp = Spaner.from_profile(cfg.profile)
             prepared = sp.prepare(manifest, tcfg, FeatureCache(work / "cache"))
         result = sp.fit(prepared, tcfg, progress=progress)
         from spaner.compare import evaluate_model

@@ -105,6 +105,8 @@ def encode_items(
                 out[i] = hit
                 continue
         todo.append(i)
+    if encoder.input_kind == "text":  # a batch is padded to its longest text: batch by length
+        todo.sort(key=lambda i: len(values[i]))
     if todo:
         log.info(
             "encoding %d %s item(s) with %s (%d cached)",

@@ -201,3 +201,21 @@ def test_randconv_audio_ignores_leading_and_trailing_silence_and_round_trips():
     assert other.fingerprint() != enc.fingerprint()
     with pytest.raises(ValueError, match="multiples"):
         build_encoder("randconv-audio", frames=30)
+
+
+def test_texts_are_encoded_in_length_order_and_returned_in_theirs(tmp_path) -> None:
+    """Texts are batched by length (a batch is padded to its longest), yet each comes back in
+    its place with the features it gets alone, and the cache then serves them as they are."""
+    from spaner.features import FeatureCache, encode_items
+
+    enc = build_encoder("minilm-l6-text")
+    values = ["a frog", "the croak of a frog at night by a pond in the rain", "a cat", "a tree"]
+    values += ["a long description of a red bicycle leaning against a wall", "a dog", "rain"]
+    cache = FeatureCache(tmp_path)
+    items = encode_items(enc, values, cache, batch_size=2)
+    for value, item in zip(values, items, strict=True):
+        alone = enc.encode([value]).split()[0]
+        assert item.tokens.shape == alone.tokens.shape
+        assert torch.allclose(item.tokens, alone.tokens, atol=1e-4)
+    again = encode_items(enc, values, cache, batch_size=2)
+    assert all(torch.equal(a.tokens, b.tokens) for a, b in zip(items, again, strict=True))

@@ -12,7 +12,7 @@ from spaner.encoders.base import TokenBatch
 from spaner.checkpoint import checkpoint_hash, load_checkpoint, save_checkpoint
 from spaner.config import AlignerConfig, ModalityConfig, SpanerConfig
 from spaner.errors import CheckpointError, ConfigError
-from spaner.model import SpanerModel, info_nce
+from spaner.model import SpanerModel, info_nce, length_groups
 
 
 def _config(**aligner) -> SpanerConfig:
@@ -57,6 +57,30 @@ def test_padding_is_ignored():
     z1 = model.embed("text", b)
     b.tokens[0, 3:] = 1e3  # garbage in masked positions
     assert torch.allclose(z1, model.embed("text", b), atol=1e-6)
+
+
+def test_items_of_very_different_lengths_embed_as_they_would_alone():
+    """A batch of short clips and a few long ones runs in length groups (the padding is cut off);
+    every item's embedding is the one it gets alone, in its place in the batch."""
+    model = SpanerModel(_config()).eval()
+    g = torch.Generator().manual_seed(1)
+    lengths = [3, 40, 5, 4, 6, 90, 7, 3, 5, 4, 6, 5, 8, 4, 3, 6, 5, 7, 4, 6, 5, 3]
+    tokens = torch.randn(len(lengths), max(lengths), 12, generator=g)
+    mask = torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]
+    mask[1, 10] = False  # a dropped token inside an item (token dropout) is not its end
+    batch = TokenBatch(tokens, mask)
+    groups = length_groups(mask)
+    assert len(groups) > 1 and sorted(torch.cat([i for i, _ in groups]).tolist()) == list(
+        range(len(lengths))
+    )
+    assert max(n for _, n in groups) == 90 and min(n for _, n in groups) < 10
+    together = model.embed("audio", batch)
+    alone = torch.cat(
+        [model.embed("audio", TokenBatch(tokens[i : i + 1], mask[i : i + 1])) for i in range(22)]
+    )
+    assert torch.allclose(together, alone, atol=1e-5)
+    # similar lengths: one group, cut to the longest real token
+    assert [(len(i), n) for i, n in length_groups(mask[[0, 2, 3]])] == [(3, 5)]
 
 
 def test_untrained_model_reproduces_the_native_space():

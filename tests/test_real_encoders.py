@@ -96,6 +96,18 @@ def test_tiny_efficientnet_preset_runs_the_same_code_path() -> None:
     assert batch.tokens.shape == (1, 4, 1280)  # 64 px -> 2x2 cells
 
 
+def test_efficientnet_gives_an_image_the_same_tokens_alone_or_in_a_batch(effnet) -> None:
+    """On the CPU the encoder runs micro-batches in channels-last layout; a batch of 5 (two
+    micro-batches) gives each photo the tokens and label vector it gets alone."""
+    photos = [_sample_photo("china.jpg"), _sample_photo("flower.jpg")]
+    photos += [_png(Image.new("RGB", (40 + 9 * i, 30), (30 * i, 90, 200))) for i in range(3)]
+    batch = effnet.encode(photos)
+    for i, photo in enumerate(photos):
+        alone = effnet.encode([photo])
+        assert torch.allclose(batch.tokens[i], alone.tokens[0], atol=1e-3)
+        assert torch.allclose(batch.native[i], alone.native[0], atol=1e-5)
+
+
 def _sample_photo(name: str) -> str:
     """A real photo that ships inside scikit-learn (china.jpg: a temple, flower.jpg: a dahlia)."""
     from pathlib import Path
