@@ -96,6 +96,10 @@ def _perturb(encoder: Encoder, raw: Any, rng: np.random.Generator) -> Any | None
     return None
 
 
+#: augmented copies encoded per forward call (the encoders give an item the same tokens in any batch)
+BATCH = 32
+
+
 def add_copies(
     feats: ModalityFeatures,
     paths: list[str],
@@ -115,27 +119,47 @@ def add_copies(
         list(feats.ids),
         list(feats.concepts),
     )
-    for j, path in enumerate(paths):
+    made: dict[str, ItemTokens] = {}
+    pending: list[tuple[str, Any]] = []  # (cache key, raw copy), encoded BATCH at a time
+
+    def flush() -> None:
+        if not pending:
+            return
+        batch = encoder.forward(encoder.preprocess([raw for _, raw in pending]))
+        for (key, _), item in zip(pending, batch.split(), strict=True):
+            made[key] = item
+            if cache is not None:
+                cache.put(encoder, key, item)
+        pending.clear()
+
+    keys: list[list[str]] = []
+    for path in paths:
         base = content_hash(encoder, path)
+        keys.append([f"{base}-{recipe}-s{seed}-c{k}" for k in range(copies)])
         raw = None
-        for k in range(copies):
-            key = f"{base}-{recipe}-s{seed}-c{k}"
+        for k, key in enumerate(keys[-1]):
             item = cache.get(encoder, key) if cache is not None else None
-            if item is None:
-                if raw is None:
-                    raw = encoder.load(path)
-                digest = int(base[:8], 16)
-                copy = _perturb(encoder, raw, np.random.default_rng([seed, k, digest]))
-                if copy is None:
-                    log.info(
-                        "encoder %s does not load raw %s the recipes know; no augmentation",
-                        encoder.name,
-                        encoder.modality,
-                    )
-                    return feats
-                item = encoder.forward(encoder.preprocess([copy])).split()[0]
-                if cache is not None:
-                    cache.put(encoder, key, item)
+            if item is not None:
+                made[key] = item
+                continue
+            if raw is None:
+                raw = encoder.load(path)
+            digest = int(base[:8], 16)
+            copy = _perturb(encoder, raw, np.random.default_rng([seed, k, digest]))
+            if copy is None:
+                log.info(
+                    "encoder %s does not load raw %s the recipes know; no augmentation",
+                    encoder.name,
+                    encoder.modality,
+                )
+                return feats
+            pending.append((key, copy))
+            if len(pending) >= BATCH:
+                flush()
+    flush()
+    for j, file_keys in enumerate(keys):
+        for k, key in enumerate(file_keys):
+            item = made[key]
             items.append(ItemTokens(item.tokens, item.native))
             labels.append(labels[j])
             ids.append(f"{ids[j]}#aug{k}")
