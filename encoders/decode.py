@@ -7,12 +7,13 @@ hour-long uploads are refused without the memory cost of decoding them.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -194,11 +195,22 @@ def load_audio_mono(
 ):
     """:func:`load_audio`, mixed down to mono and resampled: a float32 torch tensor ``[samples]``."""
     import torch
-    import torchaudio.functional as AF
 
     samples, rate = load_audio(source, limits, name)
     mono = torch.from_numpy(np.ascontiguousarray(samples.mean(axis=0)))
-    return AF.resample(mono, rate, sample_rate) if rate != sample_rate else mono
+    return _resampler(rate, sample_rate)(mono) if rate != sample_rate else mono
+
+
+@functools.lru_cache(maxsize=16)
+def _resampler(rate: int, sample_rate: int) -> Any:
+    """torchaudio's resampler from ``rate`` to ``sample_rate``, its filter built once: building
+    the windowed-sinc kernel (44.1 -> 16 kHz) cost more than decoding and resampling a clip."""
+    import torch
+    import torchaudio.transforms as T
+
+    return T.Resample(
+        rate, sample_rate, dtype=torch.float32
+    )  # the kernel functional.resample builds
 
 
 def load_text(source: str, limits: Limits = DEFAULT_LIMITS, name: str | None = None) -> str:

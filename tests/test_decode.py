@@ -125,3 +125,23 @@ def test_text_validation():
         load_text("x" * 50, Limits(max_text_chars=10))
     with pytest.raises(InputError, match="expected a string"):
         load_text(b"bytes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("rate", [44100, 22050, 8000])
+def test_audio_is_resampled_as_torchaudio_resamples_it(rate: int) -> None:
+    """The resampling filter is built once per rate pair and reused; the samples are exactly
+    what torchaudio's resample gives, on the first clip and on the next."""
+    import torch
+    import torchaudio.functional as AF
+    from spaner.encoders.decode import load_audio_mono
+
+    for seconds in (0.5, 1.3):
+        t = np.arange(int(rate * seconds)) / rate
+        wave = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 3000 * t)).astype(
+            np.float32
+        )
+        buf = io.BytesIO()
+        sf.write(buf, wave, rate, format="WAV", subtype="FLOAT")
+        got = load_audio_mono(buf.getvalue(), 16000)
+        want = AF.resample(torch.from_numpy(wave), rate, 16000)
+        assert got.shape == want.shape and torch.equal(got, want)
