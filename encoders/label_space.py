@@ -10,7 +10,10 @@ the unified space can be anchored on it (:class:`spaner.config.AlignerConfig`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,18 +39,71 @@ def imagenet_classes() -> list[str]:
 def label_matrix(text_model: str) -> tuple[torch.Tensor, str]:
     """Sentence embeddings ``[1000, dim]`` of the class names by the transformers model at
     ``text_model`` (mean-pooled, as :class:`HFTextEncoder` computes its native vector), and that
-    encoder's ``native_space`` id. Computed once per process (about 2 s for MiniLM on 2 cores)."""
+    encoder's ``native_space`` id. Computed once per model: kept in memory for the process and,
+    for a local model directory, on disk under ``$SPANER_CACHE/labels`` (embedding the 1000 names
+    took 6-7 s on one core, paid by every process that built the image encoder: training,
+    ingest, the server)."""
+    names = imagenet_classes()
+    path = _disk_path(text_model, names)
+    if path is not None and path.is_file():
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as fh:
+                space = (fh.metadata() or {})["native_space"]
+                matrix = fh.get_tensor("matrix")
+            if matrix.shape[0] == len(names):
+                return matrix, space
+        except Exception as exc:  # unreadable: computed again and rewritten
+            log.warning("class-label cache %s is unreadable (%s); recomputing", path, exc)
     from .hf_text_encoder import HFTextEncoder
 
     encoder = HFTextEncoder("class-labels", model=text_model, tokenizer=text_model)
-    names = imagenet_classes()
     rows = []
     for start in range(0, len(names), 250):
         batch = encoder.encode(names[start : start + 250])
         assert batch.native is not None
         rows.append(batch.native.float())
     log.info("embedded %d ImageNet class names with %s", len(names), text_model)
-    return torch.cat(rows), str(encoder.native_space)
+    matrix, space = torch.cat(rows), str(encoder.native_space)
+    if path is not None:
+        _save(path, matrix, space)
+    return matrix, space
+
+
+def _disk_path(text_model: str, names: list[str]) -> Path | None:
+    """Where the matrix of a local model directory is kept: keyed by the directory, its files'
+    names, sizes and modification times, and the class names (None for a hub id)."""
+    root = Path(text_model)
+    if not root.is_dir():
+        return None
+    h = hashlib.sha256(str(root.resolve()).encode("utf-8"))
+    for f in sorted(root.iterdir()):
+        if f.is_file():
+            st = f.stat()
+            h.update(f"\0{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    h.update("\n".join(names).encode("utf-8"))
+    from spaner.features import cache_root
+
+    return cache_root() / "labels" / f"{h.hexdigest()[:32]}.safetensors"
+
+
+def _save(path: Path, matrix: torch.Tensor, space: str) -> None:
+    """Write atomically; a cache that cannot be written is only slower."""
+    from safetensors.torch import save_file
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file({"matrix": matrix.contiguous()}, tmp, metadata={"native_space": space})
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError as exc:
+        log.warning("could not cache the class-label vectors at %s: %s", path, exc)
 
 
 def label_vectors(logits: torch.Tensor, matrix: torch.Tensor, top_k: int) -> torch.Tensor:

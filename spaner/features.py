@@ -20,13 +20,25 @@ from tqdm.auto import tqdm
 
 from spaner.encoders.base import Encoder, ItemTokens
 
-__all__ = ["FeatureCache", "content_hash", "content_key", "encode_items", "default_cache_dir"]
+__all__ = [
+    "FeatureCache",
+    "content_hash",
+    "content_key",
+    "encode_items",
+    "default_cache_dir",
+    "cache_root",
+]
 
 log = logging.getLogger(__name__)
 
 
+def cache_root() -> Path:
+    """SPANER's cache directory: ``$SPANER_CACHE``, else ``~/.cache/spaner``."""
+    return Path(os.environ.get("SPANER_CACHE", Path.home() / ".cache" / "spaner"))
+
+
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("SPANER_CACHE", Path.home() / ".cache" / "spaner")) / "features"
+    return cache_root() / "features"
 
 
 def content_key(encoder: Encoder, content: bytes | str) -> str:

@@ -190,3 +190,34 @@ def test_whisper_names_its_weights_errors(tmp_path) -> None:
         build_encoder("whisper-tiny-en-audio", weights=str(tmp_path))
     with pytest.raises(EncoderLoadError, match="unknown Whisper model"):
         build_encoder("whisper-tiny-en-audio", weights="not-a-model")
+
+
+def test_class_label_vectors_are_computed_once_and_kept_on_disk(tmp_path, monkeypatch) -> None:
+    """The 1000 class names are embedded once per model: a new process (here: an emptied
+    in-memory cache) reads them from $SPANER_CACHE without building the text encoder, and an
+    unreadable file is computed again and replaced."""
+    import spaner.encoders.hf_text_encoder as hf
+    from spaner.encoders.label_space import _disk_path, imagenet_classes, label_matrix
+
+    model = str(hf.minilm_path())
+    monkeypatch.setenv("SPANER_CACHE", str(tmp_path))
+    label_matrix.cache_clear()
+    try:
+        first, space = label_matrix(model)
+        path = _disk_path(model, imagenet_classes())
+        assert path is not None and path.is_file() and path.is_relative_to(tmp_path)
+        label_matrix.cache_clear()
+        with monkeypatch.context() as m:
+            m.setattr(hf, "HFTextEncoder", None)  # building it now would fail
+            again, space_again = label_matrix(model)
+        assert torch.equal(first, again) and space_again == space
+        path.write_bytes(b"not a safetensors file")
+        label_matrix.cache_clear()
+        rebuilt, _ = label_matrix(model)
+        assert torch.allclose(rebuilt, first, atol=1e-6)
+        label_matrix.cache_clear()
+        with monkeypatch.context() as m:
+            m.setattr(hf, "HFTextEncoder", None)
+            assert torch.equal(label_matrix(model)[0], rebuilt)  # the file was rewritten
+    finally:
+        label_matrix.cache_clear()
