@@ -145,3 +145,16 @@ def test_audio_is_resampled_as_torchaudio_resamples_it(rate: int) -> None:
         got = load_audio_mono(buf.getvalue(), 16000)
         want = AF.resample(torch.from_numpy(wave), rate, 16000)
         assert got.shape == want.shape and torch.equal(got, want)
+
+
+def test_an_odd_sample_rate_is_read_as_the_nearest_multiple_of_50_hz() -> None:
+    """11127 Hz and 44101 Hz share almost no factor with 16 kHz; resampled as they are, the
+    filter alone would take seconds to minutes per clip. They are read at 11150 / 44100 Hz."""
+    from spaner.encoders.decode import load_audio_mono, resampling_rate
+
+    assert resampling_rate(44100, 16000) == 44100 and resampling_rate(8000, 16000) == 8000
+    assert resampling_rate(11127, 16000) == 11150 and resampling_rate(44101, 16000) == 44100
+    assert resampling_rate(22254, 16000) == 22250 and resampling_rate(7, 16000) == 7
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(44101, np.float32), 44101, format="WAV", subtype="FLOAT")
+    assert abs(load_audio_mono(buf.getvalue(), 16000).numel() - 16000) <= 1  # one second
