@@ -142,6 +142,18 @@ class ModalityAligner(nn.Module):
         assert out is not None
         return out
 
+    def _project(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``input_proj`` (LayerNorm, then Linear) of frozen tokens, folded into one product:
+        ``(x̂·γ + β)Wᵀ + b = x̂(W·γ)ᵀ + (Wβ + b)``. The normalised tokens ``x̂`` need no gradient, so
+        training skips the LayerNorm's backward and the product's input gradient (a third of
+        the image aligner's cost on EfficientNet's 49 tokens of 1280). Same output to rounding."""
+        norm, linear = self.input_proj
+        if tokens.requires_grad:
+            return self.input_proj(tokens)
+        with torch.no_grad():
+            x = F.layer_norm(tokens, norm.normalized_shape, None, None, norm.eps)
+        return F.linear(x, linear.weight * norm.weight, linear.bias + linear.weight @ norm.bias)
+
     def _attend(
         self,
         prompt: torch.Tensor,
@@ -149,7 +161,7 @@ class ModalityAligner(nn.Module):
         mask: torch.Tensor,
         native: torch.Tensor | None,
     ) -> torch.Tensor:
-        h = self.input_proj(tokens)
+        h = self._project(tokens)
         if self.positional:
             h = h + _sinusoid(h.shape[1], h.shape[2], h.device)
         q = prompt.unsqueeze(0).expand(h.shape[0], -1, -1)

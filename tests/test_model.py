@@ -83,6 +83,28 @@ def test_items_of_very_different_lengths_embed_as_they_would_alone():
     assert [(len(i), n) for i, n in length_groups(mask[[0, 2, 3]])] == [(3, 5)]
 
 
+def test_the_folded_input_projection_equals_layernorm_then_linear() -> None:
+    """Frozen tokens are projected with the LayerNorm folded into the Linear: same output and
+    the same gradients for the LayerNorm's and the Linear's parameters."""
+    model = SpanerModel(_config()).train()
+    aligner = model.aligners["image"]
+    norm, linear = aligner.input_proj
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.normal_()
+    tokens = torch.randn(5, 7, 40, generator=torch.Generator().manual_seed(2))
+    grads = []
+    for project in (aligner._project, aligner.input_proj):
+        model.zero_grad()
+        out = project(tokens)
+        (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+        grads.append(
+            (out.detach(), *(p.grad.clone() for p in (*norm.parameters(), *linear.parameters())))
+        )
+    for folded, plain in zip(*grads, strict=True):
+        assert torch.allclose(folded, plain, atol=1e-4)
+
+
 def test_untrained_model_reproduces_the_native_space():
     cfg = SpanerConfig(
         aligner=AlignerConfig(width=32, heads=2, dim=8),
