@@ -66,7 +66,7 @@ PROFILES: dict[str, Profile] = {
             "digits",
             {
                 "text": "minilm-l6-text",
-                "image": "randconv-wide-image",
+                "image": "digitcnn-mnist5k-image",
                 "audio": "whisper-tiny-en-audio",
             },
             {"width": 128, "heads": 4, "prompt_len": 8, "depth": 2, "dim": 128},
