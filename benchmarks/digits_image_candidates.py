@@ -30,11 +30,15 @@ from torch import nn
 __all__ = ["CANDIDATES", "build_candidate"]
 
 
+#: import name -> PyPI name (benchmark-only: not the project's dependencies)
+_PIP = {"ccexam": "ccexam", "digit_recognizer": "digit-recognizer-py"}
+
+
 def _package_file(package: str, relative: str) -> Path:
     """A file inside an installed package, found without importing the package."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"package {package!r} is not installed: pip install {package}")
+        raise RuntimeError(f"package {package!r} is not installed: pip install {_PIP[package]}")
     return Path(next(iter(spec.submodule_search_locations))) / relative
 
 
