@@ -22,12 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from digits_image_candidates import build_candidate
 from machine import cpu_model
 
 #: encoder -> (factory options, poolings)
 ENCODERS: dict[str, tuple[dict, tuple[str, ...]]] = {
     "efficientnet-lite0-image": ({"labels": "none"}, ("mean",)),
     "randconv-wide-image": ({}, ("mean", "grid4")),
+    "digitcnn-mnist5k-image": ({}, ("mean", "grid4")),
 }
 
 log = logging.getLogger("digits_image_probe")
@@ -81,8 +83,11 @@ def probe(
     train = split == "train"
     report = []
     for name in encoders:
-        options, poolings = ENCODERS[name]
-        enc = build_encoder(name, **options)
+        if name in ENCODERS:
+            options, poolings = ENCODERS[name]
+            enc = build_encoder(name, **options)
+        else:
+            enc, poolings = build_candidate(name)
         raw = [enc.load(str(manifest.parent / r["image"])) for r in images]
         full = _encode(enc, raw, poolings)
         stats = {p: (v[train].mean(0), v[train].std(0) + 1e-6) for p, v in full.items()}
@@ -124,7 +129,11 @@ def main() -> None:
     p.add_argument("--shots", type=int, default=5)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--copies", default="0,8", help="comma-separated augmented copies per shot")
-    p.add_argument("--encoders", default=",".join(ENCODERS), help="comma-separated, from ENCODERS")
+    p.add_argument(
+        "--encoders",
+        default=",".join(ENCODERS),
+        help="comma-separated, from ENCODERS or digits_image_candidates.CANDIDATES",
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")

