@@ -237,7 +237,9 @@ def pretrain(recipe: DigitCNNRecipe = DigitCNNRecipe()) -> dict[str, torch.Tenso
 
 
 def models_dir() -> Path:
-    return Path(os.environ.get("SPANER_CACHE", Path.home() / ".cache" / "spaner")) / "models"
+    from spaner.features import cache_root
+
+    return cache_root() / "models"
 
 
 def pretrained_weights(recipe: DigitCNNRecipe = DigitCNNRecipe()) -> Path:
