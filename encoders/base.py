@@ -56,12 +56,15 @@ class TokenBatch:
     """A padded batch of frozen features.
 
     ``mask`` is True where a token is real. ``native`` is ``[B, native_dim]`` when the encoder
-    has a native shared space, else None.
+    has a native shared space, else None. ``normalized`` marks tokens already layer-normalised
+    without affine (each real token to zero mean, unit variance; set by the training batcher,
+    :mod:`spaner.batching`): an aligner that starts with a LayerNorm then applies only its affine.
     """
 
     tokens: torch.Tensor
     mask: torch.Tensor
     native: torch.Tensor | None = None
+    normalized: bool = False
 
     def __post_init__(self) -> None:
         if self.tokens.ndim != 3:

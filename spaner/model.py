@@ -128,31 +128,42 @@ class ModalityAligner(nn.Module):
     def forward(self, prompt: torch.Tensor, batch: TokenBatch) -> torch.Tensor:
         if self.head.native_only():
             return self.head.from_native(batch.native)
+        tokens = batch.tokens
+        if not batch.normalized:
+            tokens = tokens if tokens.requires_grad else self.normalize_tokens(tokens)
         groups = length_groups(batch.mask)
         if len(groups) == 1:
             n = groups[0][1]
-            return self._attend(prompt, batch.tokens[:, :n], batch.mask[:, :n], batch.native)
+            return self._attend(prompt, tokens[:, :n], batch.mask[:, :n], batch.native)
         out: torch.Tensor | None = None
         for idx, n in groups:
             native = batch.native[idx] if batch.native is not None else None
-            z = self._attend(prompt, batch.tokens[idx, :n], batch.mask[idx, :n], native)
+            z = self._attend(prompt, tokens[idx, :n], batch.mask[idx, :n], native)
             if out is None:
                 out = z.new_empty(len(batch), z.shape[1])
             out[idx] = z
         assert out is not None
         return out
 
+    def normalize_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The input LayerNorm without its affine part, on frozen tokens (no gradient)."""
+        norm = self.input_proj[0]
+        with torch.no_grad():
+            return F.layer_norm(tokens, norm.normalized_shape, None, None, norm.eps)
+
     def _project(self, tokens: torch.Tensor) -> torch.Tensor:
         """``input_proj`` (LayerNorm, then Linear) of frozen tokens, folded into one product:
-        ``(x̂·γ + β)Wᵀ + b = x̂(W·γ)ᵀ + (Wβ + b)``. The normalised tokens ``x̂`` need no gradient, so
-        training skips the LayerNorm's backward and the product's input gradient (a third of
-        the image aligner's cost on EfficientNet's 49 tokens of 1280). Same output to rounding."""
+        ``(x̂·γ + β)Wᵀ + b = x̂(W·γ)ᵀ + (Wβ + b)``. The normalised tokens ``x̂`` need no gradient
+        (:meth:`normalize_tokens`, done before the batch is split in length groups, or once per
+        fit by :mod:`spaner.batching`), so training skips the LayerNorm's backward and the
+        product's input gradient (a third of the image aligner's cost on EfficientNet's 49 tokens
+        of 1280). Same output to rounding. Tokens that need a gradient take ``input_proj`` whole."""
         norm, linear = self.input_proj
         if tokens.requires_grad:
             return self.input_proj(tokens)
-        with torch.no_grad():
-            x = F.layer_norm(tokens, norm.normalized_shape, None, None, norm.eps)
-        return F.linear(x, linear.weight * norm.weight, linear.bias + linear.weight @ norm.bias)
+        return F.linear(
+            tokens, linear.weight * norm.weight, linear.bias + linear.weight @ norm.bias
+        )
 
     def _attend(
         self,

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from spaner.encoders.base import ItemTokens, TokenBatch
 
+from .batching import PackedItems
 from .config import TrainConfig
 from .data import FeatureSet
 from .losses import objective
@@ -53,18 +54,6 @@ class TrainResult:
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-def _batch(
-    items: Sequence[ItemTokens], token_dropout: float, gen: torch.Generator | None
-) -> TokenBatch:
-    batch = TokenBatch.collate(items)
-    if token_dropout > 0 and gen is not None:
-        keep = torch.rand(batch.mask.shape, generator=gen) >= token_dropout
-        keep[:, 0] = True
-        batch.mask = batch.mask & keep
-        batch.mask[batch.mask.sum(1) == 0, 0] = True
-    return batch
 
 
 def embed_items(
@@ -187,6 +176,12 @@ def fit(
         opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=pct_start
     )
     pairs = _pairs(modalities, only)
+    set_grad = torch.is_grad_enabled()
+    torch.set_grad_enabled(True)  # what the aligners see during the steps (native_only reads it)
+    try:
+        packed = {m: PackedItems(train.modalities[m].items, model.aligners[m]) for m in modalities}
+    finally:
+        torch.set_grad_enabled(set_grad)
     result = TrainResult(
         0, 0, None, train_items=len(entries), val_items=len(val) if val is not None else 0
     )
@@ -222,11 +217,9 @@ def fit(
                 continue
             embs, labels = {}, {}
             for m, idx in by_mod.items():
-                f = train.modalities[m]
-                embs[m] = model.embed(
-                    m, _batch([f.items[i] for i in idx], 0.1 if cfg.augment else 0.0, gen)
-                )
-                labels[m] = f.labels[idx]
+                batch = packed[m].batch(idx, 0.1 if cfg.augment else 0.0, gen)
+                embs[m] = model.embed(m, batch)
+                labels[m] = train.modalities[m].labels[idx]
             loss = _loss(model, embs, labels, batch_pairs, cfg, only)
             opt.zero_grad(set_to_none=True)
             loss.backward()

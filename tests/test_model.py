@@ -94,7 +94,8 @@ def test_the_folded_input_projection_equals_layernorm_then_linear() -> None:
         norm.bias.normal_()
     tokens = torch.randn(5, 7, 40, generator=torch.Generator().manual_seed(2))
     grads = []
-    for project in (aligner._project, aligner.input_proj):
+    folded = lambda t: aligner._project(aligner.normalize_tokens(t))  # noqa: E731
+    for project in (folded, aligner.input_proj):
         model.zero_grad()
         out = project(tokens)
         (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
