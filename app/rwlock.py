@@ -33,6 +33,22 @@ class RWLock:
                     self._cond.notify_all()
 
     @contextmanager
+    def try_read(self) -> Iterator[bool]:
+        """Read if no writer holds or waits for the lock, without waiting: yields whether it read."""
+        with self._cond:
+            got = not (self._writer or self._writers_waiting)
+            if got:
+                self._readers += 1
+        try:
+            yield got
+        finally:
+            if got:
+                with self._cond:
+                    self._readers -= 1
+                    if not self._readers:
+                        self._cond.notify_all()
+
+    @contextmanager
     def write(self) -> Iterator[None]:
         with self._cond:
             self._writers_waiting += 1

@@ -174,6 +174,8 @@ class ServiceState:
         self.settings = settings
         self._active = active
         self.lock = RWLock()
+        #: the store's item count as ``/v1/health`` last read it (answered while the store is busy)
+        self.last_item_count: int | None = None
         self.jobs = JobRunner(store=JobStore(jobs_db_path(settings.store)))
         self._writer_lock = writer_lock
         self._settle_interrupted()
@@ -232,6 +234,13 @@ class ServiceState:
         """The active space, guaranteed not to be swapped out while the block runs."""
         with self.lock.read():
             yield self._active
+
+    @contextmanager
+    def try_reading(self) -> Iterator[ActiveSpace | None]:
+        """As :meth:`reading` if no write or space switch holds or awaits the lock; else ``None``
+        at once (for probes that must never wait)."""
+        with self.lock.try_read() as got:
+            yield self._active if got else None
 
     @contextmanager
     def writing(self) -> Iterator[ActiveSpace]:

@@ -13,7 +13,13 @@ class HealthOut(BaseModel):
     status: str = Field(examples=["ok"])
     version: str = Field(examples=["0.1.0"])
     model_id: str = Field(examples=["3fa2c1d09b7e"])
-    items: int = Field(examples=[1200])
+    items: int | None = Field(
+        examples=[1200],
+        description="items in the store; while busy, the count last seen (null if none yet)",
+    )
+    busy: bool = Field(
+        False, description="a write or a model switch holds the store (the service is alive)"
+    )
 
 
 class StatsOut(BaseModel):

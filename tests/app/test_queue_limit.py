@@ -2,7 +2,8 @@
 with Retry-After at once, and serves again when the queue drains.
 
 Deterministic: the requests are held by the service's own store lock (taken for writing by
-the test), and the test waits on the middleware's in-progress count, not on a clock.
+the test), and the test waits on the middleware's in-progress count, not on a clock. The
+health probe answers ``busy`` at once while the lock is held (it used to wait for it).
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ async def test_queue_limit_503_retry_after(service_state) -> None:
 
         held = threading.Event()
         release = threading.Event()
+        released: list[bool] = []
 
         def hold() -> None:
             with service_state.writing():
                 held.set()
-                release.wait(60)
+                released.append(release.wait(60))  # False: nothing released it (a hang)
 
         t = threading.Thread(target=hold)
         t.start()
@@ -54,12 +56,13 @@ async def test_queue_limit_503_retry_after(service_state) -> None:
                 await anyio.sleep(0.01)
             assert limit.in_progress == 3
             extra = [await c.post("/v1/search", json=body) for _ in range(5)]
-            health = await c.get("/v1/health")  # never refused
+            health = await c.get("/v1/health")  # never refused, never waits for the lock
             release.set()
         t.join(30)
     assert [r.status_code for r in extra] == [503] * 5
     assert all(r.headers["retry-after"] == "1" for r in extra)
     assert extra[0].json()["error"] == "overloaded" and "3 requests" in extra[0].json()["detail"]
-    assert health.status_code == 200
+    assert health.status_code == 200 and health.json()["busy"] is True
+    assert released == [True], "the health probe waited for the write lock"
     assert sorted(r.status_code for r in results) == [200, 200, 200]
     assert limit.in_progress == 0 and limit.refused == 5
