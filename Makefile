@@ -39,11 +39,16 @@ $(STAMP): pyproject.toml setup.py | $(PY)
 
 install: $(STAMP)
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist; a module's tests stay on one worker, so
+# its fixtures are built once). TEST_WORKERS=0 runs it in this process alone.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
+
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # The embedded offline demo: digits data set -> few-shot training -> store -> API + UI on
 # http://127.0.0.1:7860 (everything cached under .spaner-demo/, so later runs start in seconds).
