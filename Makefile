@@ -10,8 +10,11 @@ TEST_EXTRAS := dev,milvus,ray,wakeword
 
 # INSTALLER=uv (the default) installs with uv, a parallel installer: the ~5 GB CUDA torch stack
 # takes ~35 s here against ~3 min with pip. uv comes from PyPI into the venv; if it cannot be had
-# or fails, pip installs instead. INSTALLER=pip uses pip alone (it honours pip.conf mirrors).
-INSTALLER ?= uv
+# or fails, pip installs instead. uv does not read pip's configuration: where pip's main index is
+# replaced (index-url in pip.conf or PIP_INDEX_URL: a mirror), pip installs. Extra indexes (a
+# CPU-only torch index, say) are not passed on: give uv UV_EXTRA_INDEX_URL, or INSTALLER=pip.
+PIP_INDEX_SET := $(shell $(PYTHON) -m pip config list 2>/dev/null | grep -qE '(^|\.)index-url=' && echo yes)
+INSTALLER ?= $(if $(PIP_INDEX_SET),pip,uv)
 UV := $(VENV)/bin/uv
 PIP_INSTALL := $(PY) -m pip install --quiet --upgrade pip && $(PY) -m pip install --quiet
 define venv_install

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -314,8 +315,19 @@ def serve_demo(cfg: DemoConfig) -> None:
     )
     app = create_app(settings)
     url = f"http://{cfg.host}:{cfg.port}"
-    print(
-        f"\nSPANER demo ready: {url}/ui/  (API {url}/v1, docs {url}/docs); Ctrl-C stops it\n",
-        flush=True,
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False)
     )
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False)
+
+    def announce() -> None:  # once the server listens (the store and encoders are loaded)
+        while not server.started and not server.should_exit:
+            time.sleep(0.1)
+        if server.started:
+            print(
+                f"\nSPANER demo ready: {url}/ui/  (API {url}/v1, docs {url}/docs); "
+                "Ctrl-C stops it\n",
+                flush=True,
+            )
+
+    threading.Thread(target=announce, daemon=True).start()
+    server.run()

@@ -129,6 +129,7 @@ class ModalityAligner(nn.Module):
         if self.head.native_only():
             return self.head.from_native(batch.native)
         tokens = batch.tokens
+        assert not (batch.normalized and tokens.requires_grad), "normalised tokens are frozen"
         if not batch.normalized:
             tokens = tokens if tokens.requires_grad else self.normalize_tokens(tokens)
         groups = length_groups(batch.mask)

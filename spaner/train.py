@@ -179,7 +179,11 @@ def fit(
     set_grad = torch.is_grad_enabled()
     torch.set_grad_enabled(True)  # what the aligners see during the steps (native_only reads it)
     try:
-        packed = {m: PackedItems(train.modalities[m].items, model.aligners[m]) for m in modalities}
+        packed = {
+            m: PackedItems(train.modalities[m].items, model.aligners[m])
+            for m in modalities
+            if train.modalities[m].items
+        }
     finally:
         torch.set_grad_enabled(set_grad)
     result = TrainResult(

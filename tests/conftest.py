@@ -12,6 +12,26 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+_WORKER_SCHEMATHESIS = pytest.StashKey[dict]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:  # pytest-xdist controller: a worker finished
+    calls = getattr(node, "workeroutput", {}).get("schemathesis_calls")
+    if calls:
+        node.config.stash[_WORKER_SCHEMATHESIS] = calls
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    """The schemathesis counts of a pytest-xdist worker (tests/app/conftest.py collects them)."""
+    calls = config.stash.get(_WORKER_SCHEMATHESIS, None)
+    if calls and calls.get("requests"):
+        terminalreporter.write_line(
+            f"schemathesis: {calls['requests']} generated requests, {calls['5xx']} 5xx, "
+            f"{calls['401']} writes refused without the key"
+        )
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

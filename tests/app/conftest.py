@@ -13,6 +13,13 @@ import pytest
 SCHEMATHESIS_CALLS = pytest.StashKey[dict]()
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist, hand the counts to the controller (tests/conftest.py prints them)."""
+    calls = session.config.stash.get(SCHEMATHESIS_CALLS, None)
+    if calls and hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["schemathesis_calls"] = calls
+
+
 def pytest_terminal_summary(terminalreporter, config) -> None:
     calls = config.stash.get(SCHEMATHESIS_CALLS, None)
     if calls and calls.get("requests"):
