@@ -20,7 +20,7 @@ PIP_INSTALL := $(PY) -m pip install --quiet --upgrade pip && $(PY) -m pip instal
 define venv_install
 	@if [ "$(INSTALLER)" = uv ] && { [ -x $(UV) ] || $(PY) -m pip install --quiet uv; }; then \
 	  echo "installing $(1) with uv"; \
-	  $(UV) pip install --quiet --python $(PY) $(1) \
+	  $(UV) pip install --quiet --compile-bytecode --python $(PY) $(1) \
 	    || { echo "uv failed; installing with pip"; $(PIP_INSTALL) $(1); }; \
 	else \
 	  echo "installing $(1) with pip"; $(PIP_INSTALL) $(1); \
