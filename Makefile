@@ -13,6 +13,9 @@ TEST_EXTRAS := dev,milvus,ray,wakeword
 # or fails, pip installs instead. uv does not read pip's configuration: where pip's main index is
 # replaced (index-url in pip.conf or PIP_INDEX_URL: a mirror), pip installs. Extra indexes (a
 # CPU-only torch index, say) are not passed on: give uv UV_EXTRA_INDEX_URL, or INSTALLER=pip.
+# uv compiles the bytecode at install, as pip does: where PYTHONDONTWRITEBYTECODE is set (as on
+# the project's build VMs) nothing else would, and every process, each test's child process
+# included, would compile torch and gradio again.
 PIP_INDEX_SET := $(shell $(PYTHON) -m pip config list 2>/dev/null | grep -qE '(^|\.)index-url=' && echo yes)
 INSTALLER ?= $(if $(PIP_INDEX_SET),pip,uv)
 UV := $(VENV)/bin/uv
