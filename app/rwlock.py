@@ -27,10 +27,13 @@ class RWLock:
         try:
             yield
         finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
+            self._release_read()
+
+    def _release_read(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            if not self._readers:
+                self._cond.notify_all()
 
     @contextmanager
     def try_read(self) -> Iterator[bool]:
@@ -43,10 +46,7 @@ class RWLock:
             yield got
         finally:
             if got:
-                with self._cond:
-                    self._readers -= 1
-                    if not self._readers:
-                        self._cond.notify_all()
+                self._release_read()
 
     @contextmanager
     def write(self) -> Iterator[None]:

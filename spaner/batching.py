@@ -66,7 +66,8 @@ class PackedItems:
         index = torch.as_tensor(idx, dtype=torch.long)
         lengths = self.lengths[index]
         longest = max(int(lengths.max()), 1)
-        mask = torch.arange(longest) < lengths.unsqueeze(1)
+        real = torch.arange(longest) < lengths.unsqueeze(1)
+        mask = real
         if token_dropout > 0 and gen is not None:
             keep = torch.rand(mask.shape, generator=gen) >= token_dropout
             keep[:, 0] = True
@@ -76,11 +77,7 @@ class PackedItems:
         if self.flat is None:  # native-only: the aligner never reads the tokens
             tokens = torch.zeros(len(index), 0, self.width)
             return TokenBatch(tokens, mask[:, :0], native)
-        rows = torch.where(
-            torch.arange(longest) < lengths.unsqueeze(1),
-            self.starts[index].unsqueeze(1) + torch.arange(longest),
-            0,
-        )
+        rows = torch.where(real, self.starts[index].unsqueeze(1) + torch.arange(longest), 0)
         n = rows.numel() * self.width
         if self._buffer is None or self._buffer.numel() < n:
             self._buffer = self.flat.new_empty(n)

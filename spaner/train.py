@@ -176,16 +176,12 @@ def fit(
         opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=pct_start
     )
     pairs = _pairs(modalities, only)
-    set_grad = torch.is_grad_enabled()
-    torch.set_grad_enabled(True)  # what the aligners see during the steps (native_only reads it)
-    try:
+    with torch.enable_grad():  # what the aligners see during the steps (native_only reads it)
         packed = {
             m: PackedItems(train.modalities[m].items, model.aligners[m])
             for m in modalities
             if train.modalities[m].items
         }
-    finally:
-        torch.set_grad_enabled(set_grad)
     result = TrainResult(
         0, 0, None, train_items=len(entries), val_items=len(val) if val is not None else 0
     )

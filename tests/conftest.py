@@ -12,19 +12,32 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-_WORKER_SCHEMATHESIS = pytest.StashKey[dict]()
+#: request counts of tests/app/test_schemathesis.py, shown at the end of the run
+_SCHEMATHESIS = pytest.StashKey[dict]()
+
+
+@pytest.fixture(scope="session")
+def schemathesis_counts(pytestconfig: pytest.Config) -> dict:
+    """Filled by tests/app/test_schemathesis.py; printed in the terminal summary."""
+    return pytestconfig.stash.setdefault(_SCHEMATHESIS, {})
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist, a worker hands its counts to the controller."""
+    calls = session.config.stash.get(_SCHEMATHESIS, None)
+    if calls and hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["schemathesis_calls"] = calls
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error) -> None:  # pytest-xdist controller: a worker finished
     calls = getattr(node, "workeroutput", {}).get("schemathesis_calls")
     if calls:
-        node.config.stash[_WORKER_SCHEMATHESIS] = calls
+        node.config.stash[_SCHEMATHESIS] = calls
 
 
 def pytest_terminal_summary(terminalreporter, config) -> None:
-    """The schemathesis counts of a pytest-xdist worker (tests/app/conftest.py collects them)."""
-    calls = config.stash.get(_WORKER_SCHEMATHESIS, None)
+    calls = config.stash.get(_SCHEMATHESIS, None)
     if calls and calls.get("requests"):
         terminalreporter.write_line(
             f"schemathesis: {calls['requests']} generated requests, {calls['5xx']} 5xx, "

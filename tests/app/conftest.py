@@ -9,25 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-#: request counts of tests/app/test_schemathesis.py, shown at the end of the run
-SCHEMATHESIS_CALLS = pytest.StashKey[dict]()
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Under pytest-xdist, hand the counts to the controller (tests/conftest.py prints them)."""
-    calls = session.config.stash.get(SCHEMATHESIS_CALLS, None)
-    if calls and hasattr(session.config, "workeroutput"):
-        session.config.workeroutput["schemathesis_calls"] = calls
-
-
-def pytest_terminal_summary(terminalreporter, config) -> None:
-    calls = config.stash.get(SCHEMATHESIS_CALLS, None)
-    if calls and calls.get("requests"):
-        terminalreporter.write_line(
-            f"schemathesis: {calls['requests']} generated requests, {calls['5xx']} 5xx, "
-            f"{calls['401']} writes refused without the key"
-        )
-
 
 def png_bytes(
     color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (24, 24)

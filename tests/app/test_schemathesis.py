@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from conftest import SCHEMATHESIS_CALLS
 from hypothesis import HealthCheck, settings
 
 API_KEY = "fuzz-key"
@@ -55,10 +54,10 @@ def st_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
 
 
 @pytest.fixture(scope="module")
-def api_schema(st_service, request: pytest.FixtureRequest):
+def api_schema(st_service, schemathesis_counts: dict):
     yield schemathesis.openapi.from_asgi("/openapi.json", st_service)
-    # the figures RELIABILITY.md quotes, printed in the terminal summary (tests/app/conftest.py)
-    request.config.stash[SCHEMATHESIS_CALLS] = dict(CALLS)
+    # the figures RELIABILITY.md quotes, printed in the terminal summary (tests/conftest.py)
+    schemathesis_counts.update(CALLS)
 
 
 # Every operation of the schema (checked against it below, so a new route cannot be missed).
