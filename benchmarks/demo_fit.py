@@ -9,7 +9,10 @@ seconds, R@1 / R@10 / median rank of the own photo and own sound, the frog's cro
 ``frog``, and the validation recall of the best validated epoch.
 
     .venv/bin/python benchmarks/demo_fit.py --workdir .spaner-demo \\
-        '{"epochs": 40, "keep": "best", "patience": 10, "batch_size": 256, "audio_augment": 4}' '{}'
+        '{"epochs": 40, "keep": "best", "val_every": 2, "patience": 10, "batch_size": 256, \\
+          "audio_augment": 4}' '{}'
+
+(The demo validates only at its last epoch; a setting that keeps the best epoch says how often.)
 """
 
 from __future__ import annotations

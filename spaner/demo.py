@@ -63,10 +63,18 @@ class DemoConfig:
 #: augmented copy per clip (not 4) keep it fast. Against the earlier setting (early stop after
 #: epoch 40, batches of 256, 4 copies), typing a stamp's name finds its own photo first for .46
 #: of the stamps (from .38) and its own sound for .41 (.42), in 126 s of training (210 s) on
-#: one thread (``benchmarks/demo_fit.py``, BENCHMARKS.md "Demo fit").
+#: one thread (``benchmarks/demo_fit.py``, BENCHMARKS.md "Demo fit"). As it keeps the last epoch,
+#: it validates only once, at the end (``val_every=60``): validating every second epoch chose
+#: nothing and took 14 s of the first run; the weights are the same.
 #: Digits: stop 10 epochs after the best validation score (its val split is large enough).
 TRAIN: dict[str, dict[str, Any]] = {
-    "tuxpaint": {"epochs": 60, "keep": "last", "batch_size": 512, "audio_augment": 1},
+    "tuxpaint": {
+        "epochs": 60,
+        "keep": "last",
+        "val_every": 60,
+        "batch_size": 512,
+        "audio_augment": 1,
+    },
     "digits": {"patience": 10},
 }
 
@@ -91,19 +99,21 @@ def _file_hash(path: Path) -> str:
 
 
 def prepare_demo(cfg: DemoConfig, progress: bool = True) -> dict[str, Any]:
-    """Build (or reuse) the digits set, the checkpoint and the store; returns what was done.
+    """Build (or reuse) the collection, the checkpoint and the store; returns what was done.
 
     Trains and indexes on ``SPANER_DEMO_THREADS`` torch threads (default 1) and restores the
     setting after: the few-shot model is small, and on the shared 2-core build machine (load
     ~7) training took 340 s on 2 threads against 86 s on 1 (same result), indexing 37 s against
-    16 s. The frozen encoders (large convolutions and matrix products) encode the collection
-    on every thread torch has.
+    16 s. The frozen encoders (large convolutions and matrix products) load and encode the
+    collection on every thread torch has. Encoders are built once for the whole run (see
+    :mod:`spaner.shared_encoders`; wrap serving in the same block to reuse them there too), and
+    the Tux Paint collection's encoders load while the collection is being built.
     """
-    import torch
+    from spaner.shared_encoders import shared_encoders
 
-    threads = torch.get_num_threads()
-    with _torch_threads(max(1, int(os.environ.get("SPANER_DEMO_THREADS", "1")))):
-        return _prepare_demo(cfg, progress, encode_threads=threads)
+    threads = max(1, int(os.environ.get("SPANER_DEMO_THREADS", "1")))
+    with shared_encoders():
+        return _prepare_demo(cfg, progress, train_threads=threads)
 
 
 @contextmanager
@@ -175,7 +185,18 @@ def _build_collection(cfg: DemoConfig, work: Path, progress: bool) -> tuple[str,
     return "digits", manifest, manifest
 
 
-def _prepare_demo(cfg: DemoConfig, progress: bool, encode_threads: int = 1) -> dict[str, Any]:
+def _prebuild(cfg: DemoConfig) -> threading.Thread | None:
+    """Start loading the offline profile's encoders (training, indexing and serving need them)
+    while the Tux Paint collection is built: about 8 s of the first run, overlapped."""
+    from spaner.profiles import get_profile
+    from spaner.shared_encoders import prebuild_encoders
+
+    if cfg.collection != "tuxpaint" or cfg.profile not in (None, "offline"):
+        return None
+    return prebuild_encoders(list(get_profile("offline").encoders.values()), log=log)
+
+
+def _prepare_demo(cfg: DemoConfig, progress: bool, train_threads: int = 1) -> dict[str, Any]:
     from spaner.ingest import ingest
     from spaner.pipeline import Spaner
 
@@ -186,7 +207,10 @@ def _prepare_demo(cfg: DemoConfig, progress: bool, encode_threads: int = 1) -> d
     ckpt, store = work / "checkpoint", work / "store"
 
     t = time.perf_counter()
+    prebuild = _prebuild(cfg)
     collection, manifest, index_manifest = _build_collection(cfg, work, progress)
+    if prebuild is not None:
+        prebuild.join()
     if cfg.profile is None:
         cfg.profile = "offline" if collection == "tuxpaint" else "digits"
     if cfg.train is None:
@@ -220,15 +244,15 @@ def _prepare_demo(cfg: DemoConfig, progress: bool, encode_threads: int = 1) -> d
             cfg.shots,
             cfg.profile,
         )
-        with _torch_threads(encode_threads):  # CTranslate2 (Whisper) takes its threads at load
-            sp = Spaner.from_profile(cfg.profile)
-            prepared = sp.prepare(manifest, tcfg, FeatureCache(work / "cache"))
-        result = sp.fit(prepared, tcfg, progress=progress)
+        sp = Spaner.from_profile(cfg.profile)
+        prepared = sp.prepare(manifest, tcfg, FeatureCache(work / "cache"))
         from spaner.compare import evaluate_model
 
-        retrieval, coherence = (
-            evaluate_model(sp.model, prepared.test) if len(prepared.test) else ({}, {})
-        )
+        with _torch_threads(train_threads):
+            result = sp.fit(prepared, tcfg, progress=progress)
+            retrieval, coherence = (
+                evaluate_model(sp.model, prepared.test) if len(prepared.test) else ({}, {})
+            )
         sp.save(
             ckpt,
             extra={
@@ -254,13 +278,14 @@ def _prepare_demo(cfg: DemoConfig, progress: bool, encode_threads: int = 1) -> d
     if count is not None:  # this data set is fully indexed with this model: nothing to read again
         added = 0
     else:
-        report = ingest(
-            [index_manifest],
-            store,
-            checkpoint=ckpt if not store.exists() else None,
-            progress=progress,
-            feature_cache=FeatureCache(work / "cache"),  # the features training encoded
-        )
+        with _torch_threads(train_threads):
+            report = ingest(
+                [index_manifest],
+                store,
+                checkpoint=ckpt if not store.exists() else None,
+                progress=progress,
+                feature_cache=FeatureCache(work / "cache"),  # the features training encoded
+            )
         if report.bad:
             log.warning(
                 "%d demo items were skipped: %s",

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spaner.encoders import Encoder, build_encoder, get_spec
+from spaner.encoders import Encoder, get_spec
 from spaner.encoders.decode import RawInput
 from spaner.errors import ConfigError
 
@@ -29,6 +29,7 @@ from .features import FeatureCache
 from .manifest import Manifest, load_manifest
 from .model import SpanerModel
 from .profiles import get_profile
+from .shared_encoders import build_shared
 from .train import TrainResult, fit
 
 __all__ = ["Spaner", "PreparedData", "build_model_config", "build_encoders"]
@@ -41,15 +42,14 @@ def build_encoders(
     options: Mapping[str, dict[str, Any]] | None = None,
     device: str = "cpu",
 ) -> dict[str, Encoder]:
-    """Instantiate one encoder per modality; checks each encoder serves its modality."""
+    """Instantiate one encoder per modality; checks each encoder serves its modality. Inside
+    :func:`spaner.shared_encoders.shared_encoders`, returns instances built earlier in the block."""
     encoders = {}
     for modality, name in choice.items():
         spec = get_spec(name)
         if spec.modality != modality:
             raise ConfigError(f"encoder {name!r} is a {spec.modality} encoder, not {modality}")
-        encoders[modality] = build_encoder(
-            name, device=device, **dict((options or {}).get(modality, {}))
-        )
+        encoders[modality] = build_shared(name, device, (options or {}).get(modality, {}))
     return encoders
 
 

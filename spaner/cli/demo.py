@@ -1,14 +1,18 @@
 """``spaner demo``: the offline demo in one command.
 
-Builds the digits collection (handwritten digits, spoken digits, texts), trains SPANER
-few-shot on the offline profile, indexes every item and serves the API and the UI on
-127.0.0.1. Everything is cached under ``--workdir``: later runs start in seconds.
+Builds the Tux Paint collection (real photos, sounds, labels, spoken descriptions; the digits
+when the Debian package cannot be had), trains SPANER few-shot on the offline profile, indexes
+every item and serves the API and the UI on 127.0.0.1. Everything is cached under ``--workdir``: later runs start in seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from spaner.demo import DemoConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,10 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
-
-    from spaner.demo import DemoConfig, prepare_demo, serve_demo
+    from spaner.demo import DemoConfig
     from spaner.errors import ConfigError
+    from spaner.shared_encoders import shared_encoders
 
     if args.shots < 1:
         raise ConfigError("--shots must be >= 1")
@@ -68,6 +71,15 @@ def run(args: argparse.Namespace) -> int:
         collection=args.collection,
         source=args.source,
     )
+    with shared_encoders():  # the encoders training loads serve the API and UI too
+        return _prepare_and_serve(cfg, args)
+
+
+def _prepare_and_serve(cfg: DemoConfig, args: argparse.Namespace) -> int:
+    import time
+
+    from spaner.demo import prepare_demo, serve_demo
+
     t0 = time.perf_counter()
     info = prepare_demo(cfg, progress=not args.quiet)
     steps = ", ".join(f"{k} {v:.1f}s" for k, v in info["timings"].items())
