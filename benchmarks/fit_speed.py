@@ -20,7 +20,7 @@ import torch
 from machine import cpu_model
 
 
-def _fit_seconds(workdir: Path, epochs: int) -> tuple[float, list[float]]:
+def _fit_seconds(workdir: Path, epochs: int, workers: int | None) -> tuple[float, list[float]]:
     from spaner.config import TrainConfig
     from spaner.demo import TRAIN
     from spaner.features import FeatureCache
@@ -28,7 +28,10 @@ def _fit_seconds(workdir: Path, epochs: int) -> tuple[float, list[float]]:
     from spaner.profiles import get_profile
 
     prof = get_profile("offline")
-    cfg = TrainConfig(shots=5, seed=0, **{**prof.train, **TRAIN["tuxpaint"], "epochs": epochs})
+    setting = {**prof.train, **TRAIN["tuxpaint"], "epochs": epochs}
+    if workers is not None:
+        setting["workers"] = workers
+    cfg = TrainConfig(shots=5, seed=0, **setting)
     sp = Spaner.from_profile("offline")
     prepared = sp.prepare(
         workdir / "tuxpaint" / "demo-train.jsonl", cfg, FeatureCache(workdir / "cache")
@@ -41,14 +44,17 @@ def _fit_seconds(workdir: Path, epochs: int) -> tuple[float, list[float]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workdir", type=Path, default=Path(".spaner-demo"))
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument(
+        "--workers", type=int, default=None, help="training shards (default: the demo's setting)"
+    )
     ap.add_argument("--short", type=int, default=2, help="epochs of the short schedule")
     ap.add_argument("--long", type=int, default=10, help="epochs of the longer schedule")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    short, _ = _fit_seconds(args.workdir, args.short)
-    long, losses = _fit_seconds(args.workdir, args.long)
-    print(f"CPU: {cpu_model()}; torch threads: {args.threads}")
+    short, _ = _fit_seconds(args.workdir, args.short, args.workers)
+    long, losses = _fit_seconds(args.workdir, args.long, args.workers)
+    print(f"CPU: {cpu_model()}; torch threads: {args.threads}; workers: {args.workers}")
     print(f"fit {args.short} epochs: {short:.1f} s; {args.long} epochs: {long:.1f} s")
     print(f"per epoch: {(long - short) / (args.long - args.short):.2f} s")
     print("last losses:", " ".join(f"{x:.6f}" for x in losses[-3:]))

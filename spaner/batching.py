@@ -47,7 +47,7 @@ class PackedItems:
             self.natives = torch.stack([it.native for it in items])  # type: ignore[misc]
         self.width = items[0].tokens.shape[-1]
         self.flat: torch.Tensor | None = None
-        self._buffer: torch.Tensor | None = None
+        self._buffers: dict[int, torch.Tensor] = {}
         if not self.native_only:
             first = items[0].tokens
             flat = torch.cat([first.new_zeros(1, self.width), *(it.tokens for it in items)])
@@ -57,12 +57,17 @@ class PackedItems:
             self.flat = flat
 
     def batch(
-        self, idx: Sequence[int], token_dropout: float, gen: torch.Generator | None
+        self,
+        idx: Sequence[int],
+        token_dropout: float,
+        gen: torch.Generator | None,
+        slot: int = 0,
     ) -> TokenBatch:
         """Items ``idx`` as a padded batch, with token dropout drawn as before packing.
 
-        The tokens live in a buffer that the next call overwrites (a fresh batch-sized tensor
-        per step cost more to page in than to fill): use a batch before asking for the next."""
+        The tokens live in buffer ``slot``, which the next call for that slot overwrites (a fresh
+        batch-sized tensor per step cost more to page in than to fill): use a batch before asking
+        for the next one in its slot. Shards of one step that run together use one slot each."""
         index = torch.as_tensor(idx, dtype=torch.long)
         lengths = self.lengths[index]
         longest = max(int(lengths.max()), 1)
@@ -79,8 +84,9 @@ class PackedItems:
             return TokenBatch(tokens, mask[:, :0], native)
         rows = torch.where(real, self.starts[index].unsqueeze(1) + torch.arange(longest), 0)
         n = rows.numel() * self.width
-        if self._buffer is None or self._buffer.numel() < n:
-            self._buffer = self.flat.new_empty(n)
-        tokens = self._buffer[:n].view(rows.numel(), self.width)
+        buffer = self._buffers.get(slot)
+        if buffer is None or buffer.numel() < n:
+            buffer = self._buffers[slot] = self.flat.new_empty(n)
+        tokens = buffer[:n].view(rows.numel(), self.width)
         torch.index_select(self.flat, 0, rows.flatten(), out=tokens)
         return TokenBatch(tokens.view(*rows.shape, self.width), mask, native, self.normalized)

@@ -120,6 +120,11 @@ class TrainConfig:
         "share of the training pool held out for validation when the manifest has no 'val' split",
     )
     patience: int = _f(20, "early-stopping patience in epochs")
+    workers: int = _f(
+        1,
+        "threads that train each batch in shards, torch on one thread each (spaner.sharded); "
+        "the weights depend on it as on the seed",
+    )
     val_every: int = _f(
         2,
         "validate (and consider early stopping) every N epochs; the last epoch is always validated",
@@ -210,6 +215,8 @@ class TrainConfig:
             raise ConfigError(f"gap_weight must be >= 0, got {self.gap_weight}")
         if not 0.0 <= self.mix_weight < 1e6:
             raise ConfigError(f"mix_weight must be >= 0, got {self.mix_weight}")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if self.val_every < 1:
             raise ConfigError(f"val_every must be >= 1, got {self.val_every}")
         if self.audio_augment < 0:

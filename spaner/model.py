@@ -20,6 +20,9 @@ put the baseline at chance) and applies one linear map, with the same native res
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +33,60 @@ from spaner.errors import ConfigError
 
 from .config import AlignerConfig, ModalityConfig, SpanerConfig
 
-__all__ = ["SpanerModel", "CrossAttentionLayer", "ModalityAligner", "LinearAligner", "info_nce"]
+__all__ = [
+    "SpanerModel",
+    "CrossAttentionLayer",
+    "ModalityAligner",
+    "LinearAligner",
+    "dropout_generator",
+    "info_nce",
+]
+
+_rng = threading.local()
+
+
+@contextmanager
+def dropout_generator(gen: torch.Generator) -> Iterator[None]:
+    """Inside the block, on the calling thread only, the aligners' dropout draws its masks from
+    ``gen`` instead of torch's global generator. Training shards that run on several threads
+    (:mod:`spaner.sharded`) then draw the same masks on every run, whichever thread runs first."""
+    before = getattr(_rng, "gen", None)
+    _rng.gen = gen
+    try:
+        yield
+    finally:
+        _rng.gen = before
+
+
+def _dropout(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    if p <= 0.0:
+        return x
+    return x * torch.empty_like(x).bernoulli_(1.0 - p, generator=gen) / (1.0 - p)
+
+
+def _attention(
+    mha: nn.MultiheadAttention,
+    q: torch.Tensor,
+    kv: torch.Tensor,
+    pad: torch.Tensor,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """``mha(q, kv, kv, key_padding_mask=pad)[0]`` in training mode, written out so that its
+    dropout on the attention weights draws from ``gen`` (same parameters, same distribution)."""
+    width, heads = mha.embed_dim, mha.num_heads
+    w, b = mha.in_proj_weight, mha.in_proj_bias
+    qp = F.linear(q, w[:width], b[:width])
+    kp = F.linear(kv, w[width : 2 * width], b[width : 2 * width])
+    vp = F.linear(kv, w[2 * width :], b[2 * width :])
+    bsz, length, src = q.shape[0], q.shape[1], kv.shape[1]
+    qp = qp.view(bsz, length, heads, -1).transpose(1, 2)  # [B, H, L, d]
+    kp = kp.view(bsz, src, heads, -1).transpose(1, 2)
+    vp = vp.view(bsz, src, heads, -1).transpose(1, 2)
+    scores = (qp @ kp.transpose(-2, -1)) / math.sqrt(qp.shape[-1])
+    scores = scores.masked_fill(pad[:, None, None, :], float("-inf"))
+    weights = _dropout(scores.softmax(dim=-1), mha.dropout, gen)
+    out = (weights @ vp).transpose(1, 2).reshape(bsz, length, width)
+    return mha.out_proj(out)
 
 
 def _sinusoid(length: int, width: int, device: torch.device) -> torch.Tensor:
@@ -63,8 +119,13 @@ class CrossAttentionLayer(nn.Module):
     def forward(self, q: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         kv = self.norm_kv(torch.cat([q, tokens], dim=1))
         pad = torch.cat([torch.zeros(q.shape[:2], dtype=torch.bool, device=q.device), ~mask], dim=1)
-        q = q + self.attn(self.norm_q(q), kv, kv, key_padding_mask=pad, need_weights=False)[0]
-        return q + self.ff(self.norm_ff(q))
+        gen = getattr(_rng, "gen", None)
+        if gen is None or not self.training:
+            q = q + self.attn(self.norm_q(q), kv, kv, key_padding_mask=pad, need_weights=False)[0]
+            return q + self.ff(self.norm_ff(q))
+        q = q + _attention(self.attn, self.norm_q(q), kv, pad, gen)  # see dropout_generator
+        first, act, drop, last = self.ff
+        return q + last(_dropout(act(first(self.norm_ff(q))), drop.p, gen))
 
 
 class _NativeHead(nn.Module):

@@ -14,6 +14,7 @@ epochs (and on the last); early stopping on it restores the best validated weigh
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import time
@@ -31,6 +32,7 @@ from .config import TrainConfig
 from .data import FeatureSet
 from .losses import objective
 from .model import SpanerModel
+from .sharded import ShardedStep
 
 __all__ = ["fit", "TrainResult", "embed_items", "feature_loss"]
 
@@ -96,6 +98,17 @@ def _loss(
         only,
         cfg.mix_weight,
     )
+
+
+def _step_loss(
+    model: SpanerModel,
+    labels: dict[str, torch.Tensor],
+    pairs: list[tuple[str, str]],
+    cfg: TrainConfig,
+    only: Sequence[str] | None,
+    embs: dict[str, torch.Tensor],
+) -> torch.Tensor:
+    return _loss(model, embs, labels, pairs, cfg, only)
 
 
 def validation_metrics(
@@ -196,72 +209,97 @@ def fit(
             for m, aligner in model.aligners.items():
                 aligner.train(m in only)
 
-    bar = tqdm(
-        range(cfg.epochs),
-        desc="train",
-        unit="epoch",
-        disable=None if progress else True,
-        leave=False,
-    )
-    for epoch in bar:
-        set_mode()
-        order = torch.randperm(len(entries), generator=gen).tolist()
-        losses = []
-        for s in range(0, len(order), cfg.batch_size):
-            chunk = [entries[j] for j in order[s : s + cfg.batch_size]]
-            by_mod: dict[str, list[int]] = {}
-            for m, i in chunk:
-                by_mod.setdefault(m, []).append(i)
-            batch_pairs = [(a, b) for a, b in pairs if a in by_mod and b in by_mod]
-            if not batch_pairs:
+    # workers > 1: each batch in shards on that many threads, torch on one thread each
+    sharded = ShardedStep(cfg.workers) if cfg.workers > 1 else None
+    torch_threads = torch.get_num_threads()
+    if sharded is not None:
+        torch.set_num_threads(1)
+    try:
+        bar = tqdm(
+            range(cfg.epochs),
+            desc="train",
+            unit="epoch",
+            disable=None if progress else True,
+            leave=False,
+        )
+        for epoch in bar:
+            set_mode()
+            order = torch.randperm(len(entries), generator=gen).tolist()
+            losses = []
+            for s in range(0, len(order), cfg.batch_size):
+                chunk = [entries[j] for j in order[s : s + cfg.batch_size]]
+                by_mod: dict[str, list[int]] = {}
+                for m, i in chunk:
+                    by_mod.setdefault(m, []).append(i)
+                batch_pairs = [(a, b) for a, b in pairs if a in by_mod and b in by_mod]
+                if not batch_pairs:
+                    continue
+                labels = {m: train.modalities[m].labels[idx] for m, idx in by_mod.items()}
+                token_dropout = 0.1 if cfg.augment else 0.0
+                opt.zero_grad(set_to_none=True)
+                if sharded is not None:
+                    loss = sharded.step(
+                        model,
+                        packed,
+                        by_mod,
+                        token_dropout,
+                        gen,
+                        functools.partial(_step_loss, model, labels, batch_pairs, cfg, only),
+                        params,
+                    )
+                else:
+                    embs = {
+                        m: model.embed(m, packed[m].batch(idx, token_dropout, gen))
+                        for m, idx in by_mod.items()
+                    }
+                    loss = _loss(model, embs, labels, batch_pairs, cfg, only)
+                    loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 5.0)
+                opt.step()
+                sched.step()
+                losses.append(loss.item())
+            train_loss = sum(losses) / max(len(losses), 1)
+            result.train_loss.append(train_loss)
+            result.epochs_run = epoch + 1
+            has_val = val is not None and len(val) > 0
+            if has_val and (epoch + 1) % cfg.val_every and epoch + 1 < cfg.epochs:
+                stale += 1  # patience counts epochs, validated or not
+                result.val_loss.append(None)  # aligned with epochs; None = not validated
+                result.val_recall.append(None)
                 continue
-            embs, labels = {}, {}
-            for m, idx in by_mod.items():
-                batch = packed[m].batch(idx, 0.1 if cfg.augment else 0.0, gen)
-                embs[m] = model.embed(m, batch)
-                labels[m] = train.modalities[m].labels[idx]
-            loss = _loss(model, embs, labels, batch_pairs, cfg, only)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-        train_loss = sum(losses) / max(len(losses), 1)
-        result.train_loss.append(train_loss)
-        result.epochs_run = epoch + 1
-        has_val = val is not None and len(val) > 0
-        if has_val and (epoch + 1) % cfg.val_every and epoch + 1 < cfg.epochs:
-            stale += 1  # patience counts epochs, validated or not
-            result.val_loss.append(None)  # aligned with epochs; None = not validated
-            result.val_recall.append(None)
-            continue
-        t_val = time.perf_counter()
-        if has_val:
-            val_loss, recall = validation_metrics(model, val, only, cfg)
-            result.val_loss.append(val_loss)
-            result.val_recall.append(recall)
-        result.val_seconds += time.perf_counter() - t_val
-        if has_val and cfg.monitor == "recall":
-            monitor = -recall + 1e-3 * result.val_loss[-1]  # recall first, loss breaks ties
-        else:
-            monitor = result.val_loss[-1] if has_val else train_loss
-        if monitor is None or not math.isfinite(monitor):
-            # a validation set with no answerable pair (a tiny collection): it cannot choose
-            # an epoch, so watch the training loss instead of keeping the untrained weights
-            monitor = train_loss
-        if monitor < best - 1e-6:
-            best, stale, result.best_epoch = monitor, 0, epoch + 1
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-        bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{monitor:.3f}")
-        if stale >= cfg.patience and epoch + 1 >= cfg.min_epochs and cfg.keep == "best":
-            log.info(
-                "early stop at epoch %d (best %d, monitor %.4f)", epoch + 1, result.best_epoch, best
-            )
-            break
-    bar.close()
+            t_val = time.perf_counter()
+            if has_val:
+                val_loss, recall = validation_metrics(model, val, only, cfg)
+                result.val_loss.append(val_loss)
+                result.val_recall.append(recall)
+            result.val_seconds += time.perf_counter() - t_val
+            if has_val and cfg.monitor == "recall":
+                monitor = -recall + 1e-3 * result.val_loss[-1]  # recall first, loss breaks ties
+            else:
+                monitor = result.val_loss[-1] if has_val else train_loss
+            if monitor is None or not math.isfinite(monitor):
+                # a validation set with no answerable pair (a tiny collection): it cannot choose
+                # an epoch, so watch the training loss instead of keeping the untrained weights
+                monitor = train_loss
+            if monitor < best - 1e-6:
+                best, stale, result.best_epoch = monitor, 0, epoch + 1
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+            bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{monitor:.3f}")
+            if stale >= cfg.patience and epoch + 1 >= cfg.min_epochs and cfg.keep == "best":
+                log.info(
+                    "early stop at epoch %d (best %d, monitor %.4f)",
+                    epoch + 1,
+                    result.best_epoch,
+                    best,
+                )
+                break
+    finally:
+        bar.close()
+        if sharded is not None:
+            sharded.close()
+            torch.set_num_threads(torch_threads)
     if cfg.keep == "best":
         model.load_state_dict(best_state)
     model.eval()
