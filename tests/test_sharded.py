@@ -66,7 +66,9 @@ def test_a_sharded_step_gives_the_full_batch_gradient(tiny) -> None:
     model = sp.model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     with torch.enable_grad():
-        packed = {m: PackedItems(f.items, model.aligners[m]) for m, f in data.train.modalities.items()}
+        packed = {
+            m: PackedItems(f.items, model.aligners[m]) for m, f in data.train.modalities.items()
+        }
     by_mod = {m: list(range(len(f.items)))[::-1] for m, f in data.train.modalities.items()}
     labels = {m: data.train.modalities[m].labels[idx] for m, idx in by_mod.items()}
     pairs = [("image", "text")]

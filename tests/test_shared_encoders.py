@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from spaner.encoders import registry
 
 from spaner import shared_encoders as shared
-from spaner.encoders import registry
 from spaner.pipeline import Spaner, build_encoders
 from spaner.shared_encoders import prebuild_encoders, shared_encoders
 
