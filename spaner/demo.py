@@ -108,8 +108,10 @@ def prepare_demo(cfg: DemoConfig, progress: bool = True) -> dict[str, Any]:
     ~7) training took 340 s on 2 threads against 86 s on 1 (same result), indexing 37 s against
     16 s. The frozen encoders (large convolutions and matrix products) load and encode the
     collection on every thread torch has. Encoders are built once for the whole run (see
-    :mod:`spaner.shared_encoders`; wrap serving in the same block to reuse them there too), and
-    the Tux Paint collection's encoders load while the collection is being built.
+    :mod:`spaner.shared_encoders`; wrap serving in the same block to reuse them there too).
+    Loading them on a thread while the collection was built saved nothing on the first run
+    (29 s for both, against 26 s one after the other): the loading thread's imports compile
+    bytecode and hold the GIL.
     """
     from spaner.shared_encoders import shared_encoders
 
@@ -187,17 +189,6 @@ def _build_collection(cfg: DemoConfig, work: Path, progress: bool) -> tuple[str,
     return "digits", manifest, manifest
 
 
-def _prebuild(cfg: DemoConfig) -> threading.Thread | None:
-    """Start loading the offline profile's encoders (training, indexing and serving need them)
-    while the Tux Paint collection is built: about 8 s of the first run, overlapped."""
-    from spaner.profiles import get_profile
-    from spaner.shared_encoders import prebuild_encoders
-
-    if cfg.collection != "tuxpaint" or cfg.profile not in (None, "offline"):
-        return None
-    return prebuild_encoders(list(get_profile("offline").encoders.values()), log=log)
-
-
 def _prepare_demo(cfg: DemoConfig, progress: bool, train_threads: int = 1) -> dict[str, Any]:
     from spaner.ingest import ingest
     from spaner.pipeline import Spaner
@@ -209,10 +200,7 @@ def _prepare_demo(cfg: DemoConfig, progress: bool, train_threads: int = 1) -> di
     ckpt, store = work / "checkpoint", work / "store"
 
     t = time.perf_counter()
-    prebuild = _prebuild(cfg)
     collection, manifest, index_manifest = _build_collection(cfg, work, progress)
-    if prebuild is not None:
-        prebuild.join()
     if cfg.profile is None:
         cfg.profile = "offline" if collection == "tuxpaint" else "digits"
     if cfg.train is None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from spaner.encoders import Encoder, build_encoder
 
-__all__ = ["shared_encoders", "build_shared", "prebuild_encoders"]
+__all__ = ["shared_encoders", "build_shared"]
 
 _lock = threading.RLock()  # held while building: a second caller waits instead of building twice
 _pool: dict[tuple[str, str, str], Encoder] | None = None
@@ -53,25 +53,3 @@ def build_shared(name: str, device: str, options: Mapping[str, Any]) -> Encoder:
         if key not in _pool:
             _pool[key] = build_encoder(name, device=device, **dict(options))
         return _pool[key]
-
-
-def prebuild_encoders(
-    names: Sequence[str], device: str = "cpu", log: Any = None
-) -> threading.Thread | None:
-    """Start building ``names`` (default options) into the active pool on a background thread,
-    so that loading weights overlaps other work; ``None`` when no pool is active. A failure is
-    only logged: the caller's own build meets it again and reports it."""
-    if _pool is None:
-        return None
-
-    def run() -> None:
-        for name in names:
-            try:
-                build_shared(name, device, {})
-            except Exception as exc:  # reported by the caller's own build
-                if log is not None:
-                    log.debug("prebuilding encoder %s failed: %s", name, exc)
-
-    thread = threading.Thread(target=run, name="spaner-prebuild-encoders", daemon=True)
-    thread.start()
-    return thread

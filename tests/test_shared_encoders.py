@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 from spaner.encoders import registry
 
 from spaner import shared_encoders as shared
 from spaner.pipeline import Spaner, build_encoders
-from spaner.shared_encoders import prebuild_encoders, shared_encoders
+from spaner.shared_encoders import shared_encoders
 
 CHOICE = {"text": "tiny-clip-text", "image": "tiny-clip-image"}
 
@@ -37,36 +36,24 @@ def test_other_options_build_another_instance() -> None:
         assert a["audio"] is not b["audio"]
 
 
-def test_prebuild_fills_the_pool_and_a_concurrent_build_waits_for_it(monkeypatch) -> None:
+def test_threads_building_the_same_encoder_build_it_once(monkeypatch) -> None:
     built: list[str] = []
-    release = threading.Event()
     real = registry.build_encoder
 
-    def slow_build(name: str, **kw):
+    def counting_build(name: str, **kw):
         built.append(name)
-        if name == "tiny-clip-text":
-            release.wait()  # the prebuild thread holds the pool while this one loads
         return real(name, **kw)
 
-    monkeypatch.setattr(shared, "build_encoder", slow_build)
-    assert prebuild_encoders(["tiny-clip-text"]) is None  # no pool: nothing to fill
+    monkeypatch.setattr(shared, "build_encoder", counting_build)
+    results: list[dict] = []
     with shared_encoders():
-        thread = prebuild_encoders(["tiny-clip-text", "tiny-clip-image"])
-        assert thread is not None
-        result: dict = {}
-        waiter = threading.Thread(target=lambda: result.update(build_encoders(CHOICE)))
-        waiter.start()
-        release.set()
-        thread.join()
-        waiter.join()
-        assert built == ["tiny-clip-text", "tiny-clip-image"]  # each built once, not twice
-        assert result["text"] is build_encoders(CHOICE)["text"]
-
-
-def test_a_failed_prebuild_is_reported_by_the_callers_own_build(monkeypatch) -> None:
-    with shared_encoders():
-        thread = prebuild_encoders(["no-such-encoder"])
-        assert thread is not None
-        thread.join()  # only logged there
-        with pytest.raises(Exception, match="no-such-encoder"):
-            build_encoders({"text": "no-such-encoder"})
+        threads = [
+            threading.Thread(target=lambda: results.append(build_encoders(CHOICE)))
+            for _ in range(3)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert sorted(built) == ["tiny-clip-image", "tiny-clip-text"]  # once each, not three times
+    assert all(r["text"] is results[0]["text"] for r in results)
