@@ -107,3 +107,19 @@ def test_second_run_reuses_everything(demo: dict, monkeypatch: pytest.MonkeyPatc
     again = prepare_demo(demo["cfg"], progress=False)
     assert again["added"] == 0 and again["items"] == demo["info"]["items"]
     assert again["timings"]["train"] < 5.0  # no retraining: only the state check
+
+
+def test_a_first_run_warms_the_servers_bytecode_in_a_child(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    from spaner import demo as demo_module
+
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # the user said: no bytecode
+    assert demo_module._warm_server_bytecode(tmp_path) is None
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    child = demo_module._warm_server_bytecode(tmp_path)
+    assert child is not None
+    assert child.wait() == 0  # the server's modules import in a fresh interpreter
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "model.safetensors").write_bytes(b"")
+    assert demo_module._warm_server_bytecode(tmp_path) is None  # a later run: nothing to warm
