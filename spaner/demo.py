@@ -57,6 +57,9 @@ class DemoConfig:
     #: TrainConfig fields over the profile's training defaults (e.g. ``{"epochs": 60}`` for quick
     #: builds and tests); ``None``: :data:`TRAIN` for the collection
     train: dict[str, Any] | None = None
+    #: on a first run, write the server's bytecode in a child process meanwhile (the CLI sets it
+    #: when it will serve; see :func:`_warm_server_bytecode`)
+    warm_server: bool = False
 
 
 #: The demo's training per collection. Tux Paint: the demo searches the very collection it adapts
@@ -201,20 +204,22 @@ def _warm_server_bytecode(work: Path) -> subprocess.Popen[bytes] | None:
     their bytecode while this process builds the collection (one core idle) and trains; the
     server then starts in ~5 s instead of ~10. Only where Python may write bytecode
     (``PYTHONDONTWRITEBYTECODE`` unset, as under ``make``); a failure is harmless (the server
-    compiles what it imports)."""
+    compiles what it imports). A daemon thread reaps the child; nothing waits for it."""
     if sys.dont_write_bytecode or (work / "checkpoint" / "model.safetensors").is_file():
         return None
+    code = "import os\nif hasattr(os, 'nice'): os.nice(10)\n" + SERVER_MODULES
     try:
-        return subprocess.Popen(
-            [sys.executable, "-c", SERVER_MODULES],
+        child = subprocess.Popen(
+            [sys.executable, "-c", code],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=lambda: os.nice(10) if hasattr(os, "nice") else None,  # noqa: PLW1509
         )
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         log.debug("could not warm the server's bytecode: %s", exc)
         return None
+    threading.Thread(target=child.wait, name="spaner-warm-reaper", daemon=True).start()
+    return child
 
 
 def _prepare_demo(cfg: DemoConfig, progress: bool, train_threads: int = 1) -> dict[str, Any]:
@@ -228,7 +233,8 @@ def _prepare_demo(cfg: DemoConfig, progress: bool, train_threads: int = 1) -> di
     ckpt, store = work / "checkpoint", work / "store"
 
     t = time.perf_counter()
-    warm = _warm_server_bytecode(work)
+    if cfg.warm_server:
+        _warm_server_bytecode(work)
     collection, manifest, index_manifest = _build_collection(cfg, work, progress)
     if cfg.profile is None:
         cfg.profile = "offline" if collection == "tuxpaint" else "digits"
@@ -317,8 +323,6 @@ def _prepare_demo(cfg: DemoConfig, progress: bool, train_threads: int = 1) -> di
         _save_state(work, state)
     timings["ingest"] = time.perf_counter() - t
     log.info("store %s holds %d items (%d added now)", store, count, added)
-    if warm is not None:
-        warm.wait()  # long done after training; if not, the server would compile the same anyway
     return {
         "timings": timings,
         "store": str(store),

@@ -1,11 +1,15 @@
 """One instance of each frozen encoder per process, for a process that trains, indexes and serves.
 
-Frozen encoders hold no state that training or serving changes, so a process that builds the
-same encoders several times (the demo: training, then ingest, then the service, each loading its
+Frozen encoders hold no state that training changes (the service sets their input limits,
+which only it uses), so a process that builds the same encoders several times (the demo: training, then ingest, then the service, each loading its
 model) can build them once. Within :func:`shared_encoders`, :func:`spaner.pipeline.build_encoders`
 returns the instance built earlier for the same name, options and device. Outside it, every call
 builds new instances, as before. The demo's first run saves about 10 s with it (two rebuilds of
 EfficientNet-Lite0 with its ImageNet label space, Whisper and MiniLM).
+
+An instance keeps what was fixed when it was built: Whisper's CTranslate2 threads are torch's
+thread count at that moment. The pool keeps every encoder built in the block until it ends
+(under ``spaner demo``, as long as the server runs), and builds one encoder at a time.
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ def test_a_first_run_warms_the_servers_bytecode_in_a_child(tmp_path: Path, monke
     monkeypatch.setattr(sys, "dont_write_bytecode", False)
     child = demo_module._warm_server_bytecode(tmp_path)
     assert child is not None
-    assert child.wait() == 0  # the server's modules import in a fresh interpreter
+    assert child.wait() == 0  # the server's modules import in a fresh, lower-priority interpreter
     (tmp_path / "checkpoint").mkdir()
     (tmp_path / "checkpoint" / "model.safetensors").write_bytes(b"")
     assert demo_module._warm_server_bytecode(tmp_path) is None  # a later run: nothing to warm

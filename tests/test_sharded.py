@@ -7,7 +7,7 @@ import torch
 
 from spaner.batching import PackedItems
 from spaner.config import TrainConfig
-from spaner.model import CrossAttentionLayer, dropout_generator
+from spaner.model import CrossAttentionLayer, _attention, dropout_generator
 from spaner.pipeline import Spaner
 from spaner.sharded import ShardedStep
 from spaner.train import _loss
@@ -30,12 +30,14 @@ def _inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def test_the_written_out_attention_is_multihead_attention() -> None:
-    layer = _layer(dropout=0.0).train()
+    layer = _layer(dropout=0.0).train()  # no dropout: both must give the same numbers
     q, tokens, mask = _inputs()
-    expected = layer(q, tokens, mask)  # nn.MultiheadAttention
-    with dropout_generator(torch.Generator().manual_seed(0)):
-        got = layer(q, tokens, mask)  # the written-out path
+    kv = torch.cat([q, tokens], dim=1)
+    pad = torch.cat([torch.zeros(3, 4, dtype=torch.bool), ~mask], dim=1)
+    expected = layer.attn(q, kv, kv, key_padding_mask=pad, need_weights=False)[0]
+    got = _attention(layer.attn, q, kv, pad, torch.Generator().manual_seed(0))
     assert torch.allclose(got, expected, atol=1e-5)
+    assert not torch.allclose(got[0], _attention(layer.attn, q, kv, ~pad, torch.Generator())[0])
 
 
 def test_dropout_from_a_generator_is_reproducible_and_is_dropout() -> None:

@@ -55,5 +55,6 @@ def test_threads_building_the_same_encoder_build_it_once(monkeypatch) -> None:
             t.start()
         for t in threads:
             t.join()
+    assert len(results) == 3  # every thread got its encoders
     assert sorted(built) == ["tiny-clip-image", "tiny-clip-text"]  # once each, not three times
     assert all(r["text"] is results[0]["text"] for r in results)

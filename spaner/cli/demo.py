@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         collection=args.collection,
         source=args.source,
+        warm_server=not args.no_serve,
     )
     with shared_encoders():  # the encoders training loads serve the API and UI too
         return _prepare_and_serve(cfg, args)
