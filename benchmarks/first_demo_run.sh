@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # How long a new user's first `make demo` takes: a fresh clone, an empty uv cache (every wheel
-# downloaded), from the command until the server answers. Prints the CPU, the commit, every line
-# of the run with the seconds since the start, and the total; then stops the server.
+# downloaded), from the command until the server answers. Prints the CPU, the commit, the run's
+# step lines (with the demo's own clock), and the total; then stops the server. The whole output
+# stays in DEST/first-run.log.
 #
 #   benchmarks/first_demo_run.sh [REPO] [DEST]    (defaults: this checkout; a new temp dir)
 #
