@@ -33,4 +33,4 @@ done
 end=$(date +%s.%N)
 # the steps as the run printed them (progress bars left out)
 grep -v "it/s\]$" "$log" | grep -E "installing|touch|building|tuxpaint:|encoding [0-9]+ |data:|trained|ready" || true
-printf 'first run: %.0f s until the server answered\n' "$(echo "$end - $start" | bc)"
+awk -v s="$start" -v e="$end" 'BEGIN { printf "first run: %.0f s until the server answered\n", e - s }'
