@@ -35,12 +35,15 @@ __all__ = ["ShardedStep"]
 
 
 class ShardedStep:
-    """Runs steps in ``workers`` shards on a thread pool; ``close()`` (or ``with``) ends it."""
+    """Runs steps in ``workers`` shards on a thread pool, with torch on one thread (the whole
+    process's setting, restored by ``close()``); ``close()`` (or ``with``) ends it."""
 
     def __init__(self, workers: int) -> None:
         if workers < 2:
             raise ValueError("a sharded step needs at least 2 workers")
         self.workers = workers
+        self._torch_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="spaner-shard")
 
     def __enter__(self) -> ShardedStep:
@@ -51,6 +54,7 @@ class ShardedStep:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        torch.set_num_threads(self._torch_threads)
 
     def _shards(self, by_mod: Mapping[str, Sequence[int]]) -> list[dict[str, list[int]]]:
         shards: list[dict[str, list[int]]] = [{} for _ in range(self.workers)]

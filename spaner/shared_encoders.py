@@ -1,8 +1,8 @@
 """One instance of each frozen encoder per process, for a process that trains, indexes and serves.
 
 Frozen encoders hold no state that training changes (the service sets their input limits,
-which only it uses), so a process that builds the same encoders several times (the demo: training, then ingest, then the service, each loading its
-model) can build them once. Within :func:`shared_encoders`, :func:`spaner.pipeline.build_encoders`
+which only it uses), so a process that builds the same encoders several times (the demo:
+training, then ingest, then the service, each loading its model) can build them once. Within :func:`shared_encoders`, :func:`spaner.pipeline.build_encoders`
 returns the instance built earlier for the same name, options and device. Outside it, every call
 builds new instances, as before. The demo's first run saves about 10 s with it (two rebuilds of
 EfficientNet-Lite0 with its ImageNet label space, Whisper and MiniLM).
@@ -14,6 +14,7 @@ thread count at that moment. The pool keeps every encoder built in the block unt
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Iterator, Mapping
@@ -48,12 +49,13 @@ def shared_encoders() -> Iterator[None]:
 
 def build_shared(name: str, device: str, options: Mapping[str, Any]) -> Encoder:
     """``build_encoder(name, device=device, **options)``, from the pool when one is active."""
-    if _pool is None:
-        return build_encoder(name, device=device, **dict(options))
+    build = functools.partial(build_encoder, name, device=device, **dict(options))
+    if _pool is None:  # no block: build without taking the lock
+        return build()
     key = (name, device, json.dumps(dict(options), sort_keys=True, default=repr))
     with _lock:
         if _pool is None:  # the block ended while this call waited
-            return build_encoder(name, device=device, **dict(options))
+            return build()
         if key not in _pool:
-            _pool[key] = build_encoder(name, device=device, **dict(options))
+            _pool[key] = build()
         return _pool[key]

@@ -100,17 +100,6 @@ def _loss(
     )
 
 
-def _step_loss(
-    model: SpanerModel,
-    labels: dict[str, torch.Tensor],
-    pairs: list[tuple[str, str]],
-    cfg: TrainConfig,
-    only: Sequence[str] | None,
-    embs: dict[str, torch.Tensor],
-) -> torch.Tensor:
-    return _loss(model, embs, labels, pairs, cfg, only)
-
-
 def validation_metrics(
     model: SpanerModel,
     fs: FeatureSet,
@@ -209,19 +198,17 @@ def fit(
             for m, aligner in model.aligners.items():
                 aligner.train(m in only)
 
+    token_dropout = 0.1 if cfg.augment else 0.0
     # workers > 1: each batch in shards on that many threads, torch on one thread each
     sharded = ShardedStep(cfg.workers) if cfg.workers > 1 else None
-    torch_threads = torch.get_num_threads()
-    if sharded is not None:
-        torch.set_num_threads(1)
+    bar = tqdm(
+        range(cfg.epochs),
+        desc="train",
+        unit="epoch",
+        disable=None if progress else True,
+        leave=False,
+    )
     try:
-        bar = tqdm(
-            range(cfg.epochs),
-            desc="train",
-            unit="epoch",
-            disable=None if progress else True,
-            leave=False,
-        )
         for epoch in bar:
             set_mode()
             order = torch.randperm(len(entries), generator=gen).tolist()
@@ -235,7 +222,6 @@ def fit(
                 if not batch_pairs:
                     continue
                 labels = {m: train.modalities[m].labels[idx] for m, idx in by_mod.items()}
-                token_dropout = 0.1 if cfg.augment else 0.0
                 opt.zero_grad(set_to_none=True)
                 if sharded is not None:
                     loss = sharded.step(
@@ -244,7 +230,9 @@ def fit(
                         by_mod,
                         token_dropout,
                         gen,
-                        functools.partial(_step_loss, model, labels, batch_pairs, cfg, only),
+                        functools.partial(
+                            _loss, model, labels=labels, pairs=batch_pairs, cfg=cfg, only=only
+                        ),
                         params,
                     )
                 else:
@@ -299,7 +287,6 @@ def fit(
         bar.close()
         if sharded is not None:
             sharded.close()
-            torch.set_num_threads(torch_threads)
     if cfg.keep == "best":
         model.load_state_dict(best_state)
     model.eval()

@@ -2,7 +2,8 @@
 
 Builds the Tux Paint collection (real photos, sounds, labels, spoken descriptions; the digits
 when the Debian package cannot be had), trains SPANER few-shot on the offline profile, indexes
-every item and serves the API and the UI on 127.0.0.1. Everything is cached under ``--workdir``: later runs start in seconds.
+every item and serves the API and the UI on 127.0.0.1. Everything is cached under
+``--workdir``: later runs start in seconds.
 """
 
 from __future__ import annotations
