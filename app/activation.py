@@ -20,9 +20,9 @@ import numpy as np
 from spaner.index import EmbeddingSpace, FaissConfig, Item, VectorStore, create_store, open_store
 from spaner.index.atomic_io import fsync_dir
 
-from spaner.calibration import load_calibration
-from spaner.checkpoint import checkpoint_hash, load_checkpoint
+from spaner.model.checkpoint import checkpoint_hash, load_checkpoint
 from spaner.pipeline import Spaner, build_encoders
+from spaner.search.calibration import load_calibration
 
 from .errors import Conflict
 from .jobs import Job

@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from spaner.compare import evaluate_model
-from spaner.config import TrainConfig
-from spaner.manifest import Manifest, ManifestItem
+from spaner.evaluation.compare import evaluate_model
+from spaner.model.config import TrainConfig
 from spaner.pipeline import Spaner
+from spaner.training.manifest import Manifest, ManifestItem
 
 from .errors import Unprocessable
 from .jobs import Job

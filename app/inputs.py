@@ -64,7 +64,7 @@ def embed_uploads(
     """Vectors of uploads in input order (batched per modality).
 
     Audio uploads are spoken queries when ``speech`` is not ``"audio"`` (see
-    :mod:`spaner.spoken`): what Whisper heard of each is appended to ``transcripts``. With
+    :mod:`spaner.search.spoken`): what Whisper heard of each is appended to ``transcripts``. With
     ``speech_bias`` their transcripts are biased toward the store's texts and concept names.
     """
     out = np.zeros((len(uploads), active.spaner.model.dim), np.float32)
@@ -73,7 +73,7 @@ def embed_uploads(
         by_mod.setdefault(up.kind.modality, []).append(i)
     for modality, idx in by_mod.items():
         if modality == "audio" and speech != "audio" and "text" in active.spaner.encoders:
-            from spaner.spoken import spoken_queries
+            from spaner.search.spoken import spoken_queries
 
             from .vocabulary import store_vocabulary
 

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from spaner.checkpoint import CONFIG_NAME, checkpoint_hash
+from spaner.model.checkpoint import CONFIG_NAME, checkpoint_hash
 from spaner.pipeline import Spaner
 
 from .errors import NotFound

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from spaner.index import Filter, Hit
 
-from spaner.mixed_search import merge_by_relevance, query_weights, relevance_of
+from spaner.search.mixed import merge_by_relevance, query_weights, relevance_of
 
 from .errors import Unprocessable
 from .inputs import Upload, check_modalities, embed_texts, embed_uploads, mean_query
@@ -59,7 +59,7 @@ def query_vector(
     speech_bias: bool = True,
 ) -> np.ndarray:
     """One unit query vector ``[1, dim]`` from every example given (``speech``: how audio
-    uploads are used, see :mod:`spaner.spoken`; their transcripts go to ``transcripts``;
+    uploads are used, see :mod:`spaner.search.spoken`; their transcripts go to ``transcripts``;
     ``speech_bias``: transcripts biased toward the store's vocabulary)."""
     parts = []
     if texts:
@@ -149,7 +149,7 @@ def search_mixed(
     with_text: bool = True,
 ) -> list[dict[str, Any]]:
     """The top-``k`` over every target modality in one ranking. With the model's score
-    calibration (:mod:`spaner.calibration`), ranked by ``relevance``: each target modality's
+    calibration (:mod:`spaner.search.calibration`), ranked by ``relevance``: each target modality's
     top ``k`` is fetched, calibrated for the query's modalities and merged. Without one (an older
     checkpoint, an untrained model), by raw cosine as the store ranks, ``relevance`` None."""
     cal = active.spaner.calibration

@@ -27,8 +27,8 @@ from spaner.index import EmbeddingSpace, VectorStore, create_store, open_store
 from spaner.index.registry import remove_stale_builds
 from spaner.index.store_lock import WriterLock, acquire_writer_lock
 
-from spaner.checkpoint import checkpoint_hash
 from spaner.errors import ConfigError
+from spaner.model.checkpoint import checkpoint_hash
 from spaner.pipeline import Spaner
 
 from .job_store import JobStore, jobs_db_path

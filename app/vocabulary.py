@@ -1,5 +1,5 @@
 """The collection's vocabulary for biasing spoken queries: the store's text items and concept
-names (:mod:`spaner.speech_bias`), rebuilt only when the store's generation moves."""
+names (:mod:`spaner.search.speech_bias`), rebuilt only when the store's generation moves."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from spaner.index import Filter
 
-from spaner.speech_bias import Vocabulary
+from spaner.search.speech_bias import Vocabulary
 
 __all__ = ["store_vocabulary", "MAX_VOCABULARY"]
 

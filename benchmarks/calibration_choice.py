@@ -1,7 +1,7 @@
 """Choose the search-time score calibration for a mixed pool, on the VALIDATION split.
 
 Trains SPANER (``--loss``, default ``pairs``) once per seed on the digits benchmark, fits every
-calibration variant (:mod:`spaner.calibration`: ``platt``, ``zpos``, ``zscore``, ``isotonic``)
+calibration variant (:mod:`spaner.search.calibration`: ``platt``, ``zpos``, ``zscore``, ``isotonic``)
 on the ``val`` split's embeddings, and scores the mixed pool ranked by each variant's calibrated
 score, against the raw cosine and against modality-centroid subtraction (each modality's val
 centroid subtracted before the cosine; not monotone per pair, so its per-direction R@1 moves).
@@ -51,15 +51,15 @@ def main() -> int:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from spaner.calibration import METHODS, fit_calibration
-    from spaner.compare import _embed, _variant
-    from spaner.config import TrainConfig
-    from spaner.evaluate import mixed_pool_metrics, retrieval_metrics
-    from spaner.features import FeatureCache
-    from spaner.manifest import load_manifest
-    from spaner.model import SpanerModel
+    from spaner.evaluation.compare import _embed, _variant
+    from spaner.evaluation.metrics import mixed_pool_metrics, retrieval_metrics
+    from spaner.model.config import TrainConfig
+    from spaner.model.network import SpanerModel
     from spaner.pipeline import Spaner
-    from spaner.train import fit
+    from spaner.search.calibration import METHODS, fit_calibration
+    from spaner.training.features import FeatureCache
+    from spaner.training.fit import fit
+    from spaner.training.manifest import load_manifest
 
     encoders = dict(ENCODERS)
     encoders.update(dict(e.split("=", 1) for e in args.encoder))

@@ -488,7 +488,7 @@ def _check_created(flow: str, store: Path) -> str | None:
         st = open_store(store, None)
         vec = np.eye(1, st.dim, dtype=np.float32)
     else:
-        from spaner.checkpoint import checkpoint_hash
+        from spaner.model.checkpoint import checkpoint_hash
 
         ckpt = store / ("checkpoint" if flow == "serve" else "model")
         st = open_store(store, None)

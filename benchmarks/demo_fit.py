@@ -55,10 +55,10 @@ def _own_rank(sp: Any, items: list[dict], vectors: np.ndarray, kind: str) -> dic
 def run(workdir: Path, setting: dict[str, Any], threads: int) -> dict[str, Any]:
     import torch
 
-    from spaner.config import TrainConfig
     from spaner.demo import TRAIN
-    from spaner.features import FeatureCache
+    from spaner.model.config import TrainConfig
     from spaner.pipeline import Spaner
+    from spaner.training.features import FeatureCache
 
     data = workdir / "tuxpaint"
     sp = Spaner.from_profile("offline")

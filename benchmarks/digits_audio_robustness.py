@@ -2,7 +2,7 @@
 
 Trains SPANER (offline profile) with and without training-time audio augmentation
 (``--audio-augment K`` copies per clip: speed/pitch, telephone band, reverberation, noise;
-see ``spaner.augment``) on the same few-shot samples, and scores audio retrieval on the
+see ``spaner.training.augment``) on the same few-shot samples, and scores audio retrieval on the
 held-out test voices twice: the original clips, and a telephone-band copy of them
 (resampled to 8 kHz, 300-3400 Hz, back to 16 kHz). Nothing of the test set is trained on.
 
@@ -26,8 +26,8 @@ DIRS = ("audio->text", "text->audio", "audio->image", "image->audio")
 
 def telephone_copy(test: Any, encoder: Any, paths: list[str]) -> Any:
     """``test`` with its audio features replaced by those of telephone-band copies of the clips."""
-    from spaner.augment import telephone_band
-    from spaner.data import FeatureSet, ModalityFeatures
+    from spaner.training.augment import telephone_band
+    from spaner.training.data import FeatureSet, ModalityFeatures
 
     items = []
     for path in paths:
@@ -55,13 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    from spaner.compare import evaluate_model
-    from spaner.config import TrainConfig
-    from spaner.features import FeatureCache
-    from spaner.manifest import load_manifest
-    from spaner.model import SpanerModel
+    from spaner.evaluation.compare import evaluate_model
+    from spaner.model.config import TrainConfig
+    from spaner.model.network import SpanerModel
     from spaner.pipeline import Spaner
-    from spaner.train import fit
+    from spaner.training.features import FeatureCache
+    from spaner.training.fit import fit
+    from spaner.training.manifest import load_manifest
 
     cache = FeatureCache()
     manifest = load_manifest(args.manifest)

@@ -55,7 +55,7 @@ AUDIO = {
 def _pool(items: list[Any], segments: int = 4) -> np.ndarray:
     from spaner.encoders.base import TokenBatch
 
-    from spaner.model import segment_means
+    from spaner.model.network import segment_means
 
     b = TokenBatch.collate(items)
     return segment_means(b.tokens, b.mask, segments).numpy()
@@ -69,7 +69,7 @@ def score(
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from spaner.config import TrainConfig
+    from spaner.model.config import TrainConfig
     from spaner.pipeline import Spaner
 
     options = dict(options)
@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--only", choices=["image", "audio"], help="probe one modality")
     args = p.parse_args(argv)
-    from spaner.features import FeatureCache
-    from spaner.manifest import load_manifest
+    from spaner.training.features import FeatureCache
+    from spaner.training.manifest import load_manifest
 
     manifest, cache = load_manifest(args.manifest), FeatureCache()
     report: dict[str, Any] = {

@@ -64,11 +64,11 @@ def run_once(
     cache: Any,
     lr: float | None = None,
 ) -> dict[str, Any]:
-    from spaner.compare import evaluate_model
-    from spaner.config import TrainConfig
-    from spaner.manifest import load_manifest
+    from spaner.evaluation.compare import evaluate_model
+    from spaner.model.config import TrainConfig
+    from spaner.model.embedding import embed_items
     from spaner.pipeline import Spaner
-    from spaner.train import embed_items
+    from spaner.training.manifest import load_manifest
 
     cfg = TrainConfig(shots=shots, seed=seed)
     if lr is not None:
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the report as JSON on the last line")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from spaner.features import FeatureCache
+    from spaner.training.features import FeatureCache
 
     cache = FeatureCache()
     report: dict[str, Any] = {

@@ -23,13 +23,13 @@ from machine import cpu_model
 def main() -> None:
     import torch
 
-    from spaner.compare import score_model
-    from spaner.config import TrainConfig
-    from spaner.features import FeatureCache
-    from spaner.manifest import load_manifest
-    from spaner.model import SpanerModel
+    from spaner.evaluation.compare import score_model
+    from spaner.model.config import TrainConfig
+    from spaner.model.network import SpanerModel
     from spaner.pipeline import Spaner
-    from spaner.train import fit
+    from spaner.training.features import FeatureCache
+    from spaner.training.fit import fit
+    from spaner.training.manifest import load_manifest
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--manifest", default="/tmp/digits/manifest.jsonl")

@@ -4,7 +4,7 @@ A multinomial logistic regression (L2, full-batch L-BFGS) on each encoder's froz
 ``mean`` (one vector per image) or ``grid4`` (the token grid average-pooled to 4x4 and
 concatenated: keeps where the strokes are), standardised on the training split, fitted on K
 training images per digit (seeded draws) plus ``--copies`` augmented copies of each
-(:mod:`spaner.image_augment`, as ``TrainConfig.image_augment`` makes them) and scored on the
+(:mod:`spaner.training.image_augment`, as ``TrainConfig.image_augment`` makes them) and scored on the
 ``val`` and ``test`` images. Choose on ``val``; ``test`` is printed for the record.
 
     .venv/bin/python benchmarks/digits_image_probe.py --manifest /tmp/digits/manifest.jsonl \\
@@ -73,7 +73,7 @@ def probe(
 ) -> list[dict]:
     from spaner.encoders import build_encoder
 
-    from spaner.image_augment import augment_image
+    from spaner.training.image_augment import augment_image
 
     rows = [json.loads(x) for x in manifest.read_text().splitlines() if x.strip()]
     images = [r for r in rows if "image" in r]

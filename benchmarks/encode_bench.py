@@ -182,8 +182,8 @@ def _encoders(names: tuple[str, ...]) -> dict[str, tuple[str, Any, Any]]:
 
 def _models(encs: dict[str, tuple[str, Any, Any]]) -> dict[str, Any]:
     """An untrained SpanerModel per backbone (default profile; MiniLM with the offline one)."""
-    from spaner.config import AlignerConfig
-    from spaner.model import SpanerModel
+    from spaner.model.config import AlignerConfig
+    from spaner.model.network import SpanerModel
     from spaner.pipeline import build_model_config
     from spaner.profiles import get_profile
 

@@ -21,11 +21,11 @@ from machine import cpu_model
 
 
 def _fit_seconds(workdir: Path, epochs: int, workers: int | None) -> tuple[float, list[float]]:
-    from spaner.config import TrainConfig
     from spaner.demo import TRAIN
-    from spaner.features import FeatureCache
+    from spaner.model.config import TrainConfig
     from spaner.pipeline import Spaner
     from spaner.profiles import get_profile
+    from spaner.training.features import FeatureCache
 
     prof = get_profile("offline")
     setting = {**prof.train, **TRAIN["tuxpaint"], "epochs": epochs}

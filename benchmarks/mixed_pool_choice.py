@@ -1,7 +1,7 @@
 """Choose the training objective for a mixed pool, on the VALIDATION split (never test).
 
 Trains each variant of the objective (``--variant NAME=loss:mixed,gap_weight:0.5,...``, keys
-of :class:`spaner.config.TrainConfig`) for each seed on the digits benchmark and scores it on
+of :class:`spaner.model.config.TrainConfig`) for each seed on the digits benchmark and scores it on
 the manifest's ``val`` split: per-direction R@1 (mean over the six directions) and, per query
 modality, the mixed-pool P@10, its ratio to the per-direction P@10 and the modality-mix ratio.
 
@@ -78,13 +78,13 @@ def main() -> int:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from spaner.compare import _variant, score_model
-    from spaner.config import TrainConfig
-    from spaner.features import FeatureCache
-    from spaner.manifest import load_manifest
-    from spaner.model import SpanerModel
+    from spaner.evaluation.compare import _variant, score_model
+    from spaner.model.config import TrainConfig
+    from spaner.model.network import SpanerModel
     from spaner.pipeline import Spaner
-    from spaner.train import fit
+    from spaner.training.features import FeatureCache
+    from spaner.training.fit import fit
+    from spaner.training.manifest import load_manifest
 
     encoders = dict(ENCODERS)
     encoders.update(dict(e.split("=", 1) for e in args.encoder))

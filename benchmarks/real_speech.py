@@ -38,10 +38,10 @@ def _r1(q: np.ndarray, pool: np.ndarray, qc: list[str], pc: list[str]) -> float:
 def run_one(
     digits: Path, spoken: Path, audio: str, seed: int, shots: int, epochs: int | None
 ) -> dict:
-    from spaner.compare import evaluate_model
-    from spaner.config import TrainConfig
-    from spaner.features import FeatureCache
+    from spaner.evaluation.compare import evaluate_model
+    from spaner.model.config import TrainConfig
     from spaner.pipeline import Spaner
+    from spaner.training.features import FeatureCache
 
     sp = Spaner.from_profile("digits", encoders={"audio": audio})
     extra = {"epochs": epochs} if epochs else {}

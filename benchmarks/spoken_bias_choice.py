@@ -3,7 +3,7 @@ descriptions (val alone has 5 clips, too few to choose from), never test.
 
 For each clip Whisper's beam-5 n-best is computed once, the vocabulary entries nearest in
 spelling are scored as the clip's transcript, and every (candidates, slack) setting is replayed
-from those scores (:mod:`spaner.speech_bias`). Per setting:
+from those scores (:mod:`spaner.search.speech_bias`). Per setting:
 
 * ``acc``: the transcript used is the clip's own label;
 * ``R@1``: speech -> image over the train+val photos (the trained model's own text space);
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
     from spaner.pipeline import Spaner
-    from spaner.speech_bias import Vocabulary, _entry_form, _said_article, normalise
-    from spaner.spoken import BEAM_SIZE, transcriber_for
+    from spaner.search.speech_bias import Vocabulary, _entry_form, _said_article, normalise
+    from spaner.search.spoken import BEAM_SIZE, transcriber_for
 
     root = args.manifest.parent
     rows = [json.loads(x) for x in args.manifest.read_text().splitlines() if x.strip()]

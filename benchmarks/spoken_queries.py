@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     from spaner.encoders.whisper_encoder import WhisperEncoder
 
     from spaner.pipeline import Spaner
-    from spaner.speech_bias import Vocabulary, bias_transcript
-    from spaner.spoken import BEAM_SIZE, transcriber_for
+    from spaner.search.speech_bias import Vocabulary, bias_transcript
+    from spaner.search.spoken import BEAM_SIZE, transcriber_for
 
     root = args.manifest.parent
     rows = _rows(args.manifest)

@@ -58,7 +58,7 @@ class TokenBatch:
     ``mask`` is True where a token is real. ``native`` is ``[B, native_dim]`` when the encoder
     has a native shared space, else None. ``normalized`` marks tokens already layer-normalised
     without affine (each real token to zero mean, unit variance; set by the training batcher,
-    :mod:`spaner.batching`): an aligner that starts with a LayerNorm then applies only its affine.
+    :mod:`spaner.training.batching`): an aligner that starts with a LayerNorm then applies only its affine.
     """
 
     tokens: torch.Tensor
@@ -130,7 +130,7 @@ class Encoder(ABC):
       Without it the float32 originals stay in memory beside the bf16 copy;
     * overriding :meth:`cast_input` if its batch holds floating tensors that must stay float32,
       and making sure ``_forward`` works on bf16 module outputs (the tiny-preset checks in
-      ``tests/test_precision.py`` show the pattern: bf16 weights used, fp32 bit-identical,
+      ``tests/encoders/test_precision.py`` show the pattern: bf16 weights used, fp32 bit-identical,
       cosine to fp32 >= 0.999);
     * setting :attr:`bf16_capable` False when bf16 buys nothing (fixed transforms, tiny nets).
 

@@ -235,7 +235,7 @@ def pretrain(recipe: DigitCNNRecipe = DigitCNNRecipe()) -> dict[str, torch.Tenso
 
 
 def models_dir() -> Path:
-    from spaner.features import cache_root
+    from spaner.training.features import cache_root
 
     return cache_root() / "models"
 

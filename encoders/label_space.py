@@ -5,7 +5,7 @@ the vector of an image is the probability-weighted mean of the sentence embeddin
 ImageNet class names. A photo the classifier calls "tailed frog" (p=.76) / "tree frog" lands
 beside the words "a frog" in MiniLM's space, even when "frog" was never in a few-shot set, so an
 image encoder with a classifier head gets a native vector in the text encoder's own space, and
-the unified space can be anchored on it (:class:`spaner.config.AlignerConfig`).
+the unified space can be anchored on it (:class:`spaner.model.config.AlignerConfig`).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def _disk_path(text_model: str, names: list[str]) -> Path | None:
             st = f.stat()
             h.update(f"\0{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
     h.update("\n".join(names).encode("utf-8"))
-    from spaner.features import cache_root
+    from spaner.training.features import cache_root
 
     return cache_root() / "labels" / f"{h.hexdigest()[:32]}.safetensors"
 

@@ -193,7 +193,9 @@ class SpeechEmbeddingEncoder(Encoder):
     modality = "audio"
     input_kind = "file"
     width = WIDTH
-    sample_rate = SAMPLE_RATE  # load() gives a mono waveform at this rate: spaner.augment applies
+    sample_rate = (
+        SAMPLE_RATE  # load() gives a mono waveform at this rate: spaner.training.augment applies
+    )
     bf16_capable = False  # TFLite float models on their own runtime
 
     def __init__(

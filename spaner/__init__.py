@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 #: public name -> module that defines it (imported on first access)
 _LAZY: dict[str, str] = {
     "Spaner": "spaner.pipeline",
-    "TrainConfig": "spaner.config",
+    "TrainConfig": "spaner.model.config",
     "create_store": "spaner.index",
     "open_store": "spaner.index",
     "Filter": "spaner.index",
@@ -49,8 +49,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads them
-    from spaner.config import TrainConfig
     from spaner.index import EmbeddingSpace, Filter, Item, create_store, open_store
+    from spaner.model.config import TrainConfig
     from spaner.pipeline import Spaner
 
 

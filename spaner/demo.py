@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from spaner.checkpoint import checkpoint_hash
-from spaner.config import TrainConfig
-from spaner.features import FeatureCache
+from spaner.model.checkpoint import checkpoint_hash
+from spaner.model.config import TrainConfig
+from spaner.training.features import FeatureCache
 
 __all__ = ["DemoConfig", "prepare_demo", "serve_demo"]
 
@@ -71,7 +71,7 @@ class DemoConfig:
 #: one thread (``benchmarks/demo_fit.py``, BENCHMARKS.md "Demo fit"). As it keeps the last epoch,
 #: it validates only once, at the end (``val_every=60``): validating every second epoch chose
 #: nothing and took 14 s of the first run; the weights are the same. Two training shards on two
-#: threads (``workers=2``, :mod:`spaner.sharded`) train 1.4 times as fast as one thread.
+#: threads (``workers=2``, :mod:`spaner.training.sharded`) train 1.4 times as fast as one thread.
 #: Digits: stop 10 epochs after the best validation score (its val split is large enough).
 TRAIN: dict[str, dict[str, Any]] = {
     "tuxpaint": {
@@ -113,12 +113,12 @@ def prepare_demo(cfg: DemoConfig, progress: bool = True) -> dict[str, Any]:
     ~7) training took 340 s on 2 threads against 86 s on 1 (same result), indexing 37 s against
     16 s. The frozen encoders (large convolutions and matrix products) load and encode the
     collection on every thread torch has. Encoders are built once for the whole run (see
-    :mod:`spaner.shared_encoders`; wrap serving in the same block to reuse them there too).
+    :mod:`spaner.model.shared_encoders`; wrap serving in the same block to reuse them there too).
     Loading them on a thread while the collection was built saved nothing on the first run
     (29 s for both, against 26 s one after the other): the loading thread's imports compile
     bytecode and hold the GIL.
     """
-    from spaner.shared_encoders import shared_encoders
+    from spaner.model.shared_encoders import shared_encoders
 
     threads = max(1, int(os.environ.get("SPANER_DEMO_THREADS", "1")))
     with shared_encoders():
@@ -271,7 +271,7 @@ def _prepare_demo(cfg: DemoConfig, progress: bool, train_threads: int = 1) -> di
         )
         sp = Spaner.from_profile(cfg.profile)
         prepared = sp.prepare(manifest, tcfg, FeatureCache(work / "cache"))
-        from spaner.compare import evaluate_model
+        from spaner.evaluation.compare import evaluate_model
 
         with _torch_threads(train_threads):
             result = sp.fit(prepared, tcfg, progress=progress)

@@ -20,17 +20,17 @@ import torch
 from spaner.encoders import Encoder, get_spec
 from spaner.encoders.decode import RawInput
 from spaner.errors import ConfigError
+from spaner.model.checkpoint import checkpoint_hash, load_checkpoint, save_checkpoint
+from spaner.model.config import AlignerConfig, ModalityConfig, SpanerConfig, TrainConfig, from_dict
+from spaner.model.network import SpanerModel
+from spaner.model.shared_encoders import build_shared
+from spaner.search.calibration import Calibration, calibrate_model, load_calibration
+from spaner.training.data import FeatureSet, Splits, build_features, sample_few_shot, split_manifest
+from spaner.training.features import FeatureCache
+from spaner.training.fit import TrainResult, fit
+from spaner.training.manifest import Manifest, load_manifest
 
-from .calibration import Calibration, calibrate_model, load_calibration
-from .checkpoint import checkpoint_hash, load_checkpoint, save_checkpoint
-from .config import AlignerConfig, ModalityConfig, SpanerConfig, TrainConfig, from_dict
-from .data import FeatureSet, Splits, build_features, sample_few_shot, split_manifest
-from .features import FeatureCache
-from .manifest import Manifest, load_manifest
-from .model import SpanerModel
 from .profiles import get_profile
-from .shared_encoders import build_shared
-from .train import TrainResult, fit
 
 __all__ = ["Spaner", "PreparedData", "build_model_config", "build_encoders"]
 
@@ -43,7 +43,7 @@ def build_encoders(
     device: str = "cpu",
 ) -> dict[str, Encoder]:
     """Instantiate one encoder per modality; checks each encoder serves its modality. Inside
-    :func:`spaner.shared_encoders.shared_encoders`, returns instances built earlier in the block."""
+    :func:`spaner.model.shared_encoders.shared_encoders`, returns instances built earlier in the block."""
     encoders = {}
     for modality, name in choice.items():
         spec = get_spec(name)
@@ -105,7 +105,7 @@ class Spaner:
         self.encoders = encoders
         self.checkpoint = checkpoint
         #: per modality-pair score calibration for searches over several modalities
-        #: (:mod:`spaner.calibration`); None for an untrained model or an older checkpoint
+        #: (:mod:`spaner.search.calibration`); None for an untrained model or an older checkpoint
         self.calibration = calibration
 
     # -- construction -------------------------------------------------------------------
@@ -202,7 +202,7 @@ class Spaner:
         train = build_features(train_items, encs, splits.relevance, labels, cache)
         for modality, copies in (("audio", cfg.audio_augment), ("image", cfg.image_augment)):
             if copies and modality in train.modalities:
-                from .augment import add_copies
+                from spaner.training.augment import add_copies
 
                 paths = [i.fields[modality] for i in train_items if modality in i.fields]
                 train.modalities[modality] = add_copies(

@@ -34,7 +34,7 @@ def test_import_spaner_loads_no_heavy_module(tmp_path) -> None:
 def test_face_names_are_the_defining_objects() -> None:
     from spaner.index import EmbeddingSpace, Filter, Item, create_store, open_store
 
-    from spaner.config import TrainConfig
+    from spaner.model.config import TrainConfig
     from spaner.pipeline import Spaner
 
     assert spaner.__all__ == ["__version__", *FACE]

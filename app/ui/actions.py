@@ -118,7 +118,7 @@ def run_search(
     speech_bias: bool = True,
 ) -> SearchView:
     """The top ``k`` of each ticked modality (images, sounds, texts) and the mixed top ``k``;
-    a spoken query's transcript (``speech``: see :mod:`spaner.spoken`)."""
+    a spoken query's transcript (``speech``: see :mod:`spaner.search.spoken`)."""
     view = SearchView()
     with user_errors(), state.reading() as active:
         uploads = [

@@ -52,7 +52,7 @@ def _search_tab(state: ServiceState) -> None:
                 elem_id="speech-bias",
             )
             go = gr.Button("Search", variant="primary", elem_id="search-button")
-    # what Whisper heard in a spoken query (spaner.spoken)
+    # what Whisper heard in a spoken query (spaner.search.spoken)
     transcript = gr.Textbox(
         label="Transcript of the spoken query",
         placeholder="(a spoken query's transcript appears here)",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from spaner.errors import ConfigError
-from spaner.manifest import Manifest
 from spaner.pipeline import Spaner
 from spaner.profiles import get_profile
+from spaner.training.manifest import Manifest
 
 from .common import aligner_overrides, encoder_choice
 

@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from spaner.config import AlignerConfig, TrainConfig
 from spaner.errors import ConfigError
-from spaner.features import FeatureCache
+from spaner.model.config import AlignerConfig, TrainConfig
 from spaner.profiles import PROFILES
+from spaner.training.features import FeatureCache
 
 __all__ = [
     "add_model_args",

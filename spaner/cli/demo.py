@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from spaner.demo import DemoConfig
     from spaner.errors import ConfigError
-    from spaner.shared_encoders import shared_encoders
+    from spaner.model.shared_encoders import shared_encoders
 
     if args.shots < 1:
         raise ConfigError("--shots must be >= 1")

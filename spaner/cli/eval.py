@@ -55,11 +55,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spaner.compare import METHODS, compare, format_markdown
     from spaner.errors import ConfigError
-    from spaner.manifest import load_manifest
+    from spaner.evaluation.compare import METHODS, compare, format_markdown
     from spaner.pipeline import Spaner
     from spaner.profiles import train_defaults
+    from spaner.training.manifest import load_manifest
 
     from ._model import spaner_from_args
 

@@ -69,9 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spaner.errors import ConfigError
-    from spaner.manifest import load_manifest
     from spaner.pipeline import Spaner
     from spaner.profiles import train_defaults
+    from spaner.training.manifest import load_manifest
 
     from .train import save_and_report
 

@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from spaner.ingest.binding import open_bound_store
-    from spaner.mixed_search import merge_by_relevance, query_weights, relevance_of
+    from spaner.search.mixed import merge_by_relevance, query_weights, relevance_of
 
     quiet_libraries(args)
     if args.k <= 0:

@@ -57,8 +57,8 @@ def report_line(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spaner.manifest import load_manifest
     from spaner.profiles import train_defaults
+    from spaner.training.manifest import load_manifest
 
     from ._model import spaner_from_args
 
@@ -87,7 +87,7 @@ def save_and_report(
 ) -> int:
     """Score the test split, save the checkpoint with its training record, print the summary
     (or the record as JSON). Shared by ``train`` and ``extend``."""
-    from spaner.compare import evaluate_model
+    from spaner.evaluation.compare import evaluate_model
 
     record = {
         **record,

@@ -28,8 +28,9 @@ skips what is stored (by content hash) and finishes the rest.
 
 from __future__ import annotations
 
+from spaner.ingest.run import embed, ingest, ingest_into
+
 from .binding import BoundStore, open_bound_store, read_binding
-from .pipeline import embed, ingest, ingest_into
 from .ray_engine import RayOptions
 from .report import IngestReport, Problem
 from .sources import Candidate, Skip, discover, sniff_modality

@@ -47,7 +47,7 @@ def embed(
     cache: Any = None,
 ) -> np.ndarray:
     """Unit vectors (float32, ``[len(raws), dim]``) of decoded inputs of ``modality``;
-    ``cache`` (a :class:`~spaner.features.FeatureCache`) with ``keys`` (their content keys)
+    ``cache`` (a :class:`~spaner.training.features.FeatureCache`) with ``keys`` (their content keys)
     reuses frozen features encoded before."""
     enc = sp.encoders[modality]
     batch = _tokens(enc, raws, keys, cache)
@@ -134,8 +134,8 @@ class EncodeStage:
         self.cache = cache  # a FeatureCache, or None
 
     def __call__(self, job: Job) -> Result:
-        from spaner.features import content_key
         from spaner.index import content_sha256
+        from spaner.training.features import content_key
 
         t0 = time.perf_counter()
         enc = self.sp.encoders[job.modality]

@@ -3,7 +3,7 @@
 * A folder is walked recursively (sorted, so runs are reproducible). Symlinks are followed
   only when their target stays inside one of the given roots; a symlinked folder is
   visited once.
-* A ``.jsonl`` file is a manifest (see :mod:`spaner.manifest`): each line gives an ``id``,
+* A ``.jsonl`` file is a manifest (see :mod:`spaner.training.manifest`): each line gives an ``id``,
   optional ``concept``/``meta`` and modality fields (``text`` inline, others paths relative
   to the manifest). Unlike training, a bad line (invalid JSON, a path escaping the manifest's
   folder, a missing file) is reported and skipped; the other lines still go in.

@@ -232,7 +232,7 @@ def test_stray_form_fields_on_other_routes(client) -> None:
 
 def _images_then_sounds_then_texts():
     """Hand-set maps for text queries: any image outranks any audio clip, which outranks any text."""
-    from spaner.calibration import Calibration, PairCalibration
+    from spaner.search.calibration import Calibration, PairCalibration
 
     return Calibration(
         "platt",

@@ -37,9 +37,9 @@ def digits_store(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A reduced digits build, a 5-shot model trained on it, and a store of every item."""
     import torch
 
-    from spaner.config import TrainConfig
     from spaner.datasets.digits import DigitsConfig, build_digits
     from spaner.ingest import ingest
+    from spaner.model.config import TrainConfig
     from spaner.pipeline import Spaner
 
     root = tmp_path_factory.mktemp("ui-digits")

@@ -59,7 +59,7 @@ class DiskFull:
         import faiss
         from spaner.index import faiss_store, metadata
 
-        import spaner.checkpoint as ckpt
+        import spaner.model.checkpoint as ckpt
 
         def wrap(obj: Any, name: str, path_of: Callable[..., Any], what: str) -> None:
             real = getattr(obj, name)
@@ -182,8 +182,8 @@ def test_index_layer_add_and_save(tmp_path: Path) -> None:
 
 
 def test_checkpoint_save(tmp_path: Path) -> None:
-    from spaner.checkpoint import load_checkpoint, save_checkpoint
     from spaner.errors import DiskFullError
+    from spaner.model.checkpoint import load_checkpoint, save_checkpoint
     from spaner.pipeline import Spaner
 
     model = Spaner.from_profile("tiny").model

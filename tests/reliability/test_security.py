@@ -175,7 +175,7 @@ class _Boom:
 
 
 def test_checkpoint_ignores_planted_pickles(rel_state, tmp_path: Path) -> None:
-    from spaner.checkpoint import load_checkpoint
+    from spaner.model.checkpoint import load_checkpoint
 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(rel_state.store_dir / "checkpoint", ckpt)

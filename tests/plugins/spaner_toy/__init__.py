@@ -1,7 +1,7 @@
 """A toy third-party encoder plugin: a 'sensor' modality read from small CSV files.
 
 Each CSV row (4 floats) is one token. It is registered only through the ``spaner.encoders``
-entry-point group (see tests/test_plugins.py), exactly as an external package would.
+entry-point group (see tests/encoders/test_plugins.py), exactly as an external package would.
 """
 
 from __future__ import annotations

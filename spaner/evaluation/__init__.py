@@ -1,0 +1,1 @@
+"""Evaluation: retrieval and coherence metrics, and baselines scored side by side in one run."""

@@ -1,0 +1,1 @@
+"""Search: score calibration across modalities, the one calibrated merge, spoken queries."""

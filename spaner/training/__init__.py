@@ -1,0 +1,1 @@
+"""Few-shot training: manifests, cached frozen features, augmentation, batches, the fit loop."""
