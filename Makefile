@@ -69,8 +69,8 @@ soak: $(STAMP)
 	$(PY) benchmarks/soak.py --seconds 60
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check spaner encoders index app tests benchmarks
-	$(VENV)/bin/ruff format --check spaner encoders index app tests benchmarks
+	$(VENV)/bin/ruff check spaner encoders index app tests benchmarks studies
+	$(VENV)/bin/ruff format --check spaner encoders index app tests benchmarks studies
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .spaner-demo

@@ -4,7 +4,7 @@
 ``auto``'s rule (transcript alone or with the audio embedding, and its no-speech threshold) is
 chosen without test: the threshold separating the train+val spoken clips from the val sounds,
 the route on the val clips; reported on the test clips, with and without biasing. The vocabulary is what a deployment serving the collection has: every English
-text item and concept name (biasing's own settings: ``benchmarks/spoken_bias_choice.py``).
+text item and concept name (biasing's own settings: ``studies/spoken_bias_choice.py``).
 
     .venv/bin/spaner datasets tuxpaint --out /tmp/tuxpaint
     .venv/bin/spaner train --manifest /tmp/tuxpaint/manifest.jsonl --profile offline --out /tmp/tux-ckpt

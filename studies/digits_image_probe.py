@@ -7,7 +7,7 @@ training images per digit (seeded draws) plus ``--copies`` augmented copies of e
 (:mod:`spaner.training.image_augment`, as ``TrainConfig.image_augment`` makes them) and scored on the
 ``val`` and ``test`` images. Choose on ``val``; ``test`` is printed for the record.
 
-    .venv/bin/python benchmarks/digits_image_probe.py --manifest /tmp/digits/manifest.jsonl \\
+    .venv/bin/python studies/digits_image_probe.py --manifest /tmp/digits/manifest.jsonl \\
         --copies 0,8 [--encoders randconv-wide-image] [--json]
 """
 

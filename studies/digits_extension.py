@@ -9,7 +9,7 @@
    together. Repeated with separate per-modality prompts, where the audio aligner gets its
    own prompt instead of the frozen shared one.
 
-    .venv/bin/python benchmarks/digits_extension.py --manifest /tmp/digits/manifest.jsonl [--seeds 3] [--json]
+    .venv/bin/python studies/digits_extension.py --manifest /tmp/digits/manifest.jsonl [--seeds 3] [--json]
 
 The digits manifest is concept-grouped, one modality per line, so the two training manifests
 are plain line filters of it. The last line with ``--json`` is one JSON object.

@@ -8,7 +8,7 @@ Candidates: raw pixel patches vs random conv nets of several widths/depths for i
 log-mel variants (mel bins, frame stacking) and the random-conv audio encoder for audio.
 Candidates are chosen on the ``val`` split (its own held-out voices); ``test`` is reported.
 
-    .venv/bin/python benchmarks/digits_encoder_choice.py --manifest /tmp/digits/manifest.jsonl [--json]
+    .venv/bin/python studies/digits_encoder_choice.py --manifest /tmp/digits/manifest.jsonl [--json]
 """
 
 from __future__ import annotations

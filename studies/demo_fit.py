@@ -8,7 +8,7 @@ feature cache (run ``make demo`` or ``spaner demo`` once first) and prints, per 
 seconds, R@1 / R@10 / median rank of the own photo and own sound, the frog's croak's rank for
 ``frog``, and the validation recall of the best validated epoch.
 
-    .venv/bin/python benchmarks/demo_fit.py --workdir .spaner-demo \\
+    .venv/bin/python studies/demo_fit.py --workdir .spaner-demo \\
         '{"epochs": 40, "keep": "best", "val_every": 2, "patience": 10, "batch_size": 256, \\
           "audio_augment": 4}' '{}'
 

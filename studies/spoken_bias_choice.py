@@ -14,7 +14,7 @@ The default is the best ``R@1`` (what a user sees), ties broken by the lower ``o
 the collection does not have should stay what the user said), then by ``acc``; a
 leave-one-out run of that choice says how well choosing on 46 clips generalises.
 
-    .venv/bin/python benchmarks/spoken_bias_choice.py --manifest /tmp/tuxpaint/manifest.jsonl \\
+    .venv/bin/python studies/spoken_bias_choice.py --manifest /tmp/tuxpaint/manifest.jsonl \\
         --checkpoint /tmp/tux-ckpt [--json]
 """
 

@@ -8,7 +8,7 @@ split, per audio encoder, over seeds.
 
     .venv/bin/spaner datasets digits --out /tmp/digits
     .venv/bin/spaner datasets tuxpaint --out /tmp/tuxpaint
-    .venv/bin/python benchmarks/real_speech.py --digits /tmp/digits/manifest.jsonl \\
+    .venv/bin/python studies/real_speech.py --digits /tmp/digits/manifest.jsonl \\
         --spoken /tmp/tuxpaint/spoken-digits.jsonl [--audio whisper-tiny-en-audio,randconv-audio] \\
         [--seeds 3] [--json]
 """

@@ -7,7 +7,7 @@ score, against the raw cosine and against modality-centroid subtraction (each mo
 centroid subtracted before the cosine; not monotone per pair, so its per-direction R@1 moves).
 The choice is made on val; the same fits are scored on test for the report.
 
-    OMP_NUM_THREADS=1 SPANER_CACHE=/tmp/spcache .venv/bin/python benchmarks/calibration_choice.py \\
+    OMP_NUM_THREADS=1 SPANER_CACHE=/tmp/spcache .venv/bin/python studies/calibration_choice.py \\
         --manifest /tmp/digits/manifest.jsonl --seeds 3 --json
 """
 

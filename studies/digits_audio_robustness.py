@@ -6,7 +6,7 @@ see ``spaner.training.augment``) on the same few-shot samples, and scores audio 
 held-out test voices twice: the original clips, and a telephone-band copy of them
 (resampled to 8 kHz, 300-3400 Hz, back to 16 kHz). Nothing of the test set is trained on.
 
-    .venv/bin/python benchmarks/digits_audio_robustness.py --manifest /tmp/digits/manifest.jsonl [--json]
+    .venv/bin/python studies/digits_audio_robustness.py --manifest /tmp/digits/manifest.jsonl [--json]
 """
 
 from __future__ import annotations

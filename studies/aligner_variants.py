@@ -4,7 +4,7 @@ The frozen features are prepared once; each variant (aligner and training settin
 ``+``; ``:METHOD`` picks a baseline instead of SPANER) is trained on them and scored on ``val``
 and ``test``. Choose on ``val``; ``test`` is printed for the record, never to choose by.
 
-    .venv/bin/python benchmarks/aligner_variants.py --manifest /tmp/tuxen/manifest.jsonl \\
+    .venv/bin/python studies/aligner_variants.py --manifest /tmp/tuxen/manifest.jsonl \\
         --profile offline base anchor_fixed anchor_fixed+augment anchor_fixed:linear_adapter
 """
 

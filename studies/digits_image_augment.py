@@ -6,7 +6,7 @@ aligner, default training settings, ``TrainConfig.image_augment`` = copies) on t
 leaving the audio out makes a run several times cheaper) and scored on the ``val`` split, which
 chooses; ``--test`` also prints the test split for the record.
 
-    .venv/bin/python benchmarks/digits_image_augment.py --manifest /tmp/digits/manifest.jsonl \\
+    .venv/bin/python studies/digits_image_augment.py --manifest /tmp/digits/manifest.jsonl \\
         --copies 0,8 --seeds 0,1
 """
 

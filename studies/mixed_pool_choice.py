@@ -5,7 +5,7 @@ of :class:`spaner.model.config.TrainConfig`) for each seed on the digits benchma
 the manifest's ``val`` split: per-direction R@1 (mean over the six directions) and, per query
 modality, the mixed-pool P@10, its ratio to the per-direction P@10 and the modality-mix ratio.
 
-    OMP_NUM_THREADS=1 SPANER_CACHE=/tmp/spcache .venv/bin/python benchmarks/mixed_pool_choice.py \\
+    OMP_NUM_THREADS=1 SPANER_CACHE=/tmp/spcache .venv/bin/python studies/mixed_pool_choice.py \\
         --manifest /tmp/digits/manifest.jsonl --seeds 2 --variant pairs=loss:pairs \\
         --variant mixed=loss:mixed --json
 
