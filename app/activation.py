@@ -10,16 +10,15 @@ is opened. A request sees the old space or the new one, never a mix.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from spaner.index import EmbeddingSpace, FaissConfig, Item, VectorStore, create_store, open_store
-from spaner.index.atomic_io import fsync_dir
+from spaner.index.atomic_io import fsync_dir, move_into_place
 
+from spaner.ingest.binding import CHECKPOINT_DIR, MODELS_DIR, write_binding
 from spaner.model.checkpoint import checkpoint_hash, load_checkpoint
 from spaner.pipeline import Spaner, build_encoders
 from spaner.search.calibration import load_calibration
@@ -28,16 +27,14 @@ from .errors import Conflict
 from .jobs import Job
 from .killpoints import progress_point
 from .model_registry import model_path
-from .state import CHECKPOINT_DIR, MODELS_DIR, ActiveSpace, ServiceState, model_id_of, write_binding
+from .recovery import BUILD, PARKED, adopt_models, discard, recover_activation
+from .state import ActiveSpace, ServiceState, model_id_of
 
 __all__ = ["start_activation", "recover_activation"]
 
 log = logging.getLogger(__name__)
 
 BATCH = 64
-#: sibling folders of the store during an activation: the new store being built, the previous
-#: store after the switch, and folders being removed
-_BUILD, _PARKED, _TRASH = ".next-", ".old-", ".trash-"
 
 
 def _load_model(path: Path, current: Spaner, device: str) -> Spaner:
@@ -110,82 +107,14 @@ def _swap_dirs(state: ServiceState, old: ActiveSpace, build: Path, parked: Path)
     live = state.store_dir
     old.store.close()
     progress_point("activate:swap:closed")
-    os.replace(live, parked)
+    move_into_place(live, parked)
     progress_point("activate:swap:parked")
     try:
-        os.replace(build, live)  # the commit point
+        move_into_place(build, live)  # the commit point
     except OSError:
-        os.replace(parked, live)
+        move_into_place(parked, live)
         raise
-    fsync_dir(live.parent)
     progress_point("activate:swap:moved-in")
-
-
-def _adopt_models(parked: Path, live: Path, events: bool = True) -> None:
-    """Move the trained models of the parked (previous) store into the live one (``events``:
-    count progress events; not during the recovery at start, which is not a job)."""
-    src = parked / MODELS_DIR
-    if src.is_dir():
-        (live / MODELS_DIR).mkdir(exist_ok=True)
-        moved = 0
-        for entry in sorted(src.iterdir()):
-            dest = live / MODELS_DIR / entry.name
-            if not entry.name.startswith(".") and not dest.exists():
-                os.replace(entry, dest)
-                moved += 1
-                if moved == 1 and events:  # one event however many models
-                    progress_point("activate:swap:first-model-moved")
-    if events:
-        progress_point("activate:swap:models-moved")
-
-
-def _discard(path: Path, store_dir: Path) -> None:
-    """Remove a leftover folder beside ``store_dir``: renamed to a ``.trash-`` name first, so
-    a crash half-way through the removal leaves nothing that looks like a store or a build."""
-    if not path.exists():
-        return
-    trash = store_dir.parent / f".{store_dir.name}{_TRASH}{uuid.uuid4().hex[:12]}"
-    os.replace(path, trash)
-    shutil.rmtree(trash, ignore_errors=True)
-
-
-def recover_activation(store_dir: Path) -> list[str]:
-    """Finish or undo the folder swap of an activation a crash interrupted; remove leftovers.
-
-    Called before the store is opened (with the writer lock held). Returns what it did."""
-    parent, name = store_dir.parent, store_dir.name
-    notes: list[str] = []
-    if not parent.is_dir():
-        return notes
-    parked = sorted(parent.glob(f".{name}{_PARKED}*"))
-    if parked and not (store_dir / "store.json").is_file():
-        if store_dir.is_dir() and not any(store_dir.iterdir()):
-            store_dir.rmdir()
-        os.replace(parked[0], store_dir)  # killed between the two renames: the old store
-        fsync_dir(parent)
-        notes.append(f"put the previous store back from {parked[0].name}")
-        parked = parked[1:]
-    for p in parked:  # killed after the commit: keep the new store, adopt the models
-        _adopt_models(p, store_dir, events=False)
-        _discard(p, store_dir)
-        notes.append(f"finished the switch: removed {p.name}")
-    for p in sorted(parent.glob(f".{name}{_BUILD}*")):
-        _discard(p, store_dir)
-        notes.append(f"removed the unfinished build {p.name}")
-    for p in sorted(parent.glob(f".{name}{_TRASH}*")):
-        shutil.rmtree(p, ignore_errors=True)
-        notes.append(f"removed {p.name}")
-    for p in sorted(parent.glob(f"..{name}{_BUILD}*.lock")):  # a killed build's writer lock
-        p.unlink(missing_ok=True)
-        notes.append(f"removed {p.name}")
-    models = store_dir / MODELS_DIR
-    if models.is_dir():
-        for p in sorted(models.glob(".tmp-*")):
-            shutil.rmtree(p, ignore_errors=True)
-            notes.append(f"removed {MODELS_DIR}/{p.name}")
-    if notes:
-        log.warning("%s: recovered from an interrupted job: %s", store_dir, "; ".join(notes))
-    return notes
 
 
 def _run_activation(state: ServiceState, job: Job, model_id: str) -> dict[str, Any]:
@@ -197,14 +126,14 @@ def _run_activation(state: ServiceState, job: Job, model_id: str) -> dict[str, A
     new_sp = _load_model(src, start.spaner, state.settings.device)
     space = EmbeddingSpace(checkpoint_hash(src), int(new_sp.model.dim))
     live = state.store_dir
-    build = live.parent / f".{live.name}{_BUILD}{job.id}"
-    parked = live.parent / f".{live.name}{_PARKED}{job.id}"
+    build = live.parent / f".{live.name}{BUILD}{job.id}"
+    parked = live.parent / f".{live.name}{PARKED}{job.id}"
     new_store = _create_like(start.store, build, space)
     try:
         shutil.copytree(src, build / CHECKPOINT_DIR)
         # the previous model stays activatable: its checkpoint goes along into models/
         shutil.copytree(live / CHECKPOINT_DIR, build / MODELS_DIR / start.model_id)
-        write_binding(build, space.checkpoint_hash, space.dim, new_sp.model.config.profile)
+        write_binding(build, space, new_sp.model.config.profile)
         with state.reading() as active:
             todo = _all_ids(active.store)
         done: set[int] = set()
@@ -243,15 +172,15 @@ def _run_activation(state: ServiceState, job: Job, model_id: str) -> dict[str, A
             state.swap(ActiveSpace(new_sp, store, space))
             progress_point("activate:swap:opened")
         try:
-            _adopt_models(parked, live)
-            _discard(parked, live)
+            adopt_models(parked, live)
+            discard(parked, live)
         except OSError as exc:  # the switch is done; the next start finishes this
             log.warning("%s: could not tidy up after the switch (%s)", live, exc)
         progress_point("activate:swap:cleaned")
     except BaseException:
         if not new_store._closed:  # type: ignore[attr-defined]
             new_store.close()
-        _discard(build, live)
+        discard(build, live)
         raise
     log.info("activated model %s (%d items re-embedded)", model_id, count)
     return {

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from spaner.index.atomic_io import move_into_place
+
+from spaner.ingest.binding import CHECKPOINT_DIR
 from spaner.model.checkpoint import CONFIG_NAME, checkpoint_hash
 from spaner.pipeline import Spaner
 
 from .errors import NotFound
-from .state import CHECKPOINT_DIR, ServiceState, model_id_of
+from .state import ServiceState, model_id_of
 
 __all__ = ["save_model", "list_models", "model_path", "json_safe"]
 
@@ -42,7 +44,7 @@ def save_model(state: ServiceState, spaner: Spaner, info: dict[str, Any]) -> str
         mid = model_id_of(checkpoint_hash(tmp / "c"))
         dest = state.models_dir / mid
         if not dest.exists():
-            os.replace(tmp / "c", dest)
+            move_into_place(tmp / "c", dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return mid

@@ -1,70 +1,51 @@
 """Service state: the active space (model + store), the models folder and the job runner.
 
-Store layout (``--store DIR``)::
+Store layout (``--store DIR``; :mod:`spaner.ingest.binding` owns it, ``spaner ingest`` and
+``spaner search`` use the same)::
 
     DIR/                 a spaner.index store (store.json, metadata.sqlite, content/, index/)
+    DIR/spaner.json      the binding record: which checkpoint made the store's vectors
     DIR/checkpoint/      the model whose space the store holds (fixes the space)
     DIR/models/<id>/     checkpoints trained by few-shot fit jobs, activatable by id
 
-Requests read :attr:`ServiceState.active` under a shared lock; activating a model builds a
-new store beside ``DIR`` and swaps it in under the exclusive lock, so a request sees either
-the old space or the new one, never a mix.
+Requests read :attr:`ServiceState.active` under a shared lock; activating a model
+(:mod:`.activation`) builds a new store beside ``DIR`` and swaps it in under the exclusive
+lock, so a request sees either the old space or the new one, never a mix. This module holds
+that state and opens it; it imports neither the activation nor the model registry, which
+act on it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from spaner.index import EmbeddingSpace, VectorStore, create_store, open_store
-from spaner.index.registry import remove_stale_builds
+from spaner.index import EmbeddingSpace, VectorStore, open_store
 from spaner.index.store_lock import WriterLock, acquire_writer_lock
 
 from spaner.errors import ConfigError
+from spaner.ingest.binding import (
+    CHECKPOINT_DIR,
+    MODELS_DIR,
+    adopt_checkpoint,
+    create_bound_store,
+    write_binding,
+)
 from spaner.model.checkpoint import checkpoint_hash
 from spaner.pipeline import Spaner
 
 from .job_store import JobStore, jobs_db_path
 from .jobs import JobRunner
+from .recovery import recover_activation
 from .rwlock import RWLock
 from .settings import Settings
 
-__all__ = ["ActiveSpace", "ServiceState", "CHECKPOINT_DIR", "MODELS_DIR"]
+__all__ = ["ActiveSpace", "ServiceState", "model_id_of", "CHECKPOINT_DIR", "MODELS_DIR"]
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_DIR = "checkpoint"
-MODELS_DIR = "models"
-#: the store -> model record that ``spaner ingest`` / ``spaner search`` read (spaner.ingest.binding)
-BINDING_NAME = "spaner.json"
-_CKPT_PREFIX = ".ckpt-"
-
-
-def write_binding(store_dir: Path, space_id: str, dim: int, profile: str | None) -> None:
-    """Record ``checkpoint/`` as the store's model, so the ingest/search CLIs use it too."""
-    doc = {"checkpoint": CHECKPOINT_DIR, "space_id": space_id, "dim": dim, "profile": profile}
-    tmp = store_dir / f".{BINDING_NAME}.tmp"
-    tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
-    os.replace(tmp, store_dir / BINDING_NAME)
-
-
-def _bound_checkpoint(store_dir: Path) -> Path | None:
-    """The checkpoint ``spaner ingest`` recorded for this store, if any."""
-    f = store_dir / BINDING_NAME
-    if not f.is_file():
-        return None
-    rec = json.loads(f.read_text(encoding="utf-8")).get("checkpoint")
-    if not rec:
-        return None
-    p = Path(rec)
-    return p if p.is_absolute() else store_dir / p
 
 
 def model_id_of(space_id: str) -> str:
@@ -98,58 +79,23 @@ def _space_of(spaner: Spaner) -> EmbeddingSpace:
 
 
 def _new_store(settings: Settings) -> ActiveSpace:
-    """Create ``settings.store`` with its model: ``--checkpoint`` or an untrained ``--profile``.
-
-    The store, its ``checkpoint/`` and ``spaner.json`` appear together (``create_store``
-    builds them in a hidden sibling folder and renames it), so a crash mid-creation leaves no
-    half-made store: the next start creates it again."""
-    store_dir = settings.store
-    if store_dir.exists() and any(store_dir.iterdir()):
-        raise ConfigError(
-            f"{store_dir} exists, is not empty and is not a SPANER store (no store.json)"
-        )
-    store_dir.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_builds(store_dir, (_CKPT_PREFIX,))
-    tmp = Path(tempfile.mkdtemp(dir=store_dir.parent, prefix=f".{store_dir.name}{_CKPT_PREFIX}"))
-    try:
-        if settings.checkpoint is not None:
-            src = Spaner.load(settings.checkpoint, device=settings.device)
-            shutil.copytree(settings.checkpoint, tmp / "c")
-            spaner = Spaner(src.model, src.encoders, tmp / "c", src.calibration)
-        else:
-            spaner = Spaner.from_profile(settings.profile, device=settings.device)
-            spaner.save(
-                tmp / "c",
-                extra={"note": f"untrained {settings.profile} model, created by spaner serve"},
-            )
-        space = _space_of(spaner)
-
-        def prepare(build: Path) -> None:
-            os.replace(tmp / "c", build / CHECKPOINT_DIR)
-            write_binding(build, space.checkpoint_hash, space.dim, spaner.model.config.profile)
-
-        store = create_store(store_dir, space, prepare=prepare)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    spaner.checkpoint = store_dir / CHECKPOINT_DIR
-    log.info("created store %s (model %s)", store_dir, model_id_of(space.checkpoint_hash))
-    return ActiveSpace(spaner, store, space)
+    """Create ``settings.store`` with its model: ``--checkpoint`` or an untrained ``--profile``
+    (crash-safe: :func:`spaner.ingest.binding.create_bound_store`)."""
+    bound = create_bound_store(
+        settings.store,
+        checkpoint=settings.checkpoint,
+        profile=settings.profile,
+        device=settings.device,
+        note=f"untrained {settings.profile} model, created by spaner serve",
+    )
+    space = _space_of(bound.spaner)
+    log.info("created store %s (model %s)", settings.store, model_id_of(space.checkpoint_hash))
+    return ActiveSpace(bound.spaner, bound.store, space)
 
 
 def _existing_store(settings: Settings) -> ActiveSpace:
     store_dir = settings.store
-    ckpt = store_dir / CHECKPOINT_DIR
-    if not ckpt.is_dir():
-        bound = _bound_checkpoint(store_dir)  # a store made by `spaner ingest`
-        if settings.checkpoint is None and bound is not None and bound.is_dir():
-            shutil.copytree(bound, ckpt)
-        elif settings.checkpoint is None:
-            raise ConfigError(
-                f"{store_dir} has no {CHECKPOINT_DIR}/ folder: pass --checkpoint with the model "
-                "that produced its vectors"
-            )
-        else:
-            shutil.copytree(settings.checkpoint, ckpt)
+    ckpt = adopt_checkpoint(store_dir, settings.checkpoint)  # an older layout: copied in
     spaner = Spaner.load(ckpt, device=settings.device)
     space = _space_of(spaner)
     if (
@@ -161,7 +107,7 @@ def _existing_store(settings: Settings) -> ActiveSpace:
             f"--checkpoint {settings.checkpoint}; drop --checkpoint, or fit/activate through the API"
         )
     store = open_store(store_dir, space)
-    write_binding(store_dir, space.checkpoint_hash, space.dim, spaner.model.config.profile)
+    write_binding(store_dir, space, spaner.model.config.profile)
     return ActiveSpace(spaner, store, space)
 
 
@@ -201,8 +147,6 @@ class ServiceState:
         The service holds the store's writer lock until :meth:`close` (across model
         activations, which swap the store folder): ``spaner ingest`` on the same store is
         refused meanwhile with a message naming this server."""
-        from .activation import recover_activation
-
         lock = acquire_writer_lock(settings.store)
         try:
             recover_activation(settings.store)

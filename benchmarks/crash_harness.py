@@ -488,9 +488,10 @@ def _check_created(flow: str, store: Path) -> str | None:
         st = open_store(store, None)
         vec = np.eye(1, st.dim, dtype=np.float32)
     else:
+        from spaner.ingest.binding import bound_checkpoint
         from spaner.model.checkpoint import checkpoint_hash
 
-        ckpt = store / ("checkpoint" if flow == "serve" else "model")
+        ckpt = bound_checkpoint(store) or store / "checkpoint"  # where its spaner.json says
         st = open_store(store, None)
         if not ckpt.is_dir():
             st.close()

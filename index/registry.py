@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .atomic_io import fsync_dir
+from .atomic_io import fsync_dir, move_into_place
 from .base import VectorStore
 from .errors import StoreError
 from .space import EmbeddingSpace, StoreManifest
@@ -114,8 +113,7 @@ def _build(
         if prepare is not None:
             prepare(build)
         fsync_dir(build)
-        os.replace(build, target)  # the commit point (replaces an empty folder on POSIX)
-        fsync_dir(target.parent)
+        move_into_place(build, target)  # the commit point (replaces an empty folder on POSIX)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -5,10 +5,10 @@ the content (image/audio magic bytes) and the extension (.txt/.md are text, one 
 file). Bad files are reported and skipped; the run goes on. Re-running skips content already
 stored, so an interrupted ingest resumes where it stopped.
 
-The first ingest creates the store: with --checkpoint (a trained SPANER checkpoint) or
---profile (an untrained model of that profile, saved into the store as DIR/model; without
-either, the offline profile, which needs no network). Later runs use the checkpoint
-recorded in the store.
+The first ingest creates the store with its model in DIR/checkpoint: a copy of --checkpoint
+(a trained SPANER checkpoint), or an untrained model of --profile (without either, the
+offline profile, which needs no network). Later runs use the checkpoint recorded in the
+store's spaner.json (the layout ``spaner serve`` uses too: spaner.ingest.binding).
 
 With --engine ray the encoders run on a Ray actor pool (a local Ray, or the cluster at
 --ray-address), each actor loading the model once; results are the same as without it.
@@ -77,6 +77,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Milvus server URI (http://host:19530); default: Milvus Lite file in the store",
     )
     b.add_argument("--milvus-token", default="", help="Milvus token (user:password or API key)")
+    b.add_argument(
+        "--text-fields",
+        default=None,
+        metavar="FIELDS",
+        help="comma-separated metadata (extra) fields the lexical search also indexes, e.g. "
+        "caption,title (default: none; texts and audio transcripts are always indexed). "
+        "Given for an existing store, its full-text index is rebuilt with these fields",
+    )
     p.add_argument(
         "--batch-size", type=int, default=32, help="items per encoder batch and store commit"
     )
@@ -125,13 +133,38 @@ def backend_config(args: argparse.Namespace):
     if args.backend == "milvus":
         from spaner.index import MilvusConfig
 
-        return MilvusConfig(uri=args.milvus_uri, token=args.milvus_token)
+        return MilvusConfig(
+            uri=args.milvus_uri, token=args.milvus_token, text_fields=text_fields(args)
+        )
     from spaner.index import FaissConfig
 
-    cfg = FaissConfig(factory=args.factory)
+    cfg = FaissConfig(factory=args.factory, text_fields=text_fields(args))
     if args.nprobe is not None:
         cfg.nprobe = args.nprobe
     return cfg
+
+
+def text_fields(args: argparse.Namespace) -> list[str]:
+    """The --text-fields names, checked (a bad name is refused before a store is made)."""
+    from spaner.index.lexical import check_text_fields
+
+    try:
+        return list(check_text_fields(args.text_fields))
+    except ValueError as exc:
+        raise ConfigError(f"--text-fields: {exc}") from exc
+
+
+def set_text_fields(args: argparse.Namespace) -> None:
+    """--text-fields on an existing store: re-index its full-text index with them."""
+    if args.text_fields is None or not (args.store / "store.json").is_file():
+        return
+    from spaner.index import open_store
+
+    with open_store(args.store, None) as store:
+        if store.set_text_fields(text_fields(args)):
+            log.info(
+                "%s: full-text index rebuilt with text fields %s", args.store, args.text_fields
+            )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -149,13 +182,15 @@ def run(args: argparse.Namespace) -> int:
         args.profile = DEFAULT_PROFILE
         log.warning(
             "new store without --checkpoint/--profile: using an untrained %r model "
-            "(saved as %s/model); train one with `spaner train` for better search",
+            "(saved as %s/checkpoint); train one with `spaner train` for better search",
             DEFAULT_PROFILE,
             args.store,
         )
     if args.batch_size <= 0:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
     mods = [m.strip() for m in args.modalities.split(",") if m.strip()] if args.modalities else None
+    text_fields(args)
+    set_text_fields(args)
     report = ingest(
         args.paths,
         args.store,

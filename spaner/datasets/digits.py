@@ -403,21 +403,14 @@ def build_digits(
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
     out.parent.mkdir(parents=True, exist_ok=True)
+    from spaner.index.atomic_io import swap_into_place
+
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    old: Path | None = None
     try:
         result = _write_dataset(tmp, config, workers, progress)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old / "data")
-        os.replace(tmp, out)
+        swap_into_place(tmp, out)  # the previous build is put back if this fails
     except BaseException:
-        if old is not None and not out.exists():
-            os.replace(old / "data", out)  # put the previous build back
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     log.info("digits: %d items in %s (%.1f s)", result.counts["total"], out, result.seconds)
     return DigitsResult(out=out, counts=result.counts, voices=result.voices, seconds=result.seconds)

@@ -349,9 +349,9 @@ def build_tuxpaint(
             "licence": "GPL-2 (Debian tuxpaint-stamps-default); see the package's copyright file",
         }
         (data / "dataset.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(data, out)
+        from spaner.index.atomic_io import swap_into_place
+
+        swap_into_place(data, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     seconds = time.perf_counter() - start

@@ -75,7 +75,9 @@ def download_deb() -> Path:
                 "run `apt-get update` first, or pass a stamps folder or .deb with --from PATH"
             )
         target = cache / debs[0].name
-        os.replace(debs[0], target)
+        from spaner.index.atomic_io import move_into_place
+
+        move_into_place(debs[0], target)
     return target
 
 

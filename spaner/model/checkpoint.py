@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 
 from spaner.errors import CheckpointError, ConfigError, DiskFullError, is_disk_full
+from spaner.index.atomic_io import atomic_write_text, atomic_write_with, swap_into_place
 from spaner.model.config import SpanerConfig, from_dict
 from spaner.model.network import SpanerModel
 from spaner.search.calibration import Calibration
@@ -29,19 +29,6 @@ __all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_hash", "CONFIG_NAME
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # after the rename: the checkpoint is in place either way
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(
@@ -83,32 +70,17 @@ def _save(
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         # one metadata key only: safetensors writes a multi-key metadata map in arbitrary order,
         # which would make the bytes (and the checkpoint hash) differ between identical saves
-        save_file(
-            state,
-            str(tmp / WEIGHTS_NAME),
-            metadata={"format": f"spaner-v{model.config.format_version}"},
+        atomic_write_with(
+            tmp / WEIGHTS_NAME,
+            lambda f: save_file(
+                state, f, metadata={"format": f"spaner-v{model.config.format_version}"}
+            ),
         )
         doc = {"spaner": model.config.to_dict(), "extra": extra or {}}
-        with open(tmp / CONFIG_NAME, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=2, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        with open(tmp / WEIGHTS_NAME, "rb") as fh:
-            os.fsync(fh.fileno())
+        atomic_write_text(tmp / CONFIG_NAME, json.dumps(doc, indent=2, sort_keys=True))
         if calibration is not None:
             calibration.save(tmp)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            try:
-                os.replace(tmp, path)
-            except BaseException:
-                os.replace(old, path)  # put the previous checkpoint back
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        swap_into_place(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,14 +176,11 @@ class Calibration:
         return cls(str(method), pairs, str(d.get("fitted_on", "val")))
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``calibration.json`` into ``directory`` (temporary file + rename)."""
+        """Write ``calibration.json`` into ``directory`` (atomically)."""
+        from spaner.index.atomic_io import atomic_write_text
+
         path = Path(directory) / CALIBRATION_NAME
-        tmp = path.with_name(f".{CALIBRATION_NAME}.tmp-{os.getpid()}")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(self.to_dict(), fh, indent=2, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True))
         return path
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from spaner.encoders.base import Encoder, ItemTokens
+from spaner.index.atomic_io import atomic_write_with
 
 __all__ = [
     "FeatureCache",
@@ -88,14 +88,8 @@ class FeatureCache:
         tensors = {"tokens": item.tokens.contiguous()}
         if item.native is not None:
             tensors["native"] = item.native.contiguous()
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        # a cache: never torn, but not fsynced (a lost entry is only recomputed)
+        atomic_write_with(path, lambda tmp: save_file(tensors, tmp), fsync=False)
 
 
 def encode_items(

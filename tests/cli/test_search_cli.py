@@ -206,7 +206,7 @@ def test_error_paths_exit_2_with_one_line(built, tmp_path, capsys, argv, needle)
 def test_search_refuses_another_checkpoint(built, tmp_path, capsys) -> None:
     from spaner.pipeline import Spaner
 
-    other = Spaner.load(built["store"] / "model").save(tmp_path / "other", extra={"x": 1})
+    other = Spaner.load(built["store"] / "checkpoint").save(tmp_path / "other", extra={"x": 1})
     rc = main(
         ["search", "--store", str(built["store"]), "--text", "a", "--checkpoint", str(other), "-q"]
     )

@@ -205,9 +205,9 @@ def test_cli_ingest_profile_json_and_exit_codes(tmp_path, small_set, capsys) -> 
     )
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rc == 0 and out["added_by_modality"] == {"image": 6} and out["created"]
-    assert (store_dir / "model" / "config.json").is_file()
+    assert (store_dir / "checkpoint" / "config.json").is_file()
     bind = json.loads((store_dir / "spaner.json").read_text())
-    assert bind["checkpoint"] == "model" and bind["profile"] == "tiny"
+    assert bind["checkpoint"] == "checkpoint" and bind["profile"] == "tiny"
     # later runs use the recorded model; a bad file makes the exit status 1
     (tmp_path / "x.txt").write_text("")
     rc = main(
