@@ -94,9 +94,9 @@ def _load_state(workdir: Path) -> dict[str, Any]:
 
 
 def _save_state(workdir: Path, state: dict[str, Any]) -> None:
-    tmp = workdir / f".{STATE_FILE}.tmp"
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, workdir / STATE_FILE)
+    from spaner.index.atomic_io import atomic_write_text
+
+    atomic_write_text(workdir / STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
 
 
 def _file_hash(path: Path) -> str:
@@ -173,9 +173,9 @@ def _build_collection(cfg: DemoConfig, work: Path, progress: bool) -> tuple[str,
                     row = json.loads(line)
                     row["split"] = "val" if row.get("split") == "val" else "train"
                     out.append(json.dumps(row, ensure_ascii=False, sort_keys=True))
-                tmp = train.with_suffix(".tmp")
-                tmp.write_text("\n".join(out) + "\n", encoding="utf-8")
-                os.replace(tmp, train)
+                from spaner.index.atomic_io import atomic_write_text
+
+                atomic_write_text(train, "\n".join(out) + "\n")
             return "tuxpaint", train, data / "manifest.jsonl"
     if cfg.collection != "digits":
         raise ValueError(f"unknown demo collection {cfg.collection!r} (tuxpaint or digits)")
