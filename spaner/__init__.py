@@ -35,6 +35,7 @@ _LAZY: dict[str, str] = {
     "Filter": "spaner.index",
     "Item": "spaner.index",
     "EmbeddingSpace": "spaner.index",
+    "Modality": "spaner.modality",
 }
 
 __all__ = [
@@ -46,11 +47,13 @@ __all__ = [
     "Filter",
     "Item",
     "EmbeddingSpace",
+    "Modality",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads them
     from spaner.index import EmbeddingSpace, Filter, Item, create_store, open_store
     from spaner.model.config import TrainConfig
+    from spaner.modality import Modality
     from spaner.pipeline import Spaner
 
 
