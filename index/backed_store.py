@@ -9,6 +9,10 @@ idempotent) -> one SQLite transaction with metadata and vectors (the commit poin
 to the index. A crash before the commit leaves at most orphan content files; a crash after it
 leaves an index that is behind, which :meth:`_reconcile` patches on the next open from the
 vectors stored in SQLite.
+
+The full-text index (:mod:`.lexical`) lives in the same SQLite database and is written in the
+same transaction as the metadata, so it needs no reconciliation; :meth:`lexical_search`
+queries it with BM25.
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ import numpy as np
 
 from spaner.errors import is_disk_full
 
+from . import lexical
 from .base import RepairReport, VectorStore
 from .content_store import ContentStore
 from .errors import StoreError, StoreFullError, UnknownIdError
 from .filters import Filter
+from .lexical_store import LexicalChannel
 from .meta_cache import MetaCache, row_to_metadata
 from .metadata import MetadataDB
 from .records import Hit, Item, SearchResults, coerce_items
@@ -41,7 +47,7 @@ __all__ = ["MetadataBackedStore"]
 log = logging.getLogger(__name__)
 
 
-class MetadataBackedStore(VectorStore):
+class MetadataBackedStore(LexicalChannel, VectorStore):
     """Base for backends: SQLite holds ids, metadata, content refs and the vectors."""
 
     def __init__(self, path: Path, manifest: StoreManifest) -> None:
@@ -50,6 +56,8 @@ class MetadataBackedStore(VectorStore):
         self.space = manifest.space
         self.dim = manifest.space.dim
         self.normalize = bool(manifest.backend_config.get("normalize", False))
+        #: ``extra`` fields whose text the full-text index holds (``backend_config``)
+        self.text_fields = lexical.text_fields_of(manifest.backend_config.get("text_fields"))
         self._lock = threading.RLock()
         self.meta = MetadataDB(self.path / "metadata.sqlite", self.dim)
         self.contents = ContentStore(self.path / "content")
@@ -171,6 +179,7 @@ class MetadataBackedStore(VectorStore):
         if len(vecs) == 0:
             return np.empty(0, np.int64)
         with self._lock, self._full_disk("adding items"):
+            self._ensure_lexical()
             self.contents.put_many(
                 {
                     it.content_hash: bytes(it.content)
@@ -194,6 +203,7 @@ class MetadataBackedStore(VectorStore):
         arr = np.asarray(list(ids), dtype=np.int64)
         with self._lock:
             with self._full_disk("deleting items"):
+                self._ensure_lexical()
                 gone, hashes, gen = self.meta.delete(arr.tolist())
             self.meta_cache.forget(gone)
             if gone:
@@ -329,6 +339,10 @@ class MetadataBackedStore(VectorStore):
             "by_modality": self.meta.counts_by("modality"),
             "by_concept": self.meta.counts_by("concept"),
             "config": dict(self.manifest.backend_config),
+            "lexical": {
+                "text_fields": list(self.text_fields),
+                "documents": self.meta.lexical_count() if self.meta.fts_schema else None,
+            },
             "last_repair": vars(self.last_repair),
         }
 

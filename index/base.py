@@ -85,6 +85,21 @@ class VectorStore(ABC):
         (one read-only :class:`HitList` per query, a sequence of :class:`Hit`; the stores
         here return a :class:`SearchResults`, which makes each list when first read)."""
 
+    def lexical_search(
+        self,
+        query: str,
+        k: int = 10,
+        modalities: str | Sequence[str] | None = None,
+        filters: Filter | None = None,
+    ) -> list[tuple[int, float]]:
+        """Full-text search of the text the store holds: up to ``k`` ``(id, score)`` pairs,
+        best first, ``score`` the BM25 relevance (higher is better, > 0; comparable only
+        within one query). ``[]`` when the query has no searchable word. Backends without a
+        full-text index raise :class:`NotImplementedError`."""
+        raise NotImplementedError(
+            f"the {self.backend!r} store backend has no full-text (lexical) index"
+        )
+
     @abstractmethod
     def get(self, ids: Iterable[int]) -> list[dict[str, Any]]:
         """Metadata of each id, in order; :class:`UnknownIdError` when one is missing."""

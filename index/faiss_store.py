@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from .faiss_index import (
 )
 from .filter_plan import Strategy, plan_search, widening_schedule
 from .filters import Filter
+from .lexical import text_fields_of
 from .space import EmbeddingSpace, StoreManifest
 from .vector_checks import check_vectors
 
@@ -78,6 +79,7 @@ class FaissConfig:
     train_size: int = 100_000  # max vectors sampled from the store to train an ANN index
     train_per_centroid: int = 50  # ... and at most this many per IVF list (k-means sample)
     train_iterations: int = 10  # k-means iterations (IVF coarse quantizer and PQ codebooks)
+    text_fields: list[str] = field(default_factory=list)  # extra fields full-text indexed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,8 +119,10 @@ class FaissStore(MetadataBackedStore):
     ) -> FaissStore:
         cfg = config or FaissConfig()
         build_index(space.dim, parse_factory(cfg.factory))  # fail before touching the disk
-        p = cls._create_dir(path, space, cfg.to_dict())
+        fields = list(text_fields_of(cfg.text_fields))  # refused before touching the disk
+        p = cls._create_dir(path, space, {**cfg.to_dict(), "text_fields": fields})
         store = cls(p, StoreManifest.read(p))
+        store.meta.ensure_lexical(store.text_fields)
         store.save()
         return store
 
@@ -272,6 +276,7 @@ class FaissStore(MetadataBackedStore):
 
     def _reconcile(self) -> RepairReport:
         report = RepairReport(temp_files_removed=self._remove_temp_files())
+        self._sync_lexical(report)
         cache_gen = self._load_cache(report)
         if cache_gen is None:
             self.index = build_index(self.dim, self.info)

@@ -6,11 +6,16 @@ committed mutation batch bumps ``generation``; rows carry the generation that wr
 deletions leave a tombstone with theirs, so an index cache checkpointed at generation g can be
 patched with :meth:`MetadataDB.changes_since`. Ids come from a monotonic counter and are never
 reused by the store.
+
+The full-text index ``items_fts`` (FTS5, see :mod:`.lexical`) is written and deleted in the
+same transactions as the ``items`` rows. Databases written before it (schema version 1) get
+it built from their stored text by :meth:`MetadataDB.ensure_lexical` (schema version 2).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -20,12 +25,15 @@ from typing import Any
 
 import numpy as np
 
+from . import lexical
 from .filters import Filter, to_sql
 from .records import Item
 
 __all__ = ["MetadataDB", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2  # 2: the full-text index items_fts
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
@@ -47,6 +55,7 @@ CREATE INDEX IF NOT EXISTS items_gen ON items(gen);
 CREATE TABLE IF NOT EXISTS tombstones (id INTEGER PRIMARY KEY, gen INTEGER NOT NULL);
 """
 _META_COLS = "id, modality, source, concept, content_hash, extra"
+_FTS_INSERT = f"INSERT INTO {{schema}}.{lexical.FTS_TABLE}(rowid, body, fields) VALUES (?,?,?)"
 
 
 def _row_meta(row: Sequence[Any]) -> dict[str, Any]:
@@ -70,6 +79,10 @@ class MetadataDB:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(_SCHEMA)
+        #: where the full-text index lives ("main"; "temp" for an old read-only store; None
+        #: until :meth:`ensure_lexical`) and the ``extra`` fields it holds
+        self.fts_schema: str | None = None
+        self.text_fields: tuple[str, ...] = ()
         with self.transaction() as cur:
             cur.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
             cur.execute("INSERT OR IGNORE INTO meta VALUES ('next_id', '0')")
@@ -79,11 +92,11 @@ class MetadataDB:
 
     # -- plumbing -----------------------------------------------------------------------
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Cursor]:
+    def transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Cursor]:
         """BEGIN IMMEDIATE … COMMIT (ROLLBACK on any exception)."""
         with self._lock:
             cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
+            cur.execute(f"BEGIN {mode}")
             try:
                 yield cur
             except BaseException:
@@ -127,7 +140,7 @@ class MetadataDB:
                 clash = self._existing(cur, ids)
                 if clash:
                     raise DuplicateIdError(f"ids already in the store: {clash[:5]}")
-            rows = []
+            rows, docs = [], []
             for i, item, vec in zip(ids.tolist(), items, vectors, strict=False):
                 is_text = isinstance(item.content, str)
                 kind = None if item.content is None else ("text" if is_text else "file")
@@ -145,7 +158,13 @@ class MetadataDB:
                         vec.tobytes(),
                     )
                 )
+                doc = lexical.document(rows[-1][8], item.extra, self.text_fields)
+                if doc is not None:
+                    docs.append((i, *doc))
             cur.executemany("INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+            if docs:
+                self._require_fts("main")
+                cur.executemany(_FTS_INSERT.format(schema="main"), docs)
             cur.executemany("DELETE FROM tombstones WHERE id=?", [(i,) for i in ids.tolist()])
             top = int(ids.max()) + 1 if len(ids) else next_id
             cur.execute("UPDATE meta SET value=? WHERE key='next_id'", (str(max(next_id, top)),))
@@ -169,11 +188,125 @@ class MetadataDB:
                     )
                 ]
                 cur.executemany("DELETE FROM items WHERE id=?", [(i,) for i in present])
+                self._require_fts("main")
+                cur.executemany(
+                    f"DELETE FROM main.{lexical.FTS_TABLE} WHERE rowid=?", [(i,) for i in present]
+                )
                 cur.executemany(
                     "INSERT OR REPLACE INTO tombstones VALUES (?, ?)", [(i, gen) for i in present]
                 )
                 cur.execute("UPDATE meta SET value=? WHERE key='generation'", (str(gen),))
         return present, hashes, gen
+
+    def _require_fts(self, schema: str) -> None:
+        if self.fts_schema != schema:
+            raise RuntimeError(
+                f"{self.path}: the full-text index is not open for writing (ensure_lexical first)"
+            )
+
+    # -- full-text index ----------------------------------------------------------------
+    def _has_fts(self, schema: str) -> bool:
+        q = f"SELECT 1 FROM {schema}.sqlite_master WHERE name=?"
+        return self._conn.execute(q, (lexical.FTS_TABLE,)).fetchone() is not None
+
+    def lexical_current(self, fields: Sequence[str]) -> bool:
+        """Whether the database's full-text index exists and holds exactly ``fields``."""
+        with self._lock:
+            return self._has_fts("main") and self.get_meta("fts_fields") == lexical.fields_key(
+                fields
+            )
+
+    def ensure_lexical(self, fields: Sequence[str], *, write: bool = True) -> bool:
+        """Make the full-text index hold the text of every item and the ``extra`` ``fields``;
+        returns True when it had to be (re)built: missing (a version-1 database) or built
+        with other fields. Built in one transaction from the stored rows. ``write=False``
+        (a read-only store) builds it in SQLite's temp schema (memory) instead."""
+        fields = tuple(fields)
+        with self._lock:
+            if self.fts_schema is not None and self.text_fields == fields:
+                return False
+            if self.lexical_current(fields):
+                self.fts_schema, self.text_fields = "main", fields
+                return False
+            schema = "main" if write else "temp"
+            with self.transaction("IMMEDIATE" if write else "DEFERRED") as cur:
+                cur.execute(f"DROP TABLE IF EXISTS {schema}.{lexical.FTS_TABLE}")
+                cur.execute(lexical.fts_ddl(schema))
+                n = self._fill_fts(cur, schema, fields)
+                if write:
+                    cur.execute(
+                        "INSERT OR REPLACE INTO meta VALUES ('fts_fields', ?)",
+                        (lexical.fields_key(fields),),
+                    )
+                    cur.execute(
+                        "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                        (str(SCHEMA_VERSION),),
+                    )
+            self.fts_schema, self.text_fields = schema, fields
+            log.info("%s: full-text index built in %s (%d documents)", self.path, schema, n)
+            return True
+
+    def _fill_fts(self, cur: sqlite3.Cursor, schema: str, fields: Sequence[str]) -> int:
+        read = self._conn.cursor()  # same connection and transaction as ``cur``
+        read.execute("SELECT id, text_content, extra FROM items ORDER BY id")
+        n = 0
+        while batch := read.fetchmany(10_000):
+            docs = []
+            for i, text, extra in batch:
+                doc = lexical.document(text, json.loads(extra), fields)
+                if doc is not None:
+                    docs.append((i, *doc))
+            cur.executemany(_FTS_INSERT.format(schema=schema), docs)
+            n += len(docs)
+        return n
+
+    def lexical_search(self, match: str, k: int, flt: Filter | None) -> list[tuple[int, float]]:
+        """(id, score) of the best ``k`` items for the FTS5 expression ``match`` (built by
+        :func:`.lexical.match_expression`), among those matching ``flt``; score = -bm25, so
+        higher is better and every score is > 0."""
+        t = f"{self.fts_schema}.{lexical.FTS_TABLE}"
+        clause, params = to_sql(flt)
+        if clause == "1":
+            q = (
+                f"SELECT rowid, bm25({lexical.FTS_TABLE}) FROM {t} "
+                f"WHERE {lexical.FTS_TABLE} MATCH ? ORDER BY bm25({lexical.FTS_TABLE}) LIMIT ?"
+            )
+            args: list[Any] = [match, k]
+        else:
+            q = (
+                f"SELECT {lexical.FTS_TABLE}.rowid, bm25({lexical.FTS_TABLE}) FROM {t} "
+                f"JOIN items ON items.id = {lexical.FTS_TABLE}.rowid "
+                f"WHERE {lexical.FTS_TABLE} MATCH ? AND ({clause}) "
+                f"ORDER BY bm25({lexical.FTS_TABLE}) LIMIT ?"
+            )
+            args = [match, *params, k]
+        with self._lock:
+            rows = self._conn.execute(q, args).fetchall()
+        return [(int(i), -float(s)) for i, s in rows]
+
+    def lexical_rows(self) -> dict[int, tuple[str, str]]:
+        """id -> (body, fields) of every row of the full-text index (checks and tests)."""
+        t = f"{self.fts_schema or 'main'}.{lexical.FTS_TABLE}"
+        with self._lock:
+            return {
+                int(i): (b, f)
+                for i, b, f in self._conn.execute(f"SELECT rowid, body, fields FROM {t}")
+            }
+
+    def lexical_count(self) -> int:
+        t = f"{self.fts_schema or 'main'}.{lexical.FTS_TABLE}"
+        with self._lock:
+            return int(self._conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
+
+    def expected_lexical_rows(self) -> dict[int, tuple[str, str]]:
+        """id -> (body, fields) the full-text index should hold, from the items rows."""
+        out = {}
+        with self._lock:
+            for i, text, extra in self._conn.execute("SELECT id, text_content, extra FROM items"):
+                doc = lexical.document(text, json.loads(extra), self.text_fields)
+                if doc is not None:
+                    out[int(i)] = doc
+        return out
 
     def prune_tombstones(self, upto_gen: int) -> None:
         with self.transaction() as cur:

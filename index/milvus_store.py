@@ -27,6 +27,7 @@ from .backed_store import MetadataBackedStore
 from .base import RepairReport
 from .errors import StoreError
 from .filters import Filter, to_milvus_expr
+from .lexical import text_fields_of
 from .records import Item
 from .space import EmbeddingSpace, StoreManifest
 
@@ -60,6 +61,7 @@ class MilvusConfig:
     index_params: dict[str, Any] = field(default_factory=dict)
     search_params: dict[str, Any] = field(default_factory=dict)
     normalize: bool = False
+    text_fields: list[str] = field(default_factory=list)  # extra fields full-text indexed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,8 +105,10 @@ class MilvusStore(MetadataBackedStore):
     ) -> MilvusStore:
         cfg = config or MilvusConfig()
         _require_pymilvus()
-        p = cls._create_dir(path, space, cfg.to_dict())
+        fields = list(text_fields_of(cfg.text_fields))  # refused before touching the disk
+        p = cls._create_dir(path, space, {**cfg.to_dict(), "text_fields": fields})
         store = cls(p, StoreManifest.read(p))
+        store.meta.ensure_lexical(store.text_fields)
         store._create_collection(drop=True)
         store.meta.set_meta(_SYNC_KEY, "0")
         return store
@@ -241,6 +245,7 @@ class MilvusStore(MetadataBackedStore):
     # -- crash reconciliation -----------------------------------------------------------
     def _reconcile(self) -> RepairReport:
         report = RepairReport(temp_files_removed=self._remove_temp_files())
+        self._sync_lexical(report)
         self._create_collection(drop=False)
         synced = int(self.meta.get_meta(_SYNC_KEY, "0") or 0)
         gen = self.meta.generation

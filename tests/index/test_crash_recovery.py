@@ -31,7 +31,7 @@ WRITER = textwrap.dedent(
     for b in range(10_000):
         x = rng.standard_normal(({batch}, {dim})).astype("float32")
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-        ids = store.add(x, [Item("image", concept=f"b{{b}}", content=f"{{b}}-{{i}}".encode()) for i in range({batch})])
+        ids = store.add(x, [Item("image", concept=f"b{{b}}", content=f"{{b}}-{{i}}".encode(), extra={{"transcript": f"batch{{b}} item{{i}}"}}) for i in range({batch})])
         print(json.dumps({{"batch": b, "ids": ids.tolist()}}), flush=True)
         if b >= kill_after:  # batch kill_after + 1 acknowledged: wait for the kill
             threading.Event().wait()
@@ -95,6 +95,12 @@ def test_sigkill_mid_write_then_reopen_is_consistent(tmp_path, space, factory, s
         assert got[:, 0].tolist() == sample  # searchable: each finds itself first
         for i in sample[:5]:
             assert store.content(i)  # content file survived
+        # the full-text index holds exactly the stored items (same transactions)
+        assert store.meta.lexical_rows() == store.meta.expected_lexical_rows()
+        assert len(store.meta.lexical_rows()) == len(present)
+        for b, ids in enumerate(acked[-3:], start=len(acked) - 3):
+            hits = [i for i, _ in store.lexical_search(f"batch{b}", 100)]
+            assert sorted(hits) == sorted(set(ids) & present)
     with open_store(path, space) as again:
         assert again.last_repair.clean  # repair was checkpointed
         assert again.count() == again.stats()["index_count"] == len(present)

@@ -93,7 +93,8 @@ class DiskFull:
         wrap(faiss_store.faiss, "write_index", lambda idx, p, *a: p, "faiss.write_index")
         wrap(ckpt, "save_file", lambda t, p, *a, **k: p, "safetensors")
 
-        for name in ("insert", "delete"):  # SQLite rolls a transaction back when full
+        # SQLite rolls a transaction back when full (the full-text index is in the same ones)
+        for name in ("insert", "delete", "ensure_lexical"):
             real_m = getattr(metadata.MetadataDB, name)
 
             def sq(db: Any, *a: Any, _real: Any = real_m, _n: str = name, **kw: Any) -> Any:
@@ -161,6 +162,7 @@ def test_index_layer_add_and_save(tmp_path: Path) -> None:
                 added = False
             after = _snapshot(s)
             assert {i: after[i] for i in before} == before  # nothing stored was changed
+            assert s.meta.lexical_rows() == s.meta.expected_lexical_rows()  # FTS = items
             assert len(after) == len(before) + (3 if added else 0)
             try:
                 with arm():
@@ -170,6 +172,8 @@ def test_index_layer_add_and_save(tmp_path: Path) -> None:
                 failures["save"] += 1
         with open_store(root, space) as s:  # opens after the failure, holds exactly `after`
             assert _snapshot(s) == after
+            assert s.meta.lexical_rows() == s.meta.expected_lexical_rows()
+            assert s.lexical_search(f"text {rnd}", 1)[0][0] in after if added else True
             assert not list(root.rglob(".tmp-*"))
 
     points = _sweep(root, scenario)
