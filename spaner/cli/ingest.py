@@ -5,10 +5,10 @@ the content (image/audio magic bytes) and the extension (.txt/.md are text, one 
 file). Bad files are reported and skipped; the run goes on. Re-running skips content already
 stored, so an interrupted ingest resumes where it stopped.
 
-The first ingest creates the store: with --checkpoint (a trained SPANER checkpoint) or
---profile (an untrained model of that profile, saved into the store as DIR/model; without
-either, the offline profile, which needs no network). Later runs use the checkpoint
-recorded in the store.
+The first ingest creates the store with its model in DIR/checkpoint: a copy of --checkpoint
+(a trained SPANER checkpoint), or an untrained model of --profile (without either, the
+offline profile, which needs no network). Later runs use the checkpoint recorded in the
+store's spaner.json (the layout ``spaner serve`` uses too: spaner.ingest.binding).
 
 With --engine ray the encoders run on a Ray actor pool (a local Ray, or the cluster at
 --ray-address), each actor loading the model once; results are the same as without it.
@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         args.profile = DEFAULT_PROFILE
         log.warning(
             "new store without --checkpoint/--profile: using an untrained %r model "
-            "(saved as %s/model); train one with `spaner train` for better search",
+            "(saved as %s/checkpoint); train one with `spaner train` for better search",
             DEFAULT_PROFILE,
             args.store,
         )
