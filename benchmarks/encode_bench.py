@@ -14,7 +14,9 @@ the same decoded batches and interleaved call by call, it times
 
 and reports throughput, bf16/fp32 speed-up, ingest/backbone ratio, and the cosine between the
 fp32 and bf16 outputs (native embeddings for the CLIP towers, mean-pooled tokens otherwise;
-min over the batch). Also what ``precision="auto"`` resolves to here and the CPU model.
+min over the batch). The header line (and ``machine`` in the JSON) names the CPU, the flags that
+decide bf16 (avx2, avx512_bf16, amx_bf16/amx_tile: ``+`` present, ``-`` absent) and what
+``precision="auto"`` resolves to here and why (``auto_verdict``).
 
     .venv/bin/python benchmarks/encode_bench.py [--repeats 3] [--audio-seconds 2] [--json]
 
@@ -28,7 +30,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import platform
+import os
 import statistics
 import sys
 import time
@@ -45,29 +47,62 @@ TARGET_COSINE = 0.999
 TARGET_INGEST = 0.90
 
 
+#: The CPU flags that decide bf16 here: native bf16 dot products (AVX-512-BF16), the AMX tile
+#: unit (amx_bf16/amx_tile), and AVX2 (the fp32 floor every supported x86 CPU has).
+FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+
+
+def _verdict(vendor: str, flags: frozenset[str], faster: bool) -> str:
+    """Why ``precision="auto"`` picks what it picks on this CPU (the cases of ``bf16_faster``)."""
+    if "amx_bf16" in flags:
+        why = "AMX (amx_bf16): the tile unit multiplies bf16 many times faster than fp32"
+    elif "avx512_bf16" in flags and vendor == "AuthenticAMD":
+        why = "AMD with AVX-512-BF16 (Zen 4 or later): bf16 faster than fp32 (issue 14)"
+    elif "avx512_bf16" in flags:
+        why = (
+            "AVX-512-BF16 without AMX on a non-AMD CPU: VDPBF16PS issues on one port, fp32 FMAs on "
+            "two, so bf16 is no faster than fp32"
+        )
+    else:
+        why = "no native bf16 (neither avx512_bf16 nor amx_bf16): torch emulates bf16, slower"
+    if faster != ("amx_bf16" in flags or ("avx512_bf16" in flags and vendor == "AuthenticAMD")):
+        why += f" (but bf16_faster() says {faster}: precision.py's rule changed?)"
+    return f"auto -> {'bf16' if faster else 'fp32'}: {why}"
+
+
 def _machine() -> dict[str, Any]:
+    from machine import cpu_model
     from spaner.encoders.precision import _cpuinfo, bf16_faster, bf16_supported, resolve_precision
 
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            model = next(
-                (ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), ""
-            )
-    except OSError:
-        pass
     vendor, flags = _cpuinfo()
-    keep = {"avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile"}
+    faster = bf16_faster("cpu")
+    env = os.environ.get("SPANER_PRECISION", "").strip().lower()
+    verdict = _verdict(vendor, flags, faster)
+    if env and env != "auto":  # the timed encoders pin fp32/bf16 themselves: only a note
+        verdict += f"; SPANER_PRECISION={env} overrides auto in this environment"
     return {
-        "cpu": model or platform.processor(),
+        "cpu": cpu_model(),
         "vendor": vendor,
         "threads": torch.get_num_threads(),
-        "flags": sorted(flags & keep),
+        "flags": sorted(flags & set(FLAGS)),
+        "cpu_flags": {f: f in flags for f in FLAGS},
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "bf16_native": bf16_supported("cpu"),
-        "bf16_faster": bf16_faster("cpu"),
+        "bf16_faster": faster,
         "auto_resolves_to": resolve_precision("auto", "cpu"),
+        "auto_verdict": verdict,
         "torch": torch.__version__,
     }
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    """One line: the CPU, the flags that matter (present or not), and what auto picks and why."""
+    flags = " ".join(f"{f}{'+' if on else '-'}" for f, on in m["cpu_flags"].items())
+    return (
+        f"CPU: {m['cpu']} ({m['vendor'] or 'vendor unknown'}), {m['threads']} torch threads, "
+        f"torch {m['torch']} ({m['torch_cpu_capability']} kernels); flags {flags}; "
+        f"bf16 native: {m['bf16_native']}; {m['auto_verdict']}"
+    )
 
 
 def _inputs(kind: str, n: int, audio_seconds: float, rng: np.random.Generator) -> list[Any]:
@@ -205,6 +240,8 @@ def bench(
     names: tuple[str, ...],
     old_bf16: bool = False,
 ) -> dict[str, Any]:
+    machine = _machine()
+    print(machine_line(machine), file=sys.stderr, flush=True)
     encs = _encoders(names)
     models = _models(encs)
     rng = np.random.default_rng(0)
@@ -259,7 +296,7 @@ def bench(
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     return {
-        "machine": _machine(),
+        "machine": machine,
         "repeats": repeats,
         "audio_clip_seconds": audio_seconds,
         "rows": rows,
@@ -304,9 +341,7 @@ def _targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def format_markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [
-        f"Machine: {m['cpu']} ({m['vendor']}), {m['threads']} torch threads, flags "
-        f"{', '.join(m['flags'])}; torch {m['torch']}; bf16 native: {m['bf16_native']}, "
-        f"bf16 faster (auto picks it): {m['bf16_faster']} -> auto = {m['auto_resolves_to']}. "
+        machine_line(m) + ".",
         f"Random weights (MiniLM: shipped weights), median of {report['repeats']} round-robin "
         f"repeats; audio clips of {report['audio_clip_seconds']} s.",
         "",

@@ -45,6 +45,45 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
         )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "precision(name): run the test with SPANER_PRECISION=name ('fp32' or 'bf16'), whatever the "
+        "environment says. Every test that compares numbers pins 'fp32'; the rest run in the "
+        "precision the CPU or the user selects (`SPANER_PRECISION=bf16 make test`).",
+    )
+
+
+def _bf16_runs() -> str | None:
+    """None where torch can run bf16 matmuls on this CPU, else why not. Native support
+    (AVX-512-BF16, AMX: see spaner.encoders.precision.bf16_supported) only makes bf16 fast;
+    torch computes it on any CPU, so this skips only where even that fails."""
+    import torch
+
+    try:
+        x = torch.ones(2, 4, dtype=torch.bfloat16)
+        torch.nn.functional.linear(x, x)
+    except Exception as exc:  # pragma: no cover - no such CPU build seen yet
+        return f"torch cannot run a bf16 matmul on this CPU ({type(exc).__name__}: {exc})"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _pinned_precision(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``@pytest.mark.precision("fp32")``: the test's encoders (``precision="auto"``, the
+    default; child processes too) run fp32 even under ``SPANER_PRECISION=bf16`` or on a CPU
+    where ``auto`` picks bf16. An encoder built with an explicit precision keeps it."""
+    marker = request.node.get_closest_marker("precision")
+    if marker is None:
+        return
+    (name,) = marker.args
+    if name not in ("fp32", "bf16"):
+        raise ValueError(f"precision marker: 'fp32' or 'bf16', got {name!r}")
+    if name == "bf16" and (why := _bf16_runs()):
+        pytest.skip(why)
+    monkeypatch.setenv("SPANER_PRECISION", name)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

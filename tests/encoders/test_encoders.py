@@ -203,6 +203,7 @@ def test_randconv_audio_ignores_leading_and_trailing_silence_and_round_trips():
         build_encoder("randconv-audio", frames=30)
 
 
+@pytest.mark.precision("fp32")  # alone vs batched to 1e-4: bf16 padding shifts more
 def test_texts_are_encoded_in_length_order_and_returned_in_theirs(tmp_path) -> None:
     """Texts are batched by length (a batch is padded to its longest), yet each comes back in
     its place with the features it gets alone, and the cache then serves them as they are."""
