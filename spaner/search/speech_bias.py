@@ -6,7 +6,7 @@ names. Biasing re-reads the clip against them:
 
 1. Whisper's n-best hypotheses (beam search) are the free transcripts;
 2. the vocabulary entries nearest to any hypothesis in spelling (difflib's ratio on normalised
-   forms: lowercase, no punctuation, no leading article, numbers 0-20 as words; an entry is
+   forms: lowercase, no punctuation, no leading article, numbers 0-99 as words; an entry is
    compared whole and by its last word, so "Ten." proposes "a brown hen") are the candidates;
 3. Whisper scores each candidate as the transcript of the clip (teacher-forced mean token
    log-probability, :meth:`WhisperEncoder.text_logprobs`), in the form the user said it
@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from spaner.search.numbers import numerals_to_words
+
 __all__ = [
     "BIAS_SLACK",
     "BIAS_CANDIDATES",
@@ -53,38 +55,14 @@ BIAS_CANDIDATES = 16
 #: store texts longer than this are descriptions, not words a user says as a query
 MAX_ENTRY_WORDS = 6
 
-_NUMBERS = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-    "twenty",
-]
 _ARTICLE = re.compile(r"^(?:a|an|the)\s+")
 _NON_WORD = re.compile(r"[^\w\s]|_", re.UNICODE)
-_NUMBER = re.compile(r"\b(\d{1,2})\b")
 
 
 def normalise(text: str) -> str:
-    """Lowercase words without punctuation, a leading article, or digits (0-20 spelled out)."""
-    t = _NON_WORD.sub(" ", text.lower())
-    t = _NUMBER.sub(lambda m: _NUMBERS[int(m[1])] if int(m[1]) <= 20 else m[1], t)
+    """Lowercase words without punctuation or a leading article, numbers 0-99 as words ("2." and
+    "Two" are both "two", "21" is "twenty one"; :mod:`spaner.search.numbers`)."""
+    t = _NON_WORD.sub(" ", numerals_to_words(text).lower())
     t = " ".join(t.split())
     return _ARTICLE.sub("", t)
 

@@ -9,34 +9,41 @@ query vector is made of:
 * ``audio``: the clip's audio embedding only (sounds: a croak, a bark);
 * ``transcript``: the transcript's text embedding (falls back to audio with no transcript);
 * ``both``: the mean of the two unit vectors;
-* ``auto`` (default): ``transcript`` when Whisper hears speech (no-speech probability below
-  ``threshold`` and a transcript with a letter or digit in it), else ``audio``. The threshold
-  (.2) best separates Tux Paint's spoken descriptions (train+val) from its sounds (val):
-  balanced accuracy .85 (.76 at the former .1); the route (the transcript alone rather than
-  averaged with the audio embedding) ties with ``both`` on the val spoken clips and keeps the
-  transcript (``benchmarks/spoken_queries.py``; README, "Spoken queries").
-  ``auto`` transcribes only when the model's audio encoder is a Whisper (the ``offline``
-  profile); ``transcript`` and ``both`` load the shipped tiny.en for any model.
+* ``auto`` (default): ``transcript`` when what Whisper wrote reads as words the search knows,
+  else ``audio``. The rule (:mod:`spaner.search.spoken_policy`) drops sound annotations, Whisper's
+  stock hallucinations ("Thanks for watching.", "you") and bare interjections ("Oh.", "Mm."),
+  then asks that every word be a whole word of the text encoder's tokenizer or of the
+  collection's vocabulary, that the decoder's confidence (mean token log-probability) be at
+  least a floor and the no-speech probability below a ceiling; thresholds chosen by balanced
+  accuracy of Tux Paint's spoken descriptions and eSpeak NG words vs Tux Paint's sounds
+  (README, "Spoken queries"). No-speech probability alone misjudged short words: "Two." has
+  .64. ``auto`` transcribes only when the model's audio encoder is a Whisper (the ``offline``
+  and ``digits`` profiles); ``transcript`` and ``both`` load the shipped tiny.en for any model.
+  A dropped transcript (a hallucination) counts as none in every mode: the clip is searched by
+  its audio. Each query says why in ``reason``.
 
 Transcripts are decoded with a beam of ``BEAM_SIZE`` and, given a ``vocabulary`` (the store's
 text items and concept names, see :mod:`spaner.search.speech_bias`) and ``bias``, snapped to the
 collection's word Whisper finds nearly as likely as what it heard on its own: "Mark!" becomes
 "A lark" when the collection has a lark. What Whisper heard is kept (``heard``) beside the
-transcript used (``transcript``) and the entry it matched (``vocabulary_match``).
+transcript used (``transcript``) and the entry it matched (``vocabulary_match``). Numbers in
+a transcript not snapped to an entry are written the way the collection writes them (words
+unless its texts use numerals, :mod:`spaner.search.numbers`): "2." is searched as "Two.".
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from spaner.search.numbers import in_style, number_style
 from spaner.search.speech_bias import BiasedTranscript, Vocabulary, bias_transcript
+from spaner.search.spoken_policy import DEFAULT_POLICY, Decision, SpeechPolicy, text_vocabulary
 
 __all__ = [
     "SPEECH_MODES",
@@ -50,13 +57,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SPEECH_MODES = ("auto", "audio", "transcript", "both")
-#: Whisper's no-speech probability under which ``auto`` treats a clip as speech.
-NO_SPEECH_THRESHOLD = 0.2
+#: Whisper's no-speech probability at or above which ``auto`` searches a clip by its audio
+#: whatever it transcribed (:class:`~spaner.search.spoken_policy.SpeechPolicy`)
+NO_SPEECH_THRESHOLD = DEFAULT_POLICY.max_no_speech
 #: Whisper's beam (and n-best) for spoken queries: the n-best proposes the vocabulary
 #: candidates (train+val spoken clips: the transcript is the label for .50 greedy, .52 beam-5
 #: top, .80 biased)
 BEAM_SIZE = 5
-_WORDLIKE = re.compile(r"[^\W_]", re.UNICODE)
 _shared: dict[str, Any] = {}
 _lock = threading.Lock()
 
@@ -72,6 +79,8 @@ class SpokenQuery:
     heard: str | None = None  # Whisper's own transcript, before biasing
     vocabulary_match: str | None = None  # the collection's entry the transcript was snapped to
     bias_margin: float | None = None
+    reason: str | None = None  # why ``used`` was chosen ("no speech", "hallucination dropped")
+    confidence: float | None = None  # Whisper's mean token log-probability of what it heard
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +90,8 @@ class SpokenQuery:
             "bias_margin": self.bias_margin,
             "no_speech_prob": self.no_speech_prob,
             "used": self.used,
+            "reason": self.reason,
+            "confidence": self.confidence,
         }
 
 
@@ -111,25 +122,25 @@ def _unit(v: np.ndarray) -> np.ndarray:
 def _heard(
     whisper: Any,
     waves: list[Any],
+    decide: Any,
     vocab: Vocabulary | None,
     beam_size: int,
-    speech_below: float | None = None,
-) -> list[tuple[dict[str, Any], BiasedTranscript | None]]:
-    """Whisper's n-best of each clip and, with a vocabulary, the biased transcript; with
-    ``speech_below`` only clips whose no-speech probability is under it are biased (``auto``
-    searches the others by their audio, so their transcript is never used)."""
-    out: list[tuple[dict[str, Any], BiasedTranscript | None]] = []
+) -> list[tuple[dict[str, Any], Decision, BiasedTranscript | None]]:
+    """Whisper's n-best of each clip, the route ``decide`` gives it, and, with a vocabulary, the
+    transcript biased toward it (only for clips whose transcript is used)."""
+    out: list[tuple[dict[str, Any], Decision, BiasedTranscript | None]] = []
     for i in range(0, len(waves), 8):  # 30-s encoder windows: bounded memory per step
         chunk = waves[i : i + 8]
         enc = whisper.encode_window(chunk)
         heard = whisper.transcribe(chunk, beam_size, beam_size, encoded=enc)
         for j, h in enumerate(heard):
-            hyps = [t for t, _ in h.get("hypotheses") or [(h.get("text") or "", 0.0)]]
-            usable = bool(h.get("text") and _WORDLIKE.search(h["text"]))
-            if speech_below is not None:
-                usable = usable and float(h.get("no_speech_prob", 1.0)) < speech_below
-            biased = bias_transcript(whisper, enc[j], hyps, vocab) if vocab and usable else None
-            out.append((h, biased))
+            hyps = h.get("hypotheses") or [(h.get("text") or "", None)]
+            d = decide(h.get("text"), h.get("no_speech_prob"), hyps[0][1])
+            biased = None
+            if vocab and d.use_transcript and d.transcript:
+                texts = [d.transcript] + [t for t, _ in hyps[1:]]
+                biased = bias_transcript(whisper, enc[j], texts, vocab)
+            out.append((h, d, biased))
     return out
 
 
@@ -138,45 +149,62 @@ def spoken_queries(
     sources: Sequence[Any],
     names: Sequence[str] | None = None,
     mode: str = "auto",
-    threshold: float = NO_SPEECH_THRESHOLD,
+    threshold: float | None = None,
     vocabulary: Vocabulary | Sequence[str] | None = None,
     bias: bool = True,
     beam_size: int = BEAM_SIZE,
+    policy: SpeechPolicy | None = None,
 ) -> list[SpokenQuery]:
     """Query vectors for audio clips (paths or bytes), with each clip's transcript.
 
-    ``vocabulary``: the collection's words (a :class:`Vocabulary` or texts) that transcripts
-    are biased towards when ``bias``; without one, or with ``bias=False``, the transcript is
-    what Whisper heard."""
+    ``vocabulary``: the collection's words (a :class:`Vocabulary` or texts): words a transcript
+    may use (``auto``), the numbers' style, and, with ``bias``, what transcripts are snapped to;
+    without one the transcript is what Whisper heard (numbers as words). ``policy``: ``auto``'s
+    rule (default :data:`~spaner.search.spoken_policy.DEFAULT_POLICY`); ``threshold`` overrides
+    its no-speech ceiling."""
     if mode not in SPEECH_MODES:
         raise ValueError(f"speech mode must be one of {', '.join(SPEECH_MODES)}, got {mode!r}")
+    policy = policy or DEFAULT_POLICY
+    if threshold is not None:
+        policy = replace(policy, max_no_speech=float(threshold))
     vocab = None
-    if bias and vocabulary is not None:
+    if vocabulary is not None:
         vocab = vocabulary if isinstance(vocabulary, Vocabulary) else Vocabulary.build(vocabulary)
+    style = number_style(vocab.entries) if vocab is not None else "words"
     audio = spaner.embed("audio", list(sources), names=names)
-    heard: list[tuple[dict[str, Any], BiasedTranscript | None]] = [({}, None)] * len(sources)
+    heard: list[tuple[dict[str, Any], Decision, BiasedTranscript | None]] = []
     # ``auto`` transcribes with the model's own Whisper only; the others load one if needed
     whisper = transcriber_for(spaner, load_shared=mode != "auto") if mode != "audio" else None
     if whisper is not None:
         waves = [
             whisper.load(s, names[i] if names is not None else None) for i, s in enumerate(sources)
         ]
-        heard = _heard(whisper, waves, vocab, beam_size, threshold if mode == "auto" else None)
+        heard = _heard(
+            whisper,
+            waves,
+            _decider(spaner, mode, policy, vocab),
+            vocab if bias else None,
+            beam_size,
+        )
     out = []
     for i, vec in enumerate(audio):
-        h, biased = heard[i]
+        if whisper is None:
+            why = (
+                "mode audio"
+                if mode == "audio"
+                else "no transcriber (the audio encoder is not a Whisper)"
+            )
+            out.append(SpokenQuery(_unit(vec), None, None, "audio", reason=why))
+            continue
+        h, d, biased = heard[i]
         said = h.get("text") or None
-        text = biased.text if biased is not None else said
-        p = h.get("no_speech_prob")
-        usable = bool(text and _WORDLIKE.search(text))
-        if mode == "audio" or not usable:
-            used = "audio"
-        elif mode == "transcript":
-            used = "transcript"
-        elif mode == "both":
-            used = "both"
+        if biased is not None and biased.entry is not None:
+            text: str | None = biased.text
         else:
-            used = "transcript" if p is not None and p < threshold else "audio"
+            text = in_style(d.transcript, style) if d.transcript else None
+        used = mode if mode != "auto" else "transcript"
+        if not d.use_transcript or not text:
+            used = "audio"
         if used == "audio":
             q = vec
         else:
@@ -184,5 +212,29 @@ def spoken_queries(
             q = t if used == "transcript" else _unit(vec + t)
         match = biased.entry if biased is not None else None
         margin = biased.margin if biased is not None else None
-        out.append(SpokenQuery(_unit(q), text, p, used, said, match, margin))
+        p = h.get("no_speech_prob")
+        out.append(
+            SpokenQuery(_unit(q), text, p, used, said, match, margin, d.reason, d.confidence)
+        )
     return out
+
+
+def _decider(spaner: Any, mode: str, policy: SpeechPolicy, vocab: Vocabulary | None) -> Any:
+    """The route of one clip from Whisper's output: ``auto`` by ``policy``; ``transcript`` and
+    ``both`` whenever a transcript survives cleaning (hallucinations dropped)."""
+    enc = spaner.encoders.get("text") if hasattr(spaner, "encoders") else None
+    known = (text_vocabulary(enc) if enc is not None else None, _collection_words(vocab))
+
+    def decide(text: str | None, no_speech: float | None, confidence: float | None) -> Decision:
+        d = policy.decide(text, no_speech, confidence, known)
+        if mode == "auto" or d.transcript is None:
+            return d
+        return Decision(d.transcript, True, f"mode {mode}", d.confidence, d.in_vocabulary)
+
+    return decide
+
+
+def _collection_words(vocab: Vocabulary | None) -> frozenset[str] | None:
+    if vocab is None:
+        return None
+    return frozenset(w for form in vocab.forms for w in form.split())
