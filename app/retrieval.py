@@ -1,7 +1,9 @@
-"""The search pipeline shared by the REST route, the UI and the benchmark.
+"""The service's side of search: request inputs -> :mod:`spaner.search.engine` -> ``HitOut`` dicts.
 
-Query examples (texts, stored item ids, uploads) -> vectors -> one mean query -> store search
--> hits with metadata. Runs inside :meth:`ServiceState.reading`.
+The search itself (examples -> one query -> per-modality candidates -> one calibrated ranking)
+is the library's, shared with ``spaner search``; this module turns what the REST route, the UI
+and the API benchmark hold (texts, stored item ids, uploads, filters) into its arguments, and
+its hits into the API's shapes. Runs inside :meth:`ServiceState.reading`.
 """
 
 from __future__ import annotations
@@ -10,22 +12,25 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from spaner.index import Filter, Hit
+from spaner.index import Filter
 
-from spaner.search.mixed import merge_by_relevance, query_weights, relevance_of
+from spaner.search import engine
+from spaner.search.engine import Example, Query, SearchHit, SearchResult
 
 from .errors import Unprocessable
-from .inputs import Upload, check_modalities, embed_texts, embed_uploads, mean_query
+from .inputs import Upload
 from .schemas.common import ItemOut
 from .state import ActiveSpace
+from .vocabulary import store_vocabulary
 
 __all__ = [
-    "query_vector",
-    "query_modalities",
-    "search",
-    "search_mixed",
-    "search_by_modality",
+    "examples",
+    "build_filter",
+    "search_examples",
+    "hit_out",
     "item_out",
+    "query_vector",
+    "search",
 ]
 
 
@@ -49,79 +54,74 @@ def item_out(
     ).model_dump()
 
 
+def hit_out(active: ActiveSpace, hit: SearchHit, with_text: bool = True) -> dict[str, Any]:
+    """A ``HitOut``-shaped dict for a search hit."""
+    return dict(
+        item_out(active, hit.id, hit.metadata, with_text), score=hit.score, relevance=hit.relevance
+    )
+
+
+def examples(
+    texts: Sequence[str] = (), item_ids: Sequence[int] = (), uploads: Sequence[Upload] = ()
+) -> list[Example]:
+    """The library's query examples, in the order texts, stored items, uploads."""
+    return [
+        *(Example("text", t, name=f"text[{i}]") for i, t in enumerate(texts)),
+        *(Example.item(i) for i in item_ids),
+        *(Example(u.kind.modality, u.data, name=u.name) for u in uploads),
+    ]
+
+
+def build_filter(
+    concept: str | Sequence[str] | None = None, where: Mapping[str, Any] | None = None
+) -> Filter | None:
+    """The request's filters as a :class:`Filter` (None when empty)."""
+    try:
+        flt = Filter(concept=concept or None, where=dict(where or {}))
+    except ValueError as exc:
+        raise Unprocessable(f"filters: {exc}") from None
+    return None if flt.is_empty() else flt
+
+
+def search_examples(
+    active: ActiveSpace,
+    queries: Sequence[Example],
+    k: int,
+    modalities: Sequence[str] | None = None,
+    filters: Filter | None = None,
+    group_by: str | None = None,
+    speech: str = "auto",
+    speech_bias: bool = True,
+) -> SearchResult:
+    """The library search over the active store (``speech_bias``: spoken queries' transcripts
+    are snapped to the store's vocabulary, built only when a spoken query needs it)."""
+    if not queries:
+        raise Unprocessable("no query: give at least one text, item_id or uploaded file")
+    return engine.search(
+        active.spaner,
+        active.store,
+        queries,
+        k,
+        modalities=list(modalities) if modalities else None,
+        filters=filters,
+        group_by=group_by,  # type: ignore[arg-type]
+        speech=speech,
+        vocabulary=(lambda: store_vocabulary(active.store)) if speech_bias else None,
+    )
+
+
 def query_vector(
     active: ActiveSpace,
     texts: Sequence[str] = (),
     item_ids: Sequence[int] = (),
     uploads: Sequence[Upload] = (),
-    speech: str = "audio",
-    transcripts: list[dict] | None = None,
-    speech_bias: bool = True,
 ) -> np.ndarray:
-    """One unit query vector ``[1, dim]`` from every example given (``speech``: how audio
-    uploads are used, see :mod:`spaner.search.spoken`; their transcripts go to ``transcripts``;
-    ``speech_bias``: transcripts biased toward the store's vocabulary)."""
-    parts = []
-    if texts:
-        parts.append(embed_texts(active, list(texts)))
-    if item_ids:
-        parts.append(active.store.vectors([int(i) for i in item_ids]))
-    if uploads:
-        parts.append(embed_uploads(active, list(uploads), speech, transcripts, speech_bias))
-    if not parts:
+    """One unit query vector ``[1, dim]`` from the examples (the API benchmark's query)."""
+    if not (texts or item_ids or uploads):
         raise Unprocessable("no query: give at least one text, item_id or uploaded file")
-    return mean_query(np.concatenate(parts))
-
-
-def query_modalities(
-    active: ActiveSpace,
-    texts: Sequence[str] = (),
-    item_ids: Sequence[int] = (),
-    uploads: Sequence[Upload] = (),
-    transcripts: Sequence[Mapping[str, Any]] = (),
-) -> dict[str, float]:
-    """``{modality: share}`` of the query's examples, for the score calibration. A spoken query
-    counts as text when only its transcript was used, half text and half audio for both."""
-    shares: dict[str, float] = {}
-
-    def add(modality: str, weight: float = 1.0) -> None:
-        shares[modality] = shares.get(modality, 0.0) + weight
-
-    for _ in texts:
-        add("text")
-    if item_ids:
-        for meta in active.store.get([int(i) for i in item_ids]):
-            add(meta["modality"])
-    # transcripts come one per audio upload, in upload order, when speech was not "audio"
-    n_audio = sum(u.kind.modality == "audio" for u in uploads)
-    used = [t.get("used") for t in transcripts] if len(transcripts) == n_audio else []
-    for u in uploads:
-        if u.kind.modality != "audio":
-            add(u.kind.modality)
-            continue
-        how = used.pop(0) if used else "audio"
-        if how == "transcript":
-            add("text")
-        elif how == "both":
-            add("text", 0.5)
-            add("audio", 0.5)
-        else:
-            add("audio")
-    return query_weights(shares) if shares else {}
-
-
-def build_filter(
-    active: ActiveSpace,
-    modalities: Sequence[str] | None,
-    concept: str | Sequence[str] | None = None,
-    where: Mapping[str, Any] | None = None,
-) -> Filter | None:
-    mods = check_modalities(active, list(modalities) if modalities else None)
-    try:
-        flt = Filter(modality=mods, concept=concept or None, where=dict(where or {}))
-    except ValueError as exc:
-        raise Unprocessable(f"filters: {exc}") from None
-    return None if flt.is_empty() else flt
+    return engine.build_query(
+        active.spaner, active.store, examples(texts, item_ids, uploads)
+    ).vector
 
 
 def search(
@@ -131,62 +131,7 @@ def search(
     flt: Filter | None = None,
     with_text: bool = True,
 ) -> list[dict[str, Any]]:
-    """Top-``k`` hits for a ``[1, dim]`` query, as ``HitOut``-shaped dicts."""
-    if active.store.count() == 0:
-        return []
-    hits: list[Hit] = active.store.search(query, k=k, filters=flt)[0]
-    return [dict(item_out(active, h.id, h.metadata, with_text), score=float(h.score)) for h in hits]
-
-
-def search_mixed(
-    active: ActiveSpace,
-    query: np.ndarray,
-    k: int,
-    query_mods: Mapping[str, float],
-    modalities: Sequence[str] | None = None,
-    concept: str | Sequence[str] | None = None,
-    where: Mapping[str, Any] | None = None,
-    with_text: bool = True,
-) -> list[dict[str, Any]]:
-    """The top-``k`` over every target modality in one ranking. With the model's score
-    calibration (:mod:`spaner.search.calibration`), ranked by ``relevance``: each target modality's
-    top ``k`` is fetched, calibrated for the query's modalities and merged. Without one (an older
-    checkpoint, an untrained model), by raw cosine as the store ranks, ``relevance`` None."""
-    cal = active.spaner.calibration
-    targets = check_modalities(active, list(modalities) if modalities else None)
-    if cal is None or not query_mods:
-        hits = search(active, query, k, build_filter(active, targets, concept, where), with_text)
-        return [dict(h, relevance=None) for h in hits]
-    if active.store.count() == 0:
-        return []
-    per_target: dict[str, list[Hit]] = {}
-    for m in targets or active.spaner.modalities:
-        flt = build_filter(active, [m], concept, where)
-        per_target[m] = list(active.store.search(query, k=k, filters=flt)[0])
-    return [
-        dict(item_out(active, h.id, h.metadata, with_text), score=float(h.score), relevance=rel)
-        for h, rel in merge_by_relevance(per_target, cal, query_mods, k)
-    ]
-
-
-def search_by_modality(
-    active: ActiveSpace,
-    query: np.ndarray,
-    k: int,
-    modalities: Sequence[str] | None = None,
-    concept: str | Sequence[str] | None = None,
-    where: Mapping[str, Any] | None = None,
-    with_text: bool = True,
-    query_mods: Mapping[str, float] | None = None,
-) -> dict[str, list[dict[str, Any]]]:
-    """The top-``k`` of each target modality (default: every modality of the model), as its own
-    list of ``HitOut``-shaped dicts, by raw cosine (``relevance`` beside it when the model has
-    a calibration and ``query_mods`` is given)."""
-    targets = check_modalities(active, list(modalities) if modalities else None)
-    cal = active.spaner.calibration
-    out: dict[str, list[dict[str, Any]]] = {}
-    for m in targets or active.spaner.modalities:
-        hits = search(active, query, k, build_filter(active, [m], concept, where), with_text)
-        rel = relevance_of(cal, query_mods, m, [h["score"] for h in hits])
-        out[m] = [dict(h, relevance=r) for h, r in zip(hits, rel, strict=True)]
-    return out
+    """Top-``k`` hits for a ``[1, dim]`` query vector by cosine, as ``HitOut``-shaped dicts
+    (the API benchmark's search: a vector carries no query modality to calibrate for)."""
+    found = engine.search_query(active.spaner, active.store, Query(query), k, filters=flt)
+    return [hit_out(active, h, with_text) for h in found.results]

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from spaner.training.fit import TrainResult, fit
 from spaner.training.manifest import Manifest, load_manifest
 
 from .profiles import get_profile
+
+if TYPE_CHECKING:
+    from spaner.search.engine import Example, SearchResult
 
 __all__ = ["Spaner", "PreparedData", "build_model_config", "build_encoders"]
 
@@ -181,6 +184,26 @@ class Spaner:
             with torch.no_grad():
                 out.append(self.model.embed(modality, batch).float().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.model.dim), np.float32)
+
+    def search(
+        self,
+        store: Any,
+        queries: str | Example | Sequence[str | Example],
+        k: int = 10,
+        **options: Any,
+    ) -> SearchResult:
+        """Search an open vector store of this model's space by examples: a text, an
+        :class:`~spaner.search.engine.Example` (a file, bytes, a stored item) or a list of
+        them, averaged into one query; one ranking over the target modalities, calibrated
+        when the model has a calibration. ``options``: ``modalities``, ``filters``,
+        ``group_by``, ``speech``, ``vocabulary`` (see :func:`spaner.search.engine.search`).
+
+        >>> result = sp.search(store, "a red square", k=5, modalities=["image"])
+        >>> [(h.id, h.relevance, h.score) for h in result.results]
+        """
+        from spaner.search.engine import search
+
+        return search(self, store, queries, k, **options)
 
     # -- training -----------------------------------------------------------------------
     def prepare(

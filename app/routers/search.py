@@ -11,7 +11,7 @@ from ..body import file_part, json_part, openapi_body, read_body
 from ..deps import StateDep
 from ..errors import Unprocessable
 from ..inputs import classify_upload
-from ..retrieval import query_modalities, query_vector, search_by_modality, search_mixed
+from ..retrieval import build_filter, examples, hit_out, search_examples
 from ..schemas.common import BODY_ERROR_RESPONSES
 from ..schemas.search import SearchIn, SearchOut
 
@@ -77,31 +77,30 @@ async def search_items(request: Request, state: StateDep) -> SearchOut:
         t0 = time.perf_counter()
         with state.reading() as active:
             uploads = [classify_upload(active, data, name) for _, name, data in body.files]
-            concept = req.filters.concept if req.filters else None
-            where = req.filters.where if req.filters else None
-            transcripts: list[dict] = []
-            texts = [x.text for x in req.queries if x.text is not None]
-            item_ids = [x.item_id for x in req.queries if x.item_id is not None]
-            q = query_vector(
+            found = search_examples(
                 active,
-                texts=texts,
-                item_ids=item_ids,
-                uploads=uploads,
+                examples(
+                    [x.text for x in req.queries if x.text is not None],
+                    [x.item_id for x in req.queries if x.item_id is not None],
+                    uploads,
+                ),
+                req.k,
+                modalities=req.modalities,
+                filters=build_filter(
+                    req.filters.concept if req.filters else None,
+                    req.filters.where if req.filters else None,
+                ),
+                group_by=req.group_by,
                 speech=req.speech,
-                transcripts=transcripts,
                 speech_bias=req.speech_bias,
             )
-            qm = query_modalities(active, texts, item_ids, uploads, transcripts)
-            results = search_mixed(active, q, req.k, qm, req.modalities, concept, where)
             groups = None
-            if req.group_by == "modality":
-                groups = search_by_modality(
-                    active, q, req.k, req.modalities, concept, where, query_mods=qm
-                )
+            if found.groups is not None:
+                groups = {m: [hit_out(active, h) for h in g] for m, g in found.groups.items()}
             return SearchOut(
                 model_id=active.model_id,
-                results=results,
-                transcripts=transcripts,
+                results=[hit_out(active, h) for h in found.results],
+                transcripts=found.transcripts,
                 groups=groups,
                 took_ms=(time.perf_counter() - t0) * 1e3,
             )

@@ -21,7 +21,7 @@ from ..errors import error_response
 from ..fewshot import SupportExample, check_support, start_fit
 from ..inputs import classify_upload
 from ..model_registry import list_models
-from ..retrieval import query_modalities, query_vector, search_by_modality, search_mixed
+from ..retrieval import examples, hit_out, search_examples
 from ..state import ServiceState
 
 __all__ = [
@@ -130,18 +130,19 @@ def run_search(
             raise ValueError("type a query, or upload an image or a sound")
         if not targets:
             raise ValueError("tick at least one modality to find")
-        heard: list[dict[str, Any]] = []
-        q = query_vector(
+        result = search_examples(
             active,
-            texts=texts,
-            uploads=uploads,
+            examples(texts, uploads=uploads),
+            int(k),
+            modalities=targets,
+            group_by="modality",
             speech=speech,
-            transcripts=heard,
             speech_bias=speech_bias,
         )
-        view.transcript = "; ".join(_heard_line(h) for h in heard)
-        qm = query_modalities(active, texts, uploads=uploads, transcripts=heard)
-        groups = search_by_modality(active, q, int(k), targets, query_mods=qm)
+        view.transcript = "; ".join(_heard_line(h) for h in result.transcripts)
+        groups = {
+            m: [hit_out(active, h) for h in hits] for m, hits in (result.groups or {}).items()
+        }
         view.searched = list(groups)
         for h in groups.get("image", []):
             view.gallery.append((_decode_image(active.store.content(h["id"])), _caption(h)))
@@ -150,7 +151,7 @@ def run_search(
             [round(h["score"], 4), h["concept"] or "", h["text"] or h["source"] or ""]
             for h in groups.get("text", [])
         ]
-        for h in search_mixed(active, q, int(k), qm, targets):
+        for h in (hit_out(active, x) for x in result.results):
             view.mixed.append(
                 [
                     None if h["relevance"] is None else round(h["relevance"], 4),

@@ -19,12 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spaner.errors import ConfigError, InputError
 
 from .common import print_json
+
+if TYPE_CHECKING:
+    from spaner.search.engine import Example, SearchHit
 
 QUERY_FLAGS = ("text", "image", "audio")
 
@@ -127,14 +131,16 @@ def build_filter(args: argparse.Namespace, modalities: list[str] | None = None):
     return None if flt.is_empty() else flt
 
 
-def query_items(args: argparse.Namespace) -> list[tuple[str, Any, str]]:
-    """(modality, raw input, label) per query item, files checked up front."""
-    items: list[tuple[str, Any, str]] = [("text", t, repr(t)) for t in args.text]
+def query_items(args: argparse.Namespace) -> list[Example]:
+    """The query examples, files checked up front (texts named by their repr in messages)."""
+    from spaner.search.engine import Example
+
+    items = [Example("text", t, name=repr(t)) for t in args.text]
     for modality in ("image", "audio"):
         for path in getattr(args, modality):
             if not path.is_file():
                 raise InputError(str(path), f"query {modality} file not found")
-            items.append((modality, str(path), str(path)))
+            items.append(Example(modality, str(path), name=str(path)))
     if not items:
         raise ConfigError("no query given: pass --text TEXT, --image FILE and/or --audio FILE")
     return items
@@ -155,10 +161,8 @@ def snippet(store: Any, hit: Any, width: int = 48) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from spaner.ingest.binding import open_bound_store
-    from spaner.search.mixed import merge_by_relevance, query_weights, relevance_of
+    from spaner.search.engine import search
 
     quiet_libraries(args)
     if args.k <= 0:
@@ -169,49 +173,27 @@ def run(args: argparse.Namespace) -> int:
         args.store, checkpoint=args.checkpoint, device=args.device, read_only=True
     )
     try:
-        sp = bound.spaner
-        vecs = []
-        for modality, raw, label in items:
-            if modality not in sp.encoders:
-                raise ConfigError(
-                    f"the store's model has no {modality} encoder (has: {', '.join(sp.modalities)})"
-                )
-            vecs.append(sp.embed(modality, [raw], names=[label if modality == "text" else raw])[0])
-        q = np.mean(np.stack(vecs), axis=0)
-        norm = float(np.linalg.norm(q))
-        if norm == 0.0:
-            raise ConfigError("the query items cancel out (their average is the zero vector)")
-        q = (q / norm).astype(np.float32)[None, :]
-        cal = sp.calibration
-        qm = query_weights(m for m, _, _ in items)
-        targets = list(dict.fromkeys(target_modalities(args) or list(sp.modalities)))
-        unknown = [m for m in targets if m not in sp.modalities]
-        if unknown and (cal is not None or args.group_by == "modality"):
-            raise ConfigError(
-                f"unknown target modality {unknown[0]!r} (the model has: "
-                f"{', '.join(sp.modalities)})"
-            )
-        per_target = None
-        if cal is not None or args.group_by == "modality":
-            per_target = {
-                m: list(bound.store.search(q, args.k, build_filter(args, [m]))[0]) for m in targets
-            }
-        if cal is not None and per_target is not None:
-            merged = merge_by_relevance(per_target, cal, qm, args.k)
-            rows = result_rows(bound.store, [h for h, _ in merged], [r for _, r in merged])
-        else:  # no calibration (an older checkpoint): the store's own ranking by cosine
-            rows = result_rows(bound.store, bound.store.search(q, args.k, flt)[0])
-        groups: dict[str, list[dict[str, Any]]] | None = None
-        if args.group_by == "modality" and per_target is not None:
-            groups = {
-                m: result_rows(bound.store, hits, relevance_of(cal, qm, m, [h.score for h in hits]))
-                for m, hits in per_target.items()
-            }
+        found = search(
+            bound.spaner,
+            bound.store,
+            items,
+            args.k,
+            modalities=target_modalities(args),
+            filters=flt,
+            group_by=args.group_by,
+            speech="audio",  # a query clip is its sound (the service also offers transcripts)
+        )
+        rows = result_rows(bound.store, found.results)
+        groups = (
+            None
+            if found.groups is None
+            else {m: result_rows(bound.store, hits) for m, hits in found.groups.items()}
+        )
         if args.json:
             print_json(
                 {
                     "store": str(args.store),
-                    "query": [{"modality": m, "value": raw} for m, raw, _ in items],
+                    "query": [{"modality": q.modality, "value": q.value} for q in items],
                     "k": args.k,
                     "filter": None
                     if flt is None
@@ -239,25 +221,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def result_rows(
-    store: Any, hits: Any, relevance: list[float | None] | None = None
-) -> list[dict[str, Any]]:
+def result_rows(store: Any, hits: Sequence[SearchHit]) -> list[dict[str, Any]]:
     """Result rows; ``score`` is the raw cosine, ``relevance`` the calibrated score (None
     without a calibration)."""
-    rel = relevance if relevance is not None else [None] * len(hits)
     return [
         {
             "rank": r,
             "id": h.id,
-            "score": round(float(h.score), 6),
-            "relevance": None if p is None else round(float(p), 6),
+            "score": round(h.score, 6),
+            "relevance": None if h.relevance is None else round(h.relevance, 6),
             "modality": h.metadata["modality"],
             "concept": h.metadata["concept"],
             "source": h.metadata["source"],
             "snippet": snippet(store, h),
             "extra": h.metadata["extra"],
         }
-        for r, (h, p) in enumerate(zip(hits, rel, strict=True), 1)
+        for r, h in enumerate(hits, 1)
     ]
 
 

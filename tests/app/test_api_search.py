@@ -199,8 +199,10 @@ def test_search_upload_errors(client) -> None:
     "stray",
     [{"modalities": "image"}, {"k": "1"}, {"queries": "red"}, {"modalities": "image", "k": "2"}],
 )
-def test_stray_form_fields_are_refused_not_ignored(client, stray) -> None:
-    """`-F modalities=image` used to be ignored silently (a search over every modality)."""
+def test_stray_form_fields_are_refused_not_ignored(client, stored, stray) -> None:
+    """`-F modalities=image` used to be ignored silently (a search over every modality).
+    ``stored`` puts the red image in the store, so the honoured search below has an image to
+    find whatever ran before (alone, the session's store may be empty)."""
     r = client.post(
         "/v1/search",
         data={"request": json.dumps({"k": 3}), **stray},
@@ -217,6 +219,7 @@ def test_stray_form_fields_are_refused_not_ignored(client, stray) -> None:
         files=[("files", ("q.png", png_bytes((250, 10, 10)), "image/png"))],
     )
     assert r.status_code == 200 and {h["modality"] for h in r.json()["results"]} == {"image"}
+    assert stored["red_image"] in [h["id"] for h in r.json()["results"]]
 
 
 def test_stray_form_fields_on_other_routes(client) -> None:
