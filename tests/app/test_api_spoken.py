@@ -55,3 +55,36 @@ def test_speech_bias_is_documented_and_validated(client) -> None:
     assert props["speech_bias"]["default"] is True
     r = client.post("/v1/search", json={"queries": [{"text": "x"}], "speech_bias": "maybe"})
     assert r.status_code == 422
+
+
+def _wav(samples: np.ndarray, rate: int, subtype: str = "PCM_16") -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, samples, rate, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+@pytest.mark.slow  # Whisper tiny.en (the shared transcriber: the tiny profile has none)
+@pytest.mark.parametrize("speech", ["auto", "transcript", "both"])
+def test_a_silent_spoken_query_is_searched_by_its_audio(client, speech: str) -> None:
+    clip = [("files", ("silence.wav", _wav(np.zeros(16000, np.float32), 16000), "audio/wav"))]
+    req = {"k": 2, "speech": speech}
+    r = client.post("/v1/search", files=clip, data={"request": json.dumps(req)})
+    assert r.status_code == 200, r.text
+    (heard,) = r.json()["transcripts"]
+    assert heard["used"] == "audio" and heard["transcript"] is None
+
+
+@pytest.mark.parametrize("speech", ["auto", "transcript"])
+def test_a_30_minute_spoken_query_is_refused_with_413(client, speech: str) -> None:
+    # 30 minutes at 200 Hz, 8 bits: small to upload, long to hear
+    long = _wav(np.zeros(30 * 60 * 200, np.float32), 200, "PCM_U8")
+    clip = [("files", ("long.wav", long, "audio/wav"))]
+    r = client.post("/v1/search", files=clip, data={"request": json.dumps({"speech": speech})})
+    assert r.status_code == 413, r.text
+    assert "limit" in r.json()["detail"]
+
+
+def test_the_default_audio_limit_refuses_30_minutes() -> None:
+    from spaner.app.settings import Settings
+
+    assert Settings.model_fields["max_audio_seconds"].default < 30 * 60
