@@ -3,7 +3,9 @@
 The support set is written to a private temporary folder as a manifest (every line in the
 ``train`` split), trained with :meth:`Spaner.fit` on a copy of the active model (searches
 keep using the original), scored before and after on the held-out slice, and saved under
-``<store>/models/<id>``. It becomes active only through an activation job.
+``<store>/models/<id>`` with the TrainConfig it used (``train_config`` in its info). The
+request's settings apply over the model profile's training defaults (the digits profile's image
+augmentation, say), as in ``spaner train``. It becomes active only through an activation job.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,6 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from spaner.evaluation.compare import evaluate_model
-from spaner.model.config import TrainConfig
 from spaner.pipeline import Spaner
 from spaner.training.manifest import Manifest, ManifestItem
 
@@ -83,11 +84,12 @@ def _metrics(model: Any, features: Any) -> dict[str, Any]:
 
 
 def _run_fit(
-    state: ServiceState, job: Job, examples: list[SupportExample], cfg: TrainConfig
+    state: ServiceState, job: Job, examples: list[SupportExample], settings: dict[str, Any]
 ) -> dict[str, Any]:
     base = state.peek()
     job.update(0.02, "encoding the support set")
     spaner = Spaner(copy.deepcopy(base.spaner.model), base.spaner.encoders)
+    cfg = spaner.train_config(**settings)  # over the profile defaults of the model trained
     state.models_dir.mkdir(parents=True, exist_ok=True)  # temp files here: a restart removes them
     with tempfile.TemporaryDirectory(prefix=".tmp-fit-", dir=state.models_dir) as tmp:
         data = spaner.prepare(_manifest(examples, Path(tmp)), cfg)
@@ -124,7 +126,13 @@ def _run_fit(
             "train": train,
         }
     )
-    info = {"job": job.id, "parent": base.model_id, "examples": len(examples), "metrics": metrics}
+    info = {
+        "job": job.id,
+        "parent": base.model_id,
+        "examples": len(examples),
+        "metrics": metrics,
+        "train_config": asdict(cfg),
+    }
     job.no_more_cancel()
     mid = save_model(state, spaner, info)
     progress_point("fit:saved")
@@ -134,6 +142,13 @@ def _run_fit(
 def start_fit(
     state: ServiceState, examples: list[SupportExample], epochs: int | None, lr: float, seed: int
 ) -> Job:
-    cfg = TrainConfig(epochs=epochs or state.settings.fit_epochs, lr=lr, seed=seed, patience=20)
-    cfg.validate()
-    return state.jobs.submit("fit", lambda job: _run_fit(state, job, examples, cfg))
+    """Queue a fit job: ``epochs`` (default: the server's ``fit_epochs``), ``lr`` and ``seed``
+    over the active model profile's training defaults (checked now, applied when the job runs)."""
+    settings = {
+        "epochs": epochs or state.settings.fit_epochs,
+        "lr": lr,
+        "seed": seed,
+        "patience": 20,
+    }
+    state.peek().spaner.train_config(**settings)  # a bad setting is refused here, not in the job
+    return state.jobs.submit("fit", lambda job: _run_fit(state, job, examples, settings))

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from spaner.model.checkpoint import checkpoint_hash
-from spaner.model.config import TrainConfig
 from spaner.training.features import FeatureCache
 
 __all__ = ["DemoConfig", "prepare_demo", "serve_demo"]
@@ -246,12 +245,11 @@ def _prepare_demo(cfg: DemoConfig, progress: bool, train_threads: int = 1) -> di
         data_hash += _file_hash(index_manifest)[:16]
 
     t = time.perf_counter()
-    from spaner.profiles import get_profile
+    from spaner.profiles import get_profile, resolve_train_config
 
-    prof = get_profile(
-        cfg.profile
-    )  # encoders and every training setting (defaults too): a change retrains
-    tcfg = TrainConfig(shots=cfg.shots, seed=cfg.seed, **{**prof.train, **cfg.train})
+    # encoders and every training setting (the profile's defaults too): a change retrains
+    prof = get_profile(cfg.profile)
+    tcfg = resolve_train_config(prof, {"shots": cfg.shots, "seed": cfg.seed, **cfg.train})
     train_key = {
         "data": data_hash,
         "shots": cfg.shots,

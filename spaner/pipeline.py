@@ -1,7 +1,7 @@
 """The end-to-end object: frozen encoders + a SPANER model.
 
 >>> sp = Spaner.from_profile("tiny", modalities=["text", "image"])
->>> result = sp.fit("data/manifest.jsonl", TrainConfig(shots=5))
+>>> result = sp.fit("data/manifest.jsonl", {"shots": 5})  # over the profile's training defaults
 >>> sp.save("runs/ckpt")
 >>> vectors = Spaner.load("runs/ckpt").embed("text", ["seven"])
 """
@@ -30,7 +30,7 @@ from spaner.training.features import FeatureCache
 from spaner.training.fit import TrainResult, fit
 from spaner.training.manifest import Manifest, load_manifest
 
-from .profiles import get_profile
+from .profiles import get_profile, resolve_train_config
 
 if TYPE_CHECKING:
     from spaner.search.engine import Example, SearchResult
@@ -206,14 +206,25 @@ class Spaner:
         return search(self, store, queries, k, **options)
 
     # -- training -----------------------------------------------------------------------
+    def train_config(self, **overrides: Any) -> TrainConfig:
+        """The TrainConfig for training this model: ``overrides`` over its profile's training
+        defaults (the profile recorded in the model config) over TrainConfig's defaults; see
+        :func:`spaner.profiles.resolve_train_config`."""
+        return resolve_train_config(self.model.config.profile, overrides)
+
+    def _train_config(self, cfg: TrainConfig | Mapping[str, Any] | None) -> TrainConfig:
+        return cfg if isinstance(cfg, TrainConfig) else self.train_config(**(cfg or {}))
+
     def prepare(
         self,
         manifest: str | Path | Manifest,
-        cfg: TrainConfig,
+        cfg: TrainConfig | Mapping[str, Any] | None = None,
         cache: FeatureCache | None = None,
         modalities: Sequence[str] | None = None,
     ) -> PreparedData:
-        """Split the manifest, sample shots, and compute (cached) frozen features."""
+        """Split the manifest, sample shots, and compute (cached) frozen features. ``cfg`` as
+        in :meth:`fit`."""
+        cfg = self._train_config(cfg)
         man = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
         splits = split_manifest(man, cfg.seed)
         train_items, val_items = sample_few_shot(
@@ -231,6 +242,12 @@ class Spaner:
                 train.modalities[modality] = add_copies(
                     train.modalities[modality], paths, encs[modality], copies, cfg.seed, cache
                 )
+        if cfg.phrasings and "text" in train.modalities and splits.relevance == "concept":
+            from spaner.training.augment import add_phrasings
+
+            train.modalities["text"] = add_phrasings(
+                train.modalities["text"], train_items, encs["text"], cfg.phrasings, cache, labels
+            )
         val = build_features(val_items, encs, splits.relevance, labels, cache)
         test = build_features(splits.test, encs, splits.relevance, labels, cache)
         log.info(
@@ -242,12 +259,19 @@ class Spaner:
     def fit(
         self,
         manifest: str | Path | Manifest | PreparedData,
-        cfg: TrainConfig,
+        cfg: TrainConfig | Mapping[str, Any] | None = None,
         cache: FeatureCache | None = None,
         progress: bool = True,
     ) -> TrainResult:
         """Few-shot training of prompt + aligners on the manifest's training split, then the
-        search-time score calibration (``cfg.calibration``) on its validation split."""
+        search-time score calibration (``cfg.calibration``) on its validation split.
+
+        ``cfg``: ``None`` or a mapping of TrainConfig fields (``{"shots": 5, "image_augment": 0}``)
+        trains with the model profile's training defaults (``Profile.train``, e.g. the digits
+        profile's image augmentation) for every field the mapping leaves out; a key given wins,
+        whatever its value. A :class:`TrainConfig` instance is used as it is, every field
+        included: build one with :meth:`train_config` to start from the profile's defaults."""
+        cfg = self._train_config(cfg)
         data = (
             manifest if isinstance(manifest, PreparedData) else self.prepare(manifest, cfg, cache)
         )
@@ -259,14 +283,16 @@ class Spaner:
         self,
         modality: str,
         manifest: str | Path | Manifest | PreparedData,
-        cfg: TrainConfig,
+        cfg: TrainConfig | Mapping[str, Any] | None = None,
         encoder: str | None = None,
         options: dict[str, Any] | None = None,
         cache: FeatureCache | None = None,
         progress: bool = True,
     ) -> TrainResult:
         """Train only ``modality``'s aligner (adding the modality first if it is new); the shared
-        prompt and every other aligner stay frozen, so existing embeddings do not change."""
+        prompt and every other aligner stay frozen, so existing embeddings do not change.
+        ``cfg`` as in :meth:`fit`."""
+        cfg = self._train_config(cfg)
         self.add_modality(modality, encoder, options)
         data = (
             manifest if isinstance(manifest, PreparedData) else self.prepare(manifest, cfg, cache)

@@ -10,16 +10,27 @@
   (``digitcnn-mnist5k-image``), and Whisper tiny.en audio; it trains with 8 augmented copies of
   each training image (``Profile.train``; chosen on the digits val split).
 * ``tiny``: random seeded miniature models for tests; same code paths.
+
+A profile's ``train`` defaults reach every training run (CLI, :meth:`Spaner.fit
+<spaner.pipeline.Spaner.fit>`, the demo, the service's few-shot fits) through one function,
+:func:`resolve_train_config`: a setting the caller gives > the profile's default > TrainConfig's.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spaner.errors import ConfigError
 
-__all__ = ["Profile", "PROFILES", "get_profile", "train_defaults"]
+if TYPE_CHECKING:  # importing spaner.model imports torch; this registry stays light
+    from spaner.model.config import TrainConfig
+
+__all__ = ["Profile", "PROFILES", "get_profile", "resolve_train_config"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,28 @@ def get_profile(name: str) -> Profile:
         ) from None
 
 
-def train_defaults(name: str | None) -> dict[str, Any]:
-    """The TrainConfig defaults of profile ``name`` (none for ``None`` or a custom model)."""
-    return dict(PROFILES[name].train) if name in PROFILES else {}
+def resolve_train_config(
+    profile: str | Profile | None, overrides: Mapping[str, Any] | None = None
+) -> TrainConfig:
+    """The TrainConfig a run on a ``profile`` model uses: the one place profile training
+    defaults meet the caller's settings.
+
+    Per field: a key in ``overrides`` (given explicitly, whatever its value, ``0`` and ``None``
+    included) > the profile's :attr:`Profile.train` default > :class:`TrainConfig`'s default.
+    ``profile`` is a name, a :class:`Profile`, or ``None`` (a model built without one: no
+    defaults); a name no longer registered (an old checkpoint's) has no defaults either. Unknown
+    fields raise :class:`~spaner.errors.ConfigError`; the result is validated.
+    """
+    from spaner.model.config import TrainConfig, from_dict
+
+    if isinstance(profile, Profile):
+        defaults = profile.train
+    elif profile in PROFILES:
+        defaults = PROFILES[profile].train
+    else:
+        if profile is not None:
+            log.warning("profile %r is not registered: training without profile defaults", profile)
+        defaults = {}
+    cfg = from_dict(TrainConfig, {**defaults, **(overrides or {})})
+    cfg.validate()
+    return cfg

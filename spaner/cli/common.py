@@ -10,7 +10,7 @@ from typing import Any
 
 from spaner.errors import ConfigError
 from spaner.model.config import AlignerConfig, TrainConfig
-from spaner.profiles import PROFILES
+from spaner.profiles import PROFILES, resolve_train_config
 from spaner.training.features import FeatureCache
 
 __all__ = [
@@ -139,15 +139,15 @@ def encoder_choice(args: argparse.Namespace) -> tuple[dict[str, str], dict[str, 
     return choice, options
 
 
-def train_config(args: argparse.Namespace, **defaults: Any) -> TrainConfig:
-    values = {**defaults}
-    for f in dataclasses.fields(TrainConfig):
-        v = getattr(args, f.name, None)
-        if v is not None:
-            values[f.name] = v
-    cfg = TrainConfig(**values)
-    cfg.validate()
-    return cfg
+def train_config(args: argparse.Namespace, profile: str | None) -> TrainConfig:
+    """The TrainConfig flags given (a flag left out is ``None``) over ``profile``'s training
+    defaults (:func:`spaner.profiles.resolve_train_config`); validated."""
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name, None) is not None
+    }
+    return resolve_train_config(profile, given)
 
 
 def aligner_overrides(args: argparse.Namespace) -> dict[str, Any]:

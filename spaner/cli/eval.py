@@ -58,7 +58,6 @@ def run(args: argparse.Namespace) -> int:
     from spaner.errors import ConfigError
     from spaner.evaluation.compare import METHODS, compare, format_markdown
     from spaner.pipeline import Spaner
-    from spaner.profiles import train_defaults
     from spaner.training.manifest import load_manifest
 
     from ._model import spaner_from_args
@@ -76,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_model, checkpoint_calibration = sp.model, sp.calibration
     else:
         sp = spaner_from_args(args, manifest)
-    cfg = train_config(args, **train_defaults(sp.model.config.profile))
+    cfg = train_config(args, sp.model.config.profile)
     report = compare(
         sp,
         manifest,

@@ -70,7 +70,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from spaner.errors import ConfigError
     from spaner.pipeline import Spaner
-    from spaner.profiles import train_defaults
     from spaner.training.manifest import load_manifest
 
     from .train import save_and_report
@@ -87,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     _, options = encoder_choice(
         argparse.Namespace(encoder=[], weights=args.weights, encoder_opt=args.encoder_opt)
     )
-    cfg = args.train_cfg = train_config(args, **train_defaults(sp.model.config.profile))
+    cfg = args.train_cfg = train_config(args, sp.model.config.profile)
     cache = feature_cache(args)
     sp.add_modality(args.modality, args.encoder, options.get(args.modality))
     data = sp.prepare(manifest, cfg, cache)  # once: for training and for the test scores

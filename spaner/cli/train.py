@@ -57,14 +57,13 @@ def report_line(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spaner.profiles import train_defaults
     from spaner.training.manifest import load_manifest
 
     from ._model import spaner_from_args
 
     manifest = load_manifest(args.manifest)
     sp = spaner_from_args(args, manifest)
-    cfg = args.train_cfg = train_config(args, **train_defaults(sp.model.config.profile))
+    cfg = args.train_cfg = train_config(args, sp.model.config.profile)
     cache = feature_cache(args)
     data = sp.prepare(manifest, cfg, cache)
     t0 = time.perf_counter()

@@ -151,14 +151,15 @@ def test_the_digits_profile_trains_with_image_copies_unless_told_otherwise() -> 
     import argparse
 
     from spaner.cli.common import add_train_args, train_config
-    from spaner.profiles import train_defaults
+    from spaner.profiles import PROFILES
 
     p = argparse.ArgumentParser()
     add_train_args(p)
-    assert train_defaults("digits")["image_augment"] > 0
-    assert train_defaults("offline") == {} and train_defaults(None) == {}
-    chosen = train_config(p.parse_args([]), **train_defaults("digits"))
-    assert chosen.image_augment == train_defaults("digits")["image_augment"]
-    off = train_config(p.parse_args(["--image-augment", "0"]), **train_defaults("digits"))
+    augment = PROFILES["digits"].train["image_augment"]
+    assert augment > 0
+    assert PROFILES["offline"].train == {}
+    assert train_config(p.parse_args([]), "digits").image_augment == augment
+    off = train_config(p.parse_args(["--image-augment", "0"]), "digits")
     assert off.image_augment == 0
-    assert train_config(p.parse_args([]), **train_defaults("offline")).image_augment == 0
+    assert train_config(p.parse_args([]), "offline").image_augment == 0
+    assert train_config(p.parse_args([]), None).image_augment == 0
