@@ -208,7 +208,7 @@ def test_auto_routes_by_content_and_the_threshold_overrides_the_no_speech_ceilin
 
 def test_biasing_snaps_only_a_transcript_that_is_used() -> None:
     sp = _StubSpaner()
-    clips = [("Seven.", 0.7, -1.0), ("Keto.", 0.05, -0.5)]
+    clips = [("Seven.", 0.6, -1.0), ("Keto.", 0.05, -0.5)]
     a, b = spoken_queries(sp, clips, vocabulary=["seven", "a lark"])
     assert a.used == "transcript" and a.vocabulary_match == "seven" and a.transcript == "seven"
     assert b.used == "audio" and b.vocabulary_match is None
