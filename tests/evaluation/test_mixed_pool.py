@@ -5,27 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from feature_sets import MODS, labelled_feature_set
 
 from spaner.errors import ConfigError
 from spaner.evaluation.metrics import mixed_pool_metrics
 from spaner.model.config import TrainConfig
 from spaner.model.losses import mixed_info_nce, modality_gap_penalty, objective
 from spaner.model.network import info_nce
-from spaner.training.data import FeatureSet, ModalityFeatures
 
-MODS = ("audio", "image", "text")
-
-
-def _fs(labels: dict[str, torch.Tensor]) -> FeatureSet:
-    return FeatureSet(
-        {
-            m: ModalityFeatures(
-                [None] * len(v), v, [str(i) for i in range(len(v))], [None] * len(v)
-            )
-            for m, v in labels.items()
-        },
-        relevance="concept",
-    )
+_fs = labelled_feature_set
 
 
 def _space(modality_weight: float, per: int = 12, concepts: int = 4, seed: int = 0):

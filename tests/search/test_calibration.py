@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_mixed_pool import MODS, _fs
+from feature_sets import MODS
+from feature_sets import labelled_feature_set as _fs
 
 from spaner.errors import CheckpointError, ConfigError
 from spaner.evaluation.metrics import calibrated_scores, mixed_pool_metrics
