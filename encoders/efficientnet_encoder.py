@@ -32,7 +32,7 @@ from spaner.errors import EncoderLoadError
 from .base import Encoder, TokenBatch
 from .decode import RawInput, load_image
 from .hf_text_encoder import minilm_path
-from .label_space import label_matrix, label_vectors
+from .label_space import DEFAULT_LABEL_TEXT, label_matrix, label_vectors
 
 __all__ = ["EfficientNetLiteEncoder", "LITE_VARIANTS", "lite_weights_path"]
 
@@ -132,6 +132,7 @@ class EfficientNetLiteEncoder(Encoder):
         random_seed: int | None = None,
         labels: str | None = "auto",
         label_top_k: int = 10,
+        label_text: str = DEFAULT_LABEL_TEXT,
         device: str = "cpu",
     ) -> None:
         super().__init__()
@@ -162,10 +163,13 @@ class EfficientNetLiteEncoder(Encoder):
             self._args["labels"] = labels
         if label_top_k != 10:
             self._args["label_top_k"] = self.label_top_k
+        self.label_text = label_text
+        if label_text != DEFAULT_LABEL_TEXT:
+            self._args["label_text"] = label_text
         if labels == "auto":  # ImageNet class names mean something only with trained weights
             labels = minilm_path() if random_seed is None else None
         if labels and labels != "none":
-            self._labels, self.native_space = label_matrix(labels)
+            self._labels, self.native_space = label_matrix(labels, label_text)
             self.native_dim = int(self._labels.shape[1])
         self.to(device)
 
@@ -176,7 +180,9 @@ class EfficientNetLiteEncoder(Encoder):
         # rev 2: ReLU6 activations (rev 1 ran swish by mistake); keys the feature cache
         out = dict(self._args, rev=2)
         if self._labels is not None:
-            out["native"] = f"imagenet-labels@{self.native_space}"
+            # the class texts key the cached native vectors: bare names keep the old key
+            text = "" if self.label_text == "names" else f"+{self.label_text}"
+            out["native"] = f"imagenet-labels{text}@{self.native_space}"
         return out
 
     def load(self, source: RawInput, name: str | None = None):

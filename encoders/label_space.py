@@ -6,6 +6,12 @@ ImageNet class names. A photo the classifier calls "tailed frog" (p=.76) / "tree
 beside the words "a frog" in MiniLM's space, even when "frog" was never in a few-shot set, so an
 image encoder with a classifier head gets a native vector in the text encoder's own space, and
 the unified space can be anchored on it (:class:`spaner.model.config.AlignerConfig`).
+
+Each class is embedded either as its bare name (``label_text="names"``) or with its WordNet
+synonyms and everyday hypernyms (``"wordnet"``: "Labrador retriever, dog, domestic animal"), read
+from ``configs/imagenet-classes-wordnet.txt``, which :mod:`spaner.concepts.imagenet_labels`
+derives from WordNet 3.0 and which ships, so the vectors never depend on whether the machine has
+WordNet.
 """
 
 from __future__ import annotations
@@ -18,11 +24,22 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-__all__ = ["imagenet_classes", "label_matrix", "label_vectors"]
+__all__ = [
+    "imagenet_classes",
+    "class_texts",
+    "label_matrix",
+    "label_vectors",
+    "LABEL_TEXTS",
+    "DEFAULT_LABEL_TEXT",
+]
 
 log = logging.getLogger(__name__)
 
 _CLASSES = Path(__file__).parent / "configs" / "imagenet-classes.txt"
+_WORDNET = Path(__file__).parent / "configs" / "imagenet-classes-wordnet.txt"
+#: how a class is put into words: its bare name, or with WordNet synonyms and hypernyms
+LABEL_TEXTS = ("names", "wordnet")
+DEFAULT_LABEL_TEXT = "names"
 
 
 def imagenet_classes() -> list[str]:
@@ -33,15 +50,28 @@ def imagenet_classes() -> list[str]:
     return names
 
 
+def class_texts(label_text: str = DEFAULT_LABEL_TEXT) -> list[str]:
+    """The text embedded for each class, in index order (see :data:`LABEL_TEXTS`)."""
+    names = imagenet_classes()
+    if label_text == "names":
+        return names
+    if label_text != "wordnet":
+        raise ValueError(f"label_text must be one of {', '.join(LABEL_TEXTS)}, got {label_text!r}")
+    texts = _WORDNET.read_text(encoding="utf-8").splitlines()
+    if len(texts) != 1000 or any(not t.startswith(n) for t, n in zip(texts, names, strict=True)):
+        raise RuntimeError(f"{_WORDNET} should hold 1000 lines, each starting with its class name")
+    return texts
+
+
 @lru_cache(maxsize=4)
-def label_matrix(text_model: str) -> tuple[torch.Tensor, str]:
-    """Sentence embeddings ``[1000, dim]`` of the class names by the transformers model at
+def label_matrix(text_model: str, label_text: str = DEFAULT_LABEL_TEXT) -> tuple[torch.Tensor, str]:
+    """Sentence embeddings ``[1000, dim]`` of the class texts (:func:`class_texts`) by the transformers model at
     ``text_model`` (mean-pooled, as :class:`HFTextEncoder` computes its native vector), and that
     encoder's ``native_space`` id. Computed once per model: kept in memory for the process and,
     for a local model directory, on disk under ``$SPANER_CACHE/labels`` (embedding the 1000 names
     took 6-7 s on one core, paid by every process that built the image encoder: training,
     ingest, the server)."""
-    names = imagenet_classes()
+    names = class_texts(label_text)
     path = _disk_path(text_model, names)
     if path is not None and path.is_file():
         try:
@@ -62,7 +92,7 @@ def label_matrix(text_model: str) -> tuple[torch.Tensor, str]:
         batch = encoder.encode(names[start : start + 250])
         assert batch.native is not None
         rows.append(batch.native.float())
-    log.info("embedded %d ImageNet class names with %s", len(names), text_model)
+    log.info("embedded %d ImageNet class texts (%s) with %s", len(names), label_text, text_model)
     matrix, space = torch.cat(rows), str(encoder.native_space)
     if path is not None:
         _save(path, matrix, space)
@@ -71,7 +101,8 @@ def label_matrix(text_model: str) -> tuple[torch.Tensor, str]:
 
 def _disk_path(text_model: str, names: list[str]) -> Path | None:
     """Where the matrix of a local model directory is kept: keyed by the directory, its files'
-    names, sizes and modification times, and the class names (None for a hub id)."""
+    names, sizes and modification times, and the class texts, so the bare names and the
+    WordNet-enriched texts never share a file (None for a hub id)."""
     root = Path(text_model)
     if not root.is_dir():
         return None

@@ -184,6 +184,12 @@ class TrainConfig:
         "deformation, stroke thickness; see spaner.training.image_augment); 0 = off. The digits "
         "profile sets it (README, 'Profiles')",
     )
+    phrasings: int = _f(
+        0,
+        "extra training texts per concept made from its English label and WordNet: the bare "
+        "noun, with an article, the plural, 'a photo of ...', 'the sound of ...', and where "
+        "WordNet names the sound, 'a dog barking' (see spaner.concepts.phrasings); 0 = off",
+    )
 
     def validate(self) -> None:
         if self.shots is not None and self.fraction is not None:
@@ -223,6 +229,8 @@ class TrainConfig:
             raise ConfigError(f"audio_augment must be >= 0, got {self.audio_augment}")
         if self.image_augment < 0:
             raise ConfigError(f"image_augment must be >= 0, got {self.image_augment}")
+        if self.phrasings < 0:
+            raise ConfigError(f"phrasings must be >= 0, got {self.phrasings}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 

@@ -16,11 +16,16 @@ others are left alone.
 Images (``TrainConfig.image_augment``): affine warp, elastic deformation and stroke thickness, see
 :mod:`spaner.training.image_augment`. Any image encoder whose ``load`` returns a Pillow image is augmented
 (every built-in one).
+
+Text (``TrainConfig.phrasings``): :func:`add_phrasings` adds phrasings of each training concept
+("frog", "frogs", "a photo of a frog", "a dog barking"; :mod:`spaner.concepts.phrasings`) as extra
+text items with its label, encoded by the frozen text encoder through the feature cache.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -28,9 +33,17 @@ import torch
 
 from spaner.encoders.base import Encoder, ItemTokens
 from spaner.training.data import ModalityFeatures
-from spaner.training.features import FeatureCache, content_hash
+from spaner.training.features import FeatureCache, content_hash, encode_items
+from spaner.training.manifest import ManifestItem
 
-__all__ = ["augment_waveform", "telephone_band", "add_copies", "add_audio_copies", "RECIPE"]
+__all__ = [
+    "augment_waveform",
+    "telephone_band",
+    "add_copies",
+    "add_audio_copies",
+    "add_phrasings",
+    "RECIPE",
+]
 
 log = logging.getLogger(__name__)
 
@@ -177,3 +190,47 @@ def _image_recipe() -> str:
 
 #: the name the audio copies had before images were augmented too
 add_audio_copies = add_copies
+
+
+def add_phrasings(
+    feats: ModalityFeatures,
+    items: Sequence[ManifestItem],
+    encoder: Encoder,
+    per_concept: int,
+    cache: FeatureCache | None,
+    label_ids: dict[str, int],
+) -> ModalityFeatures:
+    """``feats`` (text features of the training ``items``) plus up to ``per_concept`` phrasings
+    of each training concept (:mod:`spaner.concepts.phrasings`) as extra text items with the
+    concept's label in ``label_ids``, encoded by the frozen text ``encoder`` through ``cache``."""
+    from spaner.concepts.phrasings import concept_phrasings
+    from spaner.concepts.wordnet import load_wordnet
+
+    if per_concept < 1:
+        return feats
+    wn = load_wordnet()
+    table = concept_phrasings(items, per_concept, wn)
+    texts, labels, ids, concepts = [], [], [], []
+    for concept, extra in table.items():
+        if concept not in label_ids:
+            continue
+        for k, text in enumerate(extra):
+            texts.append(text)
+            labels.append(label_ids[concept])
+            ids.append(f"phrasing:{concept}#{k}")
+            concepts.append(concept)
+    if not texts:
+        return feats
+    encoded = encode_items(encoder, texts, cache, desc="encode phrasings")
+    log.info(
+        "phrasings: %d extra texts for %d concepts (%s)",
+        len(texts),
+        len(table),
+        "with WordNet" if wn is not None else "without WordNet",
+    )
+    return ModalityFeatures(
+        list(feats.items) + list(encoded),
+        torch.cat([feats.labels, torch.tensor(labels, dtype=torch.long)]),
+        list(feats.ids) + ids,
+        list(feats.concepts) + concepts,
+    )
