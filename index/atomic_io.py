@@ -116,12 +116,15 @@ def swap_into_place(new: str | os.PathLike[str], target: str | os.PathLike[str])
         return
     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
     parked = old / "previous"
-    os.replace(target, parked)
     try:
-        os.replace(new, target)
-    except BaseException:
-        os.replace(parked, target)  # put the previous folder back
-        raise
+        os.replace(target, parked)
+        try:
+            os.replace(new, target)
+        except BaseException:
+            os.replace(parked, target)  # put the previous folder back
+            raise
+        finally:
+            fsync_dir(target.parent)
     finally:
-        fsync_dir(target.parent)
-    shutil.rmtree(old, ignore_errors=True)
+        if target.exists():  # else putting it back failed: the previous folder stays parked
+            shutil.rmtree(old, ignore_errors=True)
