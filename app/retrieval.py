@@ -57,7 +57,10 @@ def item_out(
 def hit_out(active: ActiveSpace, hit: SearchHit, with_text: bool = True) -> dict[str, Any]:
     """A ``HitOut``-shaped dict for a search hit."""
     return dict(
-        item_out(active, hit.id, hit.metadata, with_text), score=hit.score, relevance=hit.relevance
+        item_out(active, hit.id, hit.metadata, with_text),
+        score=hit.score,
+        relevance=hit.relevance,
+        lexical=hit.lexical,
     )
 
 
@@ -92,6 +95,7 @@ def search_examples(
     group_by: str | None = None,
     speech: str = "auto",
     speech_bias: bool = True,
+    hybrid: bool = True,
 ) -> SearchResult:
     """The library search over the active store (``speech_bias``: spoken queries' transcripts
     are snapped to the store's vocabulary, built only when a spoken query needs it)."""
@@ -107,6 +111,7 @@ def search_examples(
         group_by=group_by,  # type: ignore[arg-type]
         speech=speech,
         vocabulary=(lambda: store_vocabulary(active.store)) if speech_bias else None,
+        hybrid=hybrid,
     )
 
 
@@ -133,5 +138,7 @@ def search(
 ) -> list[dict[str, Any]]:
     """Top-``k`` hits for a ``[1, dim]`` query vector by cosine, as ``HitOut``-shaped dicts
     (the API benchmark's search: a vector carries no query modality to calibrate for)."""
-    found = engine.search_query(active.spaner, active.store, Query(query), k, filters=flt)
+    found = engine.search_query(
+        active.spaner, active.store, Query(query), k, filters=flt, hybrid=False
+    )
     return [hit_out(active, h, with_text) for h in found.results]

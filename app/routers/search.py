@@ -93,6 +93,7 @@ async def search_items(request: Request, state: StateDep) -> SearchOut:
                 group_by=req.group_by,
                 speech=req.speech,
                 speech_bias=req.speech_bias,
+                hybrid=req.hybrid,
             )
             groups = None
             if found.groups is not None:

@@ -91,6 +91,15 @@ class SearchIn(BaseModel):
             "transcript is what Whisper heard"
         ),
     )
+    hybrid: bool = Field(
+        True,
+        description=(
+            "fuse full-text evidence into the ranking: the query's words (its texts and the "
+            "transcripts of spoken queries) are also looked up in the collection's full-text "
+            "index (its text items and spoken transcripts, BM25), and a match raises an item's "
+            "relevance; a query that is a stored text ranks that text first. false: vectors only"
+        ),
+    )
     group_by: Literal["modality"] | None = Field(
         None,
         description=(
@@ -116,6 +125,15 @@ class HitOut(ItemOut):
             "set; null when the model has no calibration (a checkpoint from before it)"
         ),
         examples=[0.71],
+    )
+    lexical: float | None = Field(
+        None,
+        description=(
+            "full-text evidence with `hybrid`, in [0, 1]: 1 when the query is this item's text "
+            "(case, punctuation, a leading article and numerals folded), else the share of the "
+            "query's words the item's text holds, scaled; null when its text did not match"
+        ),
+        examples=[0.25],
     )
 
 

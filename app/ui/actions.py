@@ -116,6 +116,7 @@ def run_search(
     k: int,
     speech: str = "auto",
     speech_bias: bool = True,
+    hybrid: bool = True,
 ) -> SearchView:
     """The top ``k`` of each ticked modality (images, sounds, texts) and the mixed top ``k``;
     a spoken query's transcript (``speech``: see :mod:`spaner.search.spoken`)."""
@@ -138,6 +139,7 @@ def run_search(
             group_by="modality",
             speech=speech,
             speech_bias=speech_bias,
+            hybrid=hybrid,
         )
         view.transcript = "; ".join(_heard_line(h) for h in result.transcripts)
         groups = {

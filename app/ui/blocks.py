@@ -51,6 +51,12 @@ def _search_tab(state: ServiceState) -> None:
                 info="a word of the collection Whisper finds nearly as likely replaces what it heard",
                 elem_id="speech-bias",
             )
+            hybrid = gr.Checkbox(
+                value=True,
+                label="Also match words (hybrid)",
+                info="the collection's texts and spoken transcripts that hold the query's words rank higher; a stored text typed exactly comes first",
+                elem_id="hybrid",
+            )
             go = gr.Button("Search", variant="primary", elem_id="search-button")
     # what Whisper heard in a spoken query (spaner.search.spoken)
     transcript = gr.Textbox(
@@ -92,9 +98,18 @@ def _search_tab(state: ServiceState) -> None:
         k: int,
         speech_mode: str,
         speech_bias: bool = True,
+        use_hybrid: bool = True,
     ) -> list[Any]:
         view = actions.run_search(
-            state, text, image, audio, targets, k, speech_mode, speech_bias=bool(speech_bias)
+            state,
+            text,
+            image,
+            audio,
+            targets,
+            k,
+            speech_mode,
+            speech_bias=bool(speech_bias),
+            hybrid=bool(use_hybrid),
         )
         shown = set(view.searched)
         return [
@@ -110,8 +125,8 @@ def _search_tab(state: ServiceState) -> None:
         ]
 
     outs = [transcript, status, gallery, sounds, texts, table, col_images, col_audio, col_texts]
-    go.click(do, [text, image, audio, targets, k, speech, bias], outs)
-    text.submit(do, [text, image, audio, targets, k, speech, bias], outs)
+    go.click(do, [text, image, audio, targets, k, speech, bias, hybrid], outs)
+    text.submit(do, [text, image, audio, targets, k, speech, bias, hybrid], outs)
 
 
 def _add_tab(state: ServiceState) -> None:

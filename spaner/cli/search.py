@@ -75,6 +75,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="model checkpoint (default: the one recorded in the store; another is refused)",
     )
+    p.add_argument(
+        "--hybrid",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fuse the store's full-text index (its texts, spoken transcripts) with the vectors: "
+        "a query that is a stored text ranks it first (default: on; --no-hybrid: vectors only)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
     p.set_defaults(func=run)
@@ -182,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
             filters=flt,
             group_by=args.group_by,
             speech="audio",  # a query clip is its sound (the service also offers transcripts)
+            hybrid=args.hybrid,
         )
         rows = result_rows(bound.store, found.results)
         groups = (
@@ -230,6 +238,7 @@ def result_rows(store: Any, hits: Sequence[SearchHit]) -> list[dict[str, Any]]:
             "id": h.id,
             "score": round(h.score, 6),
             "relevance": None if h.relevance is None else round(h.relevance, 6),
+            "lexical": None if h.lexical is None else round(h.lexical, 6),
             "modality": h.metadata["modality"],
             "concept": h.metadata["concept"],
             "source": h.metadata["source"],

@@ -10,12 +10,13 @@ Four steps, each a function here, shared by ``spaner search``, ``POST /v1/search
   vector and their normalised mean is the query (few-shot retrieval by example); the query's
   modality shares weight the calibration. An audio example can be a spoken query
   (:mod:`spaner.search.spoken`): its transcript is kept in :attr:`Query.transcripts`.
-* :func:`candidates`: one candidate list per target modality, the vector index's top ``k``.
+* :func:`candidates`: one candidate list per target modality, the vector index's top ``k``;
+  with ``hybrid`` (the default) also the full-text index's top ``k`` for the query's words
+  (its texts and spoken transcripts), fused with the vector evidence (:mod:`.hybrid`).
 * :func:`rank`: the one merge of those lists: by calibrated relevance when the model has a
-  calibration (:mod:`spaner.search.mixed`), else by raw cosine, the top ``k``.
+  calibration (:mod:`spaner.search.mixed`), else by raw cosine (reciprocal rank when hybrid),
+  the top ``k``.
 * :func:`group`: each target modality's own list (``group_by="modality"``).
-
-A later channel (full-text, say) adds its own per-modality lists before :func:`rank`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from spaner.errors import ConfigError
-from spaner.search.mixed import merge_by_relevance, query_weights, relevance_of
+from spaner.search.hybrid import Scored, fuse, lexical_hits, pooled_rrf
+from spaner.search.mixed import query_weights
 from spaner.search.spoken import SPEECH_MODES, spoken_queries
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ __all__ = [
     "build_query",
     "target_modalities",
     "candidates",
+    "scored_candidates",
     "rank",
     "group",
     "search_query",
@@ -83,24 +86,29 @@ class Example:
 class Query:
     """The query a search ranks by: a unit ``vector`` ``[1, dim]``, the ``weights`` of its
     examples' modalities (``{modality: share}``, for the calibration; empty: rank by cosine),
-    and what Whisper heard of each spoken example (``{"file", "transcript", "heard",
-    "vocabulary_match", "bias_margin", "no_speech_prob", "used"}``, in example order)."""
+    what Whisper heard of each spoken example (``{"file", "transcript", "heard",
+    "vocabulary_match", "bias_margin", "no_speech_prob", "used"}``, in example order), and the
+    ``text`` the full-text channel searches (the text examples and the transcripts used)."""
 
     vector: np.ndarray
     weights: dict[str, float] = field(default_factory=dict)
     transcripts: list[dict[str, Any]] = field(default_factory=list)
+    text: str = ""
 
 
 @dataclass(frozen=True)
 class SearchHit:
     """One result: ``score`` is the raw cosine with the query, ``relevance`` the calibrated
-    score (0-1, comparable across modalities; None without a calibration); ``metadata`` holds
-    ``modality``, ``source``, ``concept``, ``content_hash`` and ``extra``."""
+    score (0-1, comparable across modalities; None without a calibration; with the full-text
+    channel, the fused relevance); ``lexical`` the full-text evidence (0-1, 1 = the query is
+    this item's text; None when its text did not match); ``metadata`` holds ``modality``,
+    ``source``, ``concept``, ``content_hash`` and ``extra``."""
 
     id: int
     score: float
     relevance: float | None
     metadata: Mapping[str, Any]
+    lexical: float | None = None
 
     @property
     def modality(self) -> str:
@@ -159,6 +167,7 @@ def build_query(
         raise ConfigError("no query: give at least one example (a text, a file or a stored item)")
     if speech not in SPEECH_MODES:
         raise ConfigError(f"speech must be one of {', '.join(SPEECH_MODES)}, got {speech!r}")
+    texts = [str(ex.value) for ex in examples if ex.item_id is None and ex.modality == "text"]
     vecs = np.zeros((len(examples), spaner.model.dim), np.float32)
     # per example: {modality: share} of what its vector is made of
     made_of: list[dict[str, float]] = [{} for _ in examples]
@@ -207,7 +216,9 @@ def build_query(
             "the query examples cancel out (their mean is the zero vector); use fewer or other "
             "examples"
         )
-    return Query(mean / norm, query_weights(shares), [spoken[i] for i in sorted(spoken)])
+    heard = [spoken[i] for i in sorted(spoken)]
+    texts += [t["transcript"] for t in heard if t.get("used") != "audio" and t.get("transcript")]
+    return Query(mean / norm, query_weights(shares), heard, "\n".join(texts))
 
 
 def target_modalities(
@@ -241,40 +252,50 @@ def candidates(
     return {m: list(store.search(query.vector, k, replace(base, modality=[m]))[0]) for m in targets}
 
 
-def rank(
-    per_target: Mapping[str, Sequence[Hit]],
-    calibration: Calibration | None,
-    weights: Mapping[str, float],
+def scored_candidates(
+    store: Any,
+    query: Query,
+    targets: Sequence[str],
     k: int,
-) -> list[SearchHit]:
-    """The one merge: the best ``k`` hits of every list, by calibrated relevance when there is
-    a calibration and the query's modality weights, else by raw cosine (ties: the target's
-    order in ``per_target``, then the list's order)."""
-    if calibration is not None and weights:
-        merged = merge_by_relevance(per_target, calibration, weights, k)
-        return [SearchHit(h.id, float(h.score), rel, h.metadata) for h, rel in merged]
+    calibration: Calibration | None,
+    filters: Filter | None = None,
+    hybrid: bool = True,
+) -> dict[str, list[Scored]]:
+    """Each target modality's candidates, scored and best first: the vector index's top ``k``
+    and, with ``hybrid``, the full-text index's top ``k`` for :attr:`Query.text`, fused
+    (:func:`spaner.search.hybrid.fuse`)."""
+    per_target = candidates(store, query, targets, k, filters)
+    lexical = (
+        lexical_hits(store, query.text, targets, k, filters) if hybrid and store.count() > 0 else {}
+    )
+    return fuse(store, query.vector, query.text, per_target, lexical, calibration, query.weights)
+
+
+def _hit(s: Scored) -> SearchHit:
+    return SearchHit(s.id, s.cosine, s.relevance, s.metadata, s.lexical)
+
+
+def rank(per_target: Mapping[str, Sequence[Scored]], k: int) -> list[SearchHit]:
+    """The one merge: the best ``k`` candidates of every list by their key (the calibrated,
+    fused logit; without a calibration the cosine, or the pooled reciprocal rank when a list
+    holds lexical evidence); ties: the target's order in ``per_target``, then the list's."""
+    rrf = (
+        pooled_rrf(per_target)
+        if any(s.relevance is None and s.lexical for hits in per_target.values() for s in hits)
+        else None
+    )
     pooled = [
-        (-float(h.score), ti, j, h)
+        (-(rrf[s.id] if rrf is not None else s.key), ti, j, s)
         for ti, hits in enumerate(per_target.values())
-        for j, h in enumerate(hits)
+        for j, s in enumerate(hits)
     ]
     pooled.sort(key=lambda r: r[:3])
-    return [SearchHit(h.id, float(h.score), None, h.metadata) for *_, h in pooled[:k]]
+    return [_hit(s) for *_, s in pooled[:k]]
 
 
-def group(
-    per_target: Mapping[str, Sequence[Hit]],
-    calibration: Calibration | None,
-    weights: Mapping[str, float],
-) -> dict[str, list[SearchHit]]:
-    """Each target modality's own list, by cosine, with the calibrated relevance beside it."""
-    out = {}
-    for m, hits in per_target.items():
-        rel = relevance_of(calibration, weights, m, [float(h.score) for h in hits])
-        out[m] = [
-            SearchHit(h.id, float(h.score), r, h.metadata) for h, r in zip(hits, rel, strict=True)
-        ]
-    return out
+def group(per_target: Mapping[str, Sequence[Scored]], k: int) -> dict[str, list[SearchHit]]:
+    """Each target modality's own top ``k``, with the calibrated relevance beside the cosine."""
+    return {m: [_hit(s) for s in hits[:k]] for m, hits in per_target.items()}
 
 
 def _checked_targets(
@@ -299,14 +320,17 @@ def search_query(
     modalities: str | Sequence[str] | None = None,
     filters: Filter | None = None,
     group_by: Literal["modality"] | None = None,
+    hybrid: bool = True,
 ) -> SearchResult:
     """:func:`search` for a query already built (:func:`build_query`, or a ``Query(vector)``
-    of one's own: without modality weights it ranks by cosine)."""
+    of one's own: without modality weights it ranks by cosine, without ``text`` by vectors
+    alone)."""
     targets = _checked_targets(spaner, k, modalities, filters, group_by)
-    per_target = candidates(store, query, targets, k, filters)
-    cal = spaner.calibration
-    results = rank(per_target, cal, query.weights, k)
-    groups = group(per_target, cal, query.weights) if group_by == "modality" else None
+    per_target = scored_candidates(
+        store, query, targets, k, spaner.calibration, filters, hybrid=hybrid
+    )
+    results = rank(per_target, k)
+    groups = group(per_target, k) if group_by == "modality" else None
     return SearchResult(results, groups, query)
 
 
@@ -320,6 +344,7 @@ def search(
     group_by: Literal["modality"] | None = None,
     speech: str = "auto",
     vocabulary: Vocabulary | Sequence[str] | Callable[[], Any] | None = None,
+    hybrid: bool = True,
 ) -> SearchResult:
     """Search ``store`` (an open vector store of ``spaner``'s space) by ``queries``: a text,
     an :class:`Example` or a list of them, averaged into one query (:func:`build_query`;
@@ -330,7 +355,10 @@ def search(
     ``k``: results (per modality with ``group_by="modality"``, which also fills
     :attr:`SearchResult.groups`). The results are the top ``k`` of each target modality merged
     by :func:`rank`: by calibrated relevance when the model has a calibration, else by cosine.
+    ``hybrid`` (default on) also asks the store's full-text index for the query's words (its
+    texts and the transcripts of spoken examples) and fuses that evidence in
+    (:mod:`spaner.search.hybrid`): a query that is a stored text ranks that text first.
     """
     _checked_targets(spaner, k, modalities, filters, group_by)  # before any embedding
     query = build_query(spaner, store, queries, speech=speech, vocabulary=vocabulary)
-    return search_query(spaner, store, query, k, modalities, filters, group_by)
+    return search_query(spaner, store, query, k, modalities, filters, group_by, hybrid=hybrid)

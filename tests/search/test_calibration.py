@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -27,7 +27,9 @@ from spaner.search.calibration import (
     fit_calibration,
     load_calibration,
 )
-from spaner.search.mixed import merge_by_relevance, query_weights
+from spaner.search.engine import rank
+from spaner.search.hybrid import fuse
+from spaner.search.mixed import query_weights
 from spaner.training.data import FeatureSet, ModalityFeatures
 
 TRI = {"text": "tiny-bert-text"}
@@ -159,6 +161,7 @@ def test_unknown_calibration_setting_is_refused() -> None:
 class _Hit:
     id: int
     score: float
+    metadata: dict = field(default_factory=dict)
 
 
 def test_merge_ranks_by_relevance_and_keeps_each_modality_in_index_order() -> None:
@@ -173,15 +176,16 @@ def test_merge_ranks_by_relevance_and_keeps_each_modality_in_index_order() -> No
         "text": [_Hit(1, 0.97), _Hit(2, 0.95), _Hit(3, 0.90)],
         "image": [_Hit(10, 0.60), _Hit(11, 0.50), _Hit(12, 0.20)],
     }
-    merged = merge_by_relevance(per_target, cal, "text", 4)
-    assert [h.id for h, _ in merged] == [10, 11, 1, 2]  # raw cosine would give 1, 2, 3, 10
-    rel = [r for _, r in merged]
+    q = np.zeros(4, np.float32)
+    merged = rank(fuse(None, q, "", per_target, {}, cal, {"text": 1.0}), 4)
+    assert [h.id for h in merged] == [10, 11, 1, 2]  # raw cosine would give 1, 2, 3, 10
+    rel = [h.relevance for h in merged]
     assert rel == sorted(rel, reverse=True) and all(0 <= r <= 1 for r in rel)
     # a query averaged from a text and an image example weighs both modalities' maps
     assert query_weights(["text", "image", "text"]) == pytest.approx(
         {"text": 2 / 3, "image": 1 / 3}
     )
-    mixed = merge_by_relevance(per_target, cal, {"text": 0.5, "image": 0.5}, 6)
+    mixed = rank(fuse(None, q, "", per_target, {}, cal, {"text": 0.5, "image": 0.5}), 6)
     assert len(mixed) == 6  # unknown pairs (image->*) use the identity
 
 

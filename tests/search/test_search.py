@@ -17,6 +17,7 @@ from spaner.ingest import ingest
 from spaner.ingest.binding import open_bound_store
 from spaner.search.calibration import Calibration, PairCalibration
 from spaner.search.engine import Example, Query, SearchResult, rank, search
+from spaner.search.hybrid import fuse
 
 K = 6
 
@@ -172,14 +173,19 @@ def test_rank_merges_candidate_lists_by_cosine_without_a_calibration() -> None:
             self.id, self.score, self.metadata = i, s, {"modality": m}
 
     per = {"text": [H(1, 0.9, "text"), H(2, 0.2, "text")], "image": [H(3, 0.5, "image")]}
-    assert [h.id for h in rank(per, None, {"text": 1.0}, 2)] == [1, 3]
+    q = np.zeros(4, np.float32)
+
+    def ranked(cal, weights, k):
+        return rank(fuse(None, q, "", per, {}, cal, weights), k)
+
+    assert [h.id for h in ranked(None, {"text": 1.0}, 2)] == [1, 3]
     cal = Calibration(
         "platt",
         {"text->image": PairCalibration(1.0, 50.0), "text->text": PairCalibration(1.0, 0.0)},
     )
-    ranked = rank(per, cal, {"text": 1.0}, 3)
-    assert [h.id for h in ranked] == [3, 1, 2] and all(h.relevance is not None for h in ranked)
-    assert [h.id for h in rank(per, cal, {}, 3)] == [1, 3, 2]  # a bare vector: by cosine
+    hits = ranked(cal, {"text": 1.0}, 3)
+    assert [h.id for h in hits] == [3, 1, 2] and all(h.relevance is not None for h in hits)
+    assert [h.id for h in ranked(cal, {}, 3)] == [1, 3, 2]  # a bare vector: by cosine
 
 
 def test_errors_name_the_problem(built) -> None:
