@@ -39,7 +39,7 @@ _CLASSES = Path(__file__).parent / "configs" / "imagenet-classes.txt"
 _WORDNET = Path(__file__).parent / "configs" / "imagenet-classes-wordnet.txt"
 #: how a class is put into words: its bare name, or with WordNet synonyms and hypernyms
 LABEL_TEXTS = ("names", "wordnet")
-DEFAULT_LABEL_TEXT = "names"
+DEFAULT_LABEL_TEXT = "wordnet"
 
 
 def imagenet_classes() -> list[str]:

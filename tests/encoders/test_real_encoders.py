@@ -197,14 +197,14 @@ def test_class_label_vectors_are_computed_once_and_kept_on_disk(tmp_path, monkey
     in-memory cache) reads them from $SPANER_CACHE without building the text encoder, and an
     unreadable file is computed again and replaced."""
     import spaner.encoders.hf_text_encoder as hf
-    from spaner.encoders.label_space import _disk_path, imagenet_classes, label_matrix
+    from spaner.encoders.label_space import _disk_path, class_texts, label_matrix
 
     model = str(hf.minilm_path())
     monkeypatch.setenv("SPANER_CACHE", str(tmp_path))
     label_matrix.cache_clear()
     try:
         first, space = label_matrix(model)
-        path = _disk_path(model, imagenet_classes())
+        path = _disk_path(model, class_texts())
         assert path is not None and path.is_file() and path.is_relative_to(tmp_path)
         label_matrix.cache_clear()
         with monkeypatch.context() as m:
