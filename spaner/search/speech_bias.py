@@ -11,7 +11,8 @@ names. Biasing re-reads the clip against them:
 3. Whisper scores each candidate as the transcript of the clip (teacher-forced mean token
    log-probability, :meth:`WhisperEncoder.text_logprobs`), in the form the user said it
    ("Lark.", or "A lark." when Whisper heard an article), against the top hypothesis scored
-   the same way;
+   the same way (a top hypothesis that already *is* an entry, once normalised, is taken as that
+   entry unscored: it saves Whisper's scoring, ~1.6 s of a spoken query on 2 cores);
 4. the best candidate replaces the transcript when its score is within ``slack`` of the free
    transcript's: the clip is at most a little less likely to be the collection's word than
    what Whisper heard on its own. With a larger ``slack`` the nearest in-vocabulary word
@@ -153,6 +154,10 @@ def bias_transcript(
     keep = BiasedTranscript(heard, heard, None, None)
     if not heard.strip() or not len(vocab):
         return keep
+    said = normalise(heard)
+    if said in vocab.forms:  # what Whisper heard is the collection's word: nothing to snap
+        entry = vocab.entries[vocab.forms.index(said)]
+        return BiasedTranscript(heard, entry, entry, 0.0)
     near = vocab.nearest(hypotheses, candidates)
     if not near:
         return keep
