@@ -117,7 +117,11 @@ def prepare_root(db: Path, root: Path) -> Path:
     if not _has_db(db):
         missing = [n for n in _NEEDED if not (db / n).is_file()]
         raise ConfigError(f"{db}: not a WordNet database (missing {', '.join(missing)})")
-    if db.resolve() != root.resolve():
+    same = (root / "lexnames").is_file() and all(
+        (root / n).is_file() and (root / n).stat().st_size == (db / n).stat().st_size
+        for n in _NEEDED
+    )
+    if db.resolve() != root.resolve() and not same:  # copied once, not by every process
         tmp = Path(tempfile.mkdtemp(prefix=".wordnet-", dir=root.parent))
         try:
             for name in _NEEDED + _OPTIONAL:
