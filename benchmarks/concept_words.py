@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -57,16 +56,16 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shots", type=int, default=5)
     args = p.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        manifest = _val_as_test(args.manifest, Path(tmp) / "manifest-val.jsonl")
-        sp = Spaner.from_profile("offline", options={"image": {"label_text": args.label_text}})
-        cfg = sp.train_config(
-            shots=args.shots, epochs=60, keep="last", val_every=60, batch_size=512,
-            audio_augment=1, workers=2, phrasings=args.phrasings, seed=args.seed,
-        )  # fmt: skip
-        t = time.time()
-        data = sp.prepare(manifest, cfg, FeatureCache())
-        sp.fit(data, cfg, progress=False)
+    # beside the original: its media paths are relative to the manifest's folder
+    manifest = _val_as_test(args.manifest, args.manifest.with_name("manifest-heldout-val.jsonl"))
+    sp = Spaner.from_profile("offline", options={"image": {"label_text": args.label_text}})
+    cfg = sp.train_config(
+        shots=args.shots, epochs=60, keep="last", val_every=60, batch_size=512,
+        audio_augment=1, workers=2, phrasings=args.phrasings, seed=args.seed,
+    )  # fmt: skip
+    t = time.time()
+    data = sp.prepare(manifest, cfg, FeatureCache())
+    sp.fit(data, cfg, progress=False)
     test = data.splits.test
     imgs = [i for i in test if "image" in i.fields]
     snds = [i for i in test if "audio" in i.fields and i.meta.get("kind") == "sound"]
