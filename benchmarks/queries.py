@@ -186,19 +186,21 @@ def _espeak_queries(
 ) -> list[Q]:
     import soundfile as sf
 
-    from spaner.datasets.espeak import synthesize_isolated
+    from spaner.datasets.espeak import SpeechRequest, synthesize_many
 
     clips.mkdir(parents=True, exist_ok=True)
-    out = []
+    out, todo = [], []
     for c, word in sorted(bare.items()):
         if "photo" not in has[c]:
             continue
         for v in voices:
             path = clips / f"{re.sub(r'[^a-z0-9]+', '_', word.lower())}.{v.replace('+', '_')}.wav"
             if not path.is_file():
-                wave, sr = synthesize_isolated(word, voice=v, out_rate=16000)
-                sf.write(path, wave, sr, subtype="PCM_16")
+                todo.append((path, SpeechRequest(word, v)))
             out.append(Q("spoken eSpeak", c, ("photo", "text"), audio=str(path)))
+    spoken = synthesize_many([r for _, r in todo], out_rate=16000)  # reproducible, in a helper
+    for pos, samples, rate in spoken:
+        sf.write(todo[pos][0], samples, rate, subtype="PCM_16")
     return out
 
 
@@ -324,6 +326,7 @@ def score(
         row: dict[str, Any] = {"queries": count[fam]}
         for t, hs in hits[fam].items():
             row[t] = {
+                "n": len(hs),
                 "R@1": round(float(np.mean([h[0] for h in hs])), 4),
                 "R@10": round(float(np.mean([h[1] for h in hs])), 4),
             }
@@ -357,8 +360,8 @@ def run_benchmark(
     rep = Report()
     items = load_manifest(store_manifest).items
     concepts = sorted({it.concept for it in items if it.split == query_split})
-    if max_concepts is not None:
-        concepts = concepts[:max_concepts]
+    if max_concepts is not None and len(concepts) > max_concepts:  # spread over the alphabet
+        concepts = [concepts[i * len(concepts) // max_concepts] for i in range(max_concepts)]
     with rep.timed("queries: generate (+ eSpeak)"):
         wn = load_wordnet()
         queries = make_queries(items, set(concepts), wn, rep, voices, workdir / "espeak")
@@ -460,8 +463,8 @@ def _tuxpaint(work: Path, split: str) -> tuple[Path, dict[str, Path]]:
         return manifest, {"held-out": manifest, "served": demo_train}
     rows = [json.loads(x) for x in manifest.read_text(encoding="utf-8").splitlines() if x]
     kept = [r for r in rows if r["split"] != "test"]
-    store = work / "queries-val-store.jsonl"
-    held = work / "queries-val-heldout.jsonl"
+    store = manifest.parent / "queries-val-store.jsonl"  # paths are relative to it
+    held = manifest.parent / "queries-val-heldout.jsonl"
     for path, out in (
         (store, kept),
         (held, [{**r, "split": r["split"].replace("val", "test")} for r in kept]),
@@ -481,16 +484,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", choices=("test", "val"), default="test")
     ap.add_argument("--workdir", type=Path, default=Path(".spaner-cache/queries-bench"))
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    ap.add_argument(
+        "--lexical-weight",
+        type=float,
+        default=None,
+        help="the hybrid ranking's partial-match evidence (spaner.search.hybrid.LEXICAL_WEIGHT); "
+        "to choose it, compare values with --split val, never on test",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     import torch
 
+    import spaner.search.hybrid as hybrid
     from spaner.demo import TRAIN
     from spaner.model.shared_encoders import shared_encoders
     from spaner.training.features import FeatureCache
 
     torch.set_num_threads(args.threads)
+    if args.lexical_weight is not None:
+        hybrid.LEXICAL_WEIGHT = args.lexical_weight
     t0 = time.perf_counter()
     train = {"shots": 5, "seed": 0, **TRAIN["tuxpaint"]}
     if args.quick:
@@ -514,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     report["timings_s"] = {"collection": round(collection_t, 1), **report["timings_s"]}
     report["seconds"] = round(time.perf_counter() - t0, 1)
     report["quick"] = args.quick
+    report["lexical_weight"] = hybrid.LEXICAL_WEIGHT
     print(f"machine: {report['cpu']}; split: {args.split}; {report['seconds']:.0f} s")
     print(format_table(report))
     print("timings (s): " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items()))

@@ -65,7 +65,7 @@ def test_report_shape_and_exact_first(concept_split: Path, tmp_path: Path) -> No
         assert r["queries"] > 0
         for target in ("photo", "sound", "text"):
             if target in r:
-                assert set(r[target]) == {"R@1", "R@10"}
+                assert set(r[target]) == {"n", "R@1", "R@10"} and r[target]["n"] > 0
                 assert 0.0 <= r[target]["R@1"] <= r[target]["R@10"] <= 1.0
         if r["family"] == "label":
             assert "photo" in r and r["exact_first"] is not None
