@@ -11,7 +11,16 @@ import pytest
 
 import spaner
 
-FACE = ["Spaner", "TrainConfig", "create_store", "open_store", "Filter", "Item", "EmbeddingSpace"]
+FACE = [
+    "Spaner",
+    "TrainConfig",
+    "create_store",
+    "open_store",
+    "Filter",
+    "Item",
+    "EmbeddingSpace",
+    "Modality",
+]
 HEAVY = ["torch", "faiss", "gradio", "open_clip", "transformers", "torchaudio", "fastapi"]
 
 
@@ -34,6 +43,7 @@ def test_import_spaner_loads_no_heavy_module(tmp_path) -> None:
 def test_face_names_are_the_defining_objects() -> None:
     from spaner.index import EmbeddingSpace, Filter, Item, create_store, open_store
 
+    from spaner.modality import Modality
     from spaner.model.config import TrainConfig
     from spaner.pipeline import Spaner
 
@@ -41,7 +51,16 @@ def test_face_names_are_the_defining_objects() -> None:
     assert list(spaner._LAZY) == FACE  # every lazy name is public and vice versa
     assert set(FACE) <= set(dir(spaner))
     got = [getattr(spaner, n) for n in FACE]
-    assert got == [Spaner, TrainConfig, create_store, open_store, Filter, Item, EmbeddingSpace]
+    assert got == [
+        Spaner,
+        TrainConfig,
+        create_store,
+        open_store,
+        Filter,
+        Item,
+        EmbeddingSpace,
+        Modality,
+    ]
     ns: dict = {}
     exec("from spaner import *", ns)  # noqa: S102 - what a star import gives
     assert set(FACE) <= set(ns)

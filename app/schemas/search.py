@@ -162,6 +162,16 @@ class TranscriptOut(BaseModel):
     )
     no_speech_prob: float | None = Field(None, examples=[0.04])
     used: Literal["audio", "transcript", "both"] = Field(examples=["both"])
+    confidence: float | None = Field(
+        None,
+        description="the decoder's mean token log-probability of the transcript (higher: surer)",
+        examples=[-0.41],
+    )
+    reason: str | None = Field(
+        None,
+        description="why the query used its transcript or its sound (see the README's spoken queries)",
+        examples=["100% in-vocabulary words, confidence -0.41, no-speech 0.12"],
+    )
 
 
 class SearchOut(BaseModel):

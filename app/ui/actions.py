@@ -100,8 +100,8 @@ def _caption(h: dict[str, Any]) -> str:
 def _heard_line(h: dict[str, Any]) -> str:
     """“A lark” (heard “Mark!”, matched in the collection; used: transcript)."""
     if not h.get("transcript"):
-        return "(no speech heard)"
-    why = f"used: {h['used']}"
+        return f"(no speech heard: {h['reason']})" if h.get("reason") else "(no speech heard)"
+    why = f"used: {h['used']}" + (f", {h['reason']}" if h.get("reason") else "")
     if h.get("vocabulary_match") and h.get("heard") and h["heard"] != h["transcript"]:
         why = f"heard “{h['heard']}”, matched in the collection; {why}"
     return f"“{h['transcript']}” ({why})"

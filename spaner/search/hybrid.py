@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from spaner.search.numbers import numerals_to_words, words_to_numerals
 from spaner.search.speech_bias import normalise
 
 __all__ = [
@@ -105,6 +106,7 @@ def lexical_hits(
     there is no query text or the store has no full-text index."""
     if not text or not hasattr(store, "lexical_search"):
         return {}
+    text = with_number_forms(text)
     out: dict[str, list[tuple[int, float]]] = {}
     for m in targets:
         try:
@@ -113,6 +115,13 @@ def lexical_hits(
             log.debug("no lexical channel: %s", exc)
             return {}
     return out
+
+
+def with_number_forms(text: str) -> str:
+    """``text`` with its numbers in the other form too ("7" also as "seven", "seven" also as
+    "7"), so the full-text index finds "Seven" for a typed or transcribed "7"."""
+    forms = [text, numerals_to_words(text), words_to_numerals(text)]
+    return "\n".join(dict.fromkeys(f for f in forms if f))
 
 
 def _item_text(store: Any, meta: Mapping[str, Any], item_id: int) -> str:

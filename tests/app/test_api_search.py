@@ -251,8 +251,9 @@ def test_a_calibrated_model_ranks_the_mixed_results_by_relevance(
     client, stored, service_state, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With a calibration the mixed ranking follows the calibrated relevance, not the cosine;
-    `score` stays the raw cosine and each modality keeps the index's own order."""
-    body = {"queries": [{"text": "search: a red square"}], "k": 50}
+    `score` stays the raw cosine and each modality keeps the index's own order (vectors only:
+    the full-text channel's fusion is tests/search/test_hybrid.py's)."""
+    body = {"queries": [{"text": "search: a red square"}], "k": 50, "hybrid": False}
     raw = client.post("/v1/search", json=body).json()["results"]
     assert raw[0]["id"] == stored["red_text"] and raw[0]["relevance"] is None  # no calibration
     cal = _images_then_sounds_then_texts()
@@ -290,14 +291,26 @@ def test_the_ui_mixed_table_follows_the_calibration(
     from spaner.app.ui import actions
 
     view = actions.run_search(
-        service_state, "search: a red square", None, None, ["text", "image", "audio"], 20
+        service_state,
+        "search: a red square",
+        None,
+        None,
+        ["text", "image", "audio"],
+        20,
+        hybrid=False,
     )
     assert actions.TEXT_COLUMNS[:3] == ["relevance", "score", "modality"]
     assert view.mixed[0][2] == "text" and view.mixed[0][0] is None  # by cosine: no calibration
     cal = _images_then_sounds_then_texts()
     monkeypatch.setattr(service_state.peek().spaner, "calibration", cal)
     view = actions.run_search(
-        service_state, "search: a red square", None, None, ["text", "image", "audio"], 20
+        service_state,
+        "search: a red square",
+        None,
+        None,
+        ["text", "image", "audio"],
+        20,
+        hybrid=False,
     )
     mods = [row[2] for row in view.mixed]
     assert mods[0] == "image" and mods == sorted(mods, key=["image", "audio", "text"].index)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from spaner.index import EmbeddingSpace, Item, create_store
+
 from spaner.search.calibration import Calibration, PairCalibration
 from spaner.search.engine import Query, search_query
 from spaner.search.hybrid import LEXICAL_WEIGHT, _fused_key, fuse, lexical_evidence
@@ -92,7 +92,12 @@ def store(tmp_path_factory: pytest.TempPathFactory):
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     st = create_store(root / "store", EmbeddingSpace("test-space", DIM))
     ids = st.add(vecs, items)
-    yield st, dict(zip([i.content if i.modality == "text" else i.source for i in items], ids))
+    yield (
+        st,
+        dict(
+            zip([i.content if i.modality == "text" else i.source for i in items], ids, strict=True)
+        ),
+    )
     st.close()
 
 
@@ -152,10 +157,10 @@ def test_empty_store_hybrid_search_is_empty(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory):
     from fastapi.testclient import TestClient
-
     from spaner.app.main import create_app
     from spaner.app.settings import Settings
     from spaner.app.state import ServiceState
+
     from spaner.datasets.synthetic import make_synthetic
     from spaner.ingest import ingest
 
@@ -181,7 +186,7 @@ def test_api_hybrid_on_by_default_puts_the_typed_text_first_and_can_be_switched_
 ) -> None:
     texts = _stored_texts(service)
     assert texts
-    for item_id, text in texts:
+    for _item_id, text in texts:
         r = service.post("/v1/search", json={"queries": [{"text": text}], "k": 5})
         top = r.json()["results"][0]
         assert top["text"].lower() == text.lower() and top["lexical"] == pytest.approx(1.0)
@@ -199,3 +204,11 @@ def test_api_hostile_text_is_a_result_or_a_4xx_and_changes_nothing(service, text
     if r.status_code != 200:
         assert r.json().get("detail")
     assert service.get("/v1/stats").json() == before
+
+
+def test_a_typed_numeral_finds_the_number_word_and_back(store) -> None:
+    from spaner.search.hybrid import with_number_forms
+
+    assert "two" in with_number_forms("2").lower() and "2" in with_number_forms("two")
+    st, ids = store
+    assert search_query(_Model(), st, _query("2"), k=3).results[0].id == ids["Two"]
