@@ -52,8 +52,8 @@ __all__ = [
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads them
     from spaner.index import EmbeddingSpace, Filter, Item, create_store, open_store
-    from spaner.model.config import TrainConfig
     from spaner.modality import Modality
+    from spaner.model.config import TrainConfig
     from spaner.pipeline import Spaner
 
 
