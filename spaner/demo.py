@@ -67,7 +67,7 @@ class DemoConfig:
 #: augmented copy per clip (not 4) keep it fast. Against the earlier setting (early stop after
 #: epoch 40, batches of 256, 4 copies), typing a stamp's name finds its own photo first for .46
 #: of the stamps (from .38) and its own sound for .41 (.42), in 126 s of training (210 s) on
-#: one thread (``benchmarks/demo_fit.py``, BENCHMARKS.md "Demo fit"). As it keeps the last epoch,
+#: one thread (``studies/demo_fit.py``, BENCHMARKS.md "Demo fit"). As it keeps the last epoch,
 #: it validates only once, at the end (``val_every=60``): validating every second epoch chose
 #: nothing and took 14 s of the first run; the weights are the same. Two training shards on two
 #: threads (``workers=2``, :mod:`spaner.training.sharded`) train 1.4 times as fast as one thread.

@@ -19,7 +19,7 @@ names. Biasing re-reads the clip against them:
    always wins; with none only a candidate Whisper itself prefers does.
 
 ``slack`` and the candidate count are chosen on the Tux Paint train+val English spoken
-descriptions (``benchmarks/spoken_bias_choice.py``; README, "Spoken queries"): the best
+descriptions (``studies/spoken_bias_choice.py``; README, "Spoken queries"): the best
 speech->image R@1, ties broken by how rarely a query whose word is *not* in the vocabulary
 gets snapped to another entry.
 """
