@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
@@ -35,7 +35,6 @@ from spaner.search.spoken import SPEECH_MODES, spoken_queries
 if TYPE_CHECKING:
     from spaner.encoders.decode import RawInput
     from spaner.index import Filter, Hit
-    from spaner.pipeline import Spaner
     from spaner.search.calibration import Calibration
     from spaner.search.speech_bias import Vocabulary
 
@@ -54,6 +53,21 @@ __all__ = [
     "search_query",
     "search",
 ]
+
+
+class Searcher(Protocol):
+    """What a search needs of a model (a :class:`spaner.pipeline.Spaner` is one): its frozen
+    encoders by modality, the SPANER model (for ``dim``), the calibration, and ``embed``."""
+
+    encoders: Mapping[str, Any]
+    model: Any
+    calibration: Calibration | None
+
+    @property
+    def modalities(self) -> list[str]: ...
+
+    def embed(self, modality: str, inputs: Sequence[Any], names: Any = None) -> np.ndarray: ...
+
 
 #: how ``group_by`` may split the results
 GROUP_BY = ("modality",)
@@ -149,7 +163,7 @@ _SPOKEN_SHARES = {
 
 
 def build_query(
-    spaner: Spaner,
+    spaner: Searcher,
     store: Any,
     queries: str | Example | Sequence[str | Example],
     speech: str = "auto",
@@ -222,7 +236,7 @@ def build_query(
 
 
 def target_modalities(
-    spaner: Spaner, modalities: str | Sequence[str] | None = None, filters: Filter | None = None
+    spaner: Searcher, modalities: str | Sequence[str] | None = None, filters: Filter | None = None
 ) -> list[str]:
     """The modalities to search, in the order given (default: every modality of the model),
     narrowed to ``filters.modality`` when it is set."""
@@ -299,7 +313,7 @@ def group(per_target: Mapping[str, Sequence[Scored]], k: int) -> dict[str, list[
 
 
 def _checked_targets(
-    spaner: Spaner,
+    spaner: Searcher,
     k: int,
     modalities: str | Sequence[str] | None,
     filters: Filter | None,
@@ -313,7 +327,7 @@ def _checked_targets(
 
 
 def search_query(
-    spaner: Spaner,
+    spaner: Searcher,
     store: Any,
     query: Query,
     k: int = 10,
@@ -335,7 +349,7 @@ def search_query(
 
 
 def search(
-    spaner: Spaner,
+    spaner: Searcher,
     store: Any,
     queries: str | Example | Sequence[str | Example],
     k: int = 10,
