@@ -59,6 +59,7 @@ def test_search_json_shape_and_k(built, capsys) -> None:
         "id",
         "score",
         "relevance",
+        "lexical",
         "modality",
         "concept",
         "source",
@@ -66,7 +67,22 @@ def test_search_json_shape_and_k(built, capsys) -> None:
         "extra",
     }
     assert first["relevance"] is None  # an untrained model has no score calibration
-    scores = [r["score"] for r in doc["results"]]
+    # vectors alone rank by cosine (hybrid fuses the full-text ranks in: tests/search/test_hybrid.py)
+    main(
+        [
+            "search",
+            "--store",
+            str(built["store"]),
+            "--text",
+            "red",
+            "-k",
+            "4",
+            "--json",
+            "-q",
+            "--no-hybrid",
+        ]
+    )
+    scores = [r["score"] for r in _json(capsys)["results"]]
     assert scores == sorted(scores, reverse=True)
 
 
