@@ -4,6 +4,7 @@ ranking, in the library, the CLI and the API, and hostile query text."""
 from __future__ import annotations
 
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +88,7 @@ def store(tmp_path_factory: pytest.TempPathFactory):
     rng = np.random.default_rng(0)
     items = [Item("text", content=t) for t in TEXTS]
     items += [Item("image", content=b"\x89PNG fake", source=f"img{i}.png") for i in range(2)]
-    items += [Item("audio", content=b"RIFF", source="frog.wav", extra={"transcript": "a frog"})]
+    items += [Item("audio", content=b"RIFF", source="frog.wav", extra={"transcript": "frog croaking in a pond"})]
     vecs = rng.standard_normal((len(items), DIM)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     st = create_store(root / "store", EmbeddingSpace("test-space", DIM))
@@ -108,7 +109,7 @@ class _Model:
 
 
 def _query(text: str) -> Query:
-    rng = np.random.default_rng(abs(hash(text)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(text.encode()))  # the same in every process
     v = rng.standard_normal((1, DIM)).astype(np.float32)
     return Query(v / np.linalg.norm(v), {"text": 1.0}, [], text)
 
