@@ -16,8 +16,9 @@ With a calibration (every trained model has one), the calibrated vector relevanc
 ``p`` combine as independent evidence, ``1 - (1 - r)(1 - p)``, ranked by its logit: a vector
 match is never lowered, an exact text match comes first, and the result stays comparable
 across modalities, so the one-list ranking fuses too. Without a calibration, lists are fused
-by reciprocal rank (:data:`RRF_K`). The choice and :data:`LEXICAL_WEIGHT` are measured on the
-Tux Paint validation split by ``benchmarks/queries.py`` (BENCHMARKS.md, "Queries").
+by reciprocal rank (:data:`RRF_K`). :data:`LEXICAL_WEIGHT` is a default, not yet swept:
+``benchmarks/queries.py --split val --lexical-weight W`` scores a weight on the Tux Paint
+validation concepts (never the test ones).
 """
 
 from __future__ import annotations
