@@ -88,7 +88,14 @@ def store(tmp_path_factory: pytest.TempPathFactory):
     rng = np.random.default_rng(0)
     items = [Item("text", content=t) for t in TEXTS]
     items += [Item("image", content=b"\x89PNG fake", source=f"img{i}.png") for i in range(2)]
-    items += [Item("audio", content=b"RIFF", source="frog.wav", extra={"transcript": "frog croaking in a pond"})]
+    items += [
+        Item(
+            "audio",
+            content=b"RIFF",
+            source="frog.wav",
+            extra={"transcript": "frog croaking in a pond"},
+        )
+    ]
     vecs = rng.standard_normal((len(items), DIM)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     st = create_store(root / "store", EmbeddingSpace("test-space", DIM))
