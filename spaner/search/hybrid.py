@@ -23,6 +23,7 @@ validation concepts (never the test ones).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -82,17 +83,20 @@ def _stemmer() -> Any:
 _stem = _stemmer()
 
 
-def _terms(text: str) -> set[str]:
+@functools.lru_cache(maxsize=1024)
+def _terms(text: str) -> frozenset[str]:
+    """The stemmed search words of ``text`` (cached: one query is read against every candidate)."""
     from spaner.index.lexical import query_terms
 
-    return {_stem(t) for t in query_terms(text)}
+    return frozenset(_stem(t) for t in query_terms(text))
 
 
 def lexical_evidence(query: str, text: str) -> float:
     """``p`` of the module doc for one item text (0 when it holds none of the query's words)."""
     if not query or not text:
         return 0.0
-    if normalise(query) and normalise(query) == normalise(text):
+    folded = normalise(query)
+    if folded and folded == normalise(text):
         return _EXACT
     q = _terms(query)
     if not q:
