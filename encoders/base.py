@@ -19,6 +19,7 @@ from typing import Any, Literal
 import torch
 
 from .decode import DEFAULT_LIMITS, Limits, RawInput
+from .pixels import PixelPlan
 from .precision import (
     PRECISIONS,
     FrozenWeights,
@@ -76,6 +77,21 @@ class TokenBatch:
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> TokenBatch:
+        """This batch on ``device`` (itself when it is there already)."""
+        device = torch.device(device)
+        if self.tokens.device == device:
+            return self
+        native = (
+            self.native.to(device, non_blocking=non_blocking) if self.native is not None else None
+        )
+        return TokenBatch(
+            self.tokens.to(device, non_blocking=non_blocking),
+            self.mask.to(device, non_blocking=non_blocking),
+            native,
+            self.normalized,
+        )
 
     def split(self) -> list[ItemTokens]:
         """Unpad into one :class:`ItemTokens` per item."""
@@ -153,6 +169,13 @@ class Encoder(ABC):
     weights: str = ""
     #: False for fixed transforms (FFT front ends, tiny nets) that gain nothing from bf16: they always run fp32.
     bf16_capable: bool = True
+    #: Image encoders whose preprocessing is a :class:`~spaner.encoders.pixels.PixelPlan` (resize,
+    #: crop, normalise) set it: the streaming path (:mod:`spaner.model.streaming`) then runs that
+    #: preprocessing as tensor operations on the device, and decodes JPEG there on CUDA.
+    pixel_plan: PixelPlan | None = None
+    #: True when :meth:`preprocess` treats each input alone and returns one ``[B, ...]`` tensor:
+    #: the streaming path then preprocesses inputs on its worker threads and concatenates them.
+    item_preprocess: bool = False
     #: The requested precision (``auto``/``bf16``/``fp32``); :func:`spaner.encoders.build_encoder` sets it
     #: from the ``precision`` option. See :attr:`compute_precision` for what actually runs.
     precision: str = "auto"
@@ -200,9 +223,10 @@ class Encoder(ABC):
             stores.append(fw)
         return stores
 
-    def forward(self, batch: Any) -> TokenBatch:
+    def forward(self, batch: Any, to_cpu: bool = True) -> TokenBatch:
         """Frozen forward: no gradients, the modules' weights in :attr:`compute_precision` (see the
-        class docstring), float32 features on CPU."""
+        class docstring), float32 features on CPU; with ``to_cpu`` False they stay on
+        :attr:`device` (the streaming path hands them to the aligner there)."""
         bf16 = self.compute_precision == "bf16"
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.no_grad())
@@ -218,6 +242,9 @@ class Encoder(ABC):
                         fw.attach(self)
                         stack.enter_context(fw.use(None, self))
             out = self._forward(batch)
+        if not to_cpu:
+            native = out.native.float() if out.native is not None else None
+            return TokenBatch(out.tokens.float(), out.mask, native)
         native = out.native.float().cpu() if out.native is not None else None
         return TokenBatch(out.tokens.float().cpu(), out.mask.cpu(), native)
 
@@ -230,6 +257,12 @@ class Encoder(ABC):
         """A newly built copy of ``module`` (one of :meth:`modules`) with its original float32
         weights, or None when this encoder cannot rebuild it (then the originals are kept in
         memory while bf16 runs). Called only when fp32 is asked for after bf16 released them."""
+        return None
+
+    def text_tower(self) -> Encoder | None:
+        """A text encoder whose native vectors share this encoder's :attr:`native_space` (CLAP's
+        text tower beside its audio tower), or None. With one, a model can align this encoder's
+        modality through text alone (:mod:`spaner.training.text_bridge`)."""
         return None
 
     @property

@@ -121,6 +121,7 @@ class EfficientNetLiteEncoder(Encoder):
 
     modality = "image"
     input_kind = "file"
+    item_preprocess = True
 
     def __init__(
         self,

@@ -20,6 +20,7 @@ from spaner.errors import EncoderLoadError
 
 from .base import Encoder, TokenBatch
 from .decode import RawInput, load_image, load_text
+from .pixels import plan_from_open_clip
 
 __all__ = ["OpenClipBackbone", "OpenClipImageEncoder", "OpenClipTextEncoder", "load_backbone"]
 
@@ -155,10 +156,12 @@ class OpenClipImageEncoder(_OpenClipEncoder):
 
     modality = "image"
     input_kind = "file"
+    item_preprocess = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.width = self.backbone.image_width
+        self.pixel_plan = plan_from_open_clip(self.backbone.preprocess)
 
     def load(self, source: RawInput, name: str | None = None):
         return load_image(source, self.limits, name)

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ from spaner.model.checkpoint import checkpoint_hash, load_checkpoint, save_check
 from spaner.model.config import AlignerConfig, ModalityConfig, SpanerConfig, TrainConfig, from_dict
 from spaner.model.network import SpanerModel
 from spaner.model.shared_encoders import build_shared
+from spaner.model.streaming import Embedded, StreamingEmbedder
 from spaner.search.calibration import Calibration, calibrate_model, load_calibration
 from spaner.training.data import FeatureSet, Splits, build_features, sample_few_shot, split_manifest
 from spaner.training.features import FeatureCache
@@ -139,7 +140,7 @@ class Spaner:
         encs = build_encoders(choice, options, device)
         config = build_model_config(encs, acfg, options, profile)
         torch.manual_seed(0)
-        return cls(SpanerModel(config), encs)
+        return cls(SpanerModel(config).to(device), encs)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> Spaner:
@@ -147,7 +148,8 @@ class Spaner:
         calibration = load_calibration(path)
         choice = {m: c.encoder for m, c in model.config.modalities.items()}
         options = {m: c.options for m, c in model.config.modalities.items()}
-        return cls(model, build_encoders(choice, options, device), Path(path), calibration)
+        encs = build_encoders(choice, options, device)
+        return cls(model.to(device), encs, Path(path), calibration)
 
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
         self.checkpoint = save_checkpoint(self.model, path, extra, self.calibration)
@@ -167,23 +169,53 @@ class Spaner:
         self,
         modality: str,
         values: Sequence[RawInput],
-        batch_size: int = 32,
+        batch_size: int | None = None,
         names: Sequence[str] | None = None,
+        workers: int | None = None,
     ) -> np.ndarray:
-        """Unit vectors ``[N, dim]`` (float32) for raw inputs: texts, file paths or bytes."""
+        """Unit vectors ``[N, dim]`` (float32) for raw inputs: texts, file paths or bytes.
+
+        Runs the streaming path (:mod:`spaner.model.streaming`): decoding on ``workers``
+        threads, batches assembled ahead of the device, encoder and aligner on the device.
+        ``batch_size`` None: 32 on the CPU, on a CUDA device what fits its free memory. The
+        first input that cannot be decoded raises its InputError."""
+        out = np.zeros((len(values), self.model.dim), np.float32)
+        for part in self.embed_stream(modality, values, batch_size, names, workers):
+            if part.problems:
+                raise part.problems[0][1]
+            out[part.positions] = part.vectors
+        return out
+
+    def embed_stream(
+        self,
+        modality: str,
+        values: Iterable[RawInput],
+        batch_size: int | None = None,
+        names: Iterable[str | None] | None = None,
+        workers: int | None = None,
+    ) -> Iterator[Embedded]:
+        """Embed an iterable of any length in bounded memory: yields one
+        :class:`~spaner.model.streaming.Embedded` per batch (input positions, vectors, and the
+        inputs that failed with their errors), in input order."""
         if modality not in self.encoders:
             raise ConfigError(
                 f"this model has no {modality!r} modality (has: {', '.join(self.modalities)})"
             )
         enc = self.encoders[modality]
-        self.model.eval()
-        out = []
-        for s in range(0, len(values), batch_size):
-            chunk = values[s : s + batch_size]
-            batch = enc.encode(chunk, names[s : s + batch_size] if names is not None else None)
-            with torch.no_grad():
-                out.append(self.model.embed(modality, batch).float().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.model.dim), np.float32)
+        embedder = StreamingEmbedder(enc, self.model, modality, batch_size, workers)
+        return embedder.stream(values, names)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model (prompt and aligners) runs: the encoders' device."""
+        return self.model.prompt.device
+
+    def to(self, device: str | torch.device) -> Spaner:
+        """Move the encoders and the model (prompt and aligners) to ``device``."""
+        for enc in self.encoders.values():
+            enc.to(device)
+        self.model.to(device)
+        return self
 
     def search(
         self,

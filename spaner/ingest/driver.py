@@ -43,7 +43,23 @@ class LocalEngine:
         self.stage = EncodeStage(sp, cache)
 
     def __call__(self, jobs: Iterable[Job]) -> Iterator[Result]:
-        return map(self.stage, jobs)
+        """Results in job order; the next job is decoded (and its batch assembled on the
+        device) on a background thread while this one encodes and is written."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        pending: list[Any] = []
+        with ThreadPoolExecutor(1, thread_name_prefix="spaner-prepare") as ahead:
+            try:
+                for job in jobs:
+                    pending.append(ahead.submit(self.stage.prepare, job))
+                    if len(pending) > 1:
+                        yield self.stage.finish(pending.pop(0).result())
+                while pending:
+                    yield self.stage.finish(pending.pop(0).result())
+            finally:
+                for fut in pending:
+                    fut.cancel()
+                self.stage.close()
 
 
 def _progress(total: int, enabled: bool, desc: str) -> Any:

@@ -7,8 +7,10 @@ Ray actor (the model loaded once per actor)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,10 +18,17 @@ import numpy as np
 import torch
 
 from spaner.errors import InputError, SpanerError
+from spaner.model.streaming import (
+    assemble,
+    default_workers,
+    encode_assembled,
+    failed_items,
+    load_item,
+)
 
 from .reader import Job, read_content
 
-__all__ = ["embed", "encode_batch", "EncodeStage", "Result"]
+__all__ = ["embed", "encode_batch", "EncodeStage", "Prepared", "Result"]
 
 
 def _tokens(enc: Any, raws: list[Any], keys: list[str] | None, cache: Any) -> Any:
@@ -126,54 +135,144 @@ class Result:
         )
 
 
-class EncodeStage:
-    """Decode and encode jobs with ``sp`` (a loaded :class:`~spaner.pipeline.Spaner`)."""
+@dataclass
+class Prepared:
+    """A job decoded (and, without a feature cache, assembled into a batch on the device)."""
 
-    def __init__(self, sp: Any, cache: Any = None) -> None:
+    job: Job
+    where: list[int]
+    loaded: list[Any]
+    keys: list[str]
+    problems: list[tuple[int, str, str]]
+    batch: Any = None
+    held: list[int] = field(default_factory=list)  # positions in ``loaded`` that ``batch`` holds
+    seconds: float = 0.0
+
+
+class EncodeStage:
+    """Decode and encode jobs with ``sp`` (a loaded :class:`~spaner.pipeline.Spaner`).
+
+    :meth:`prepare` reads and decodes a job's inputs on a pool of threads and assembles the
+    batch on the encoder's device (:mod:`spaner.model.streaming`); :meth:`finish` runs the
+    encoder and the aligner. Calling the stage does both; :class:`~spaner.ingest.driver.
+    LocalEngine` prepares the next job while this one encodes."""
+
+    def __init__(self, sp: Any, cache: Any = None, workers: int | None = None) -> None:
         self.sp = sp
         self.cache = cache  # a FeatureCache, or None
+        self.workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
-    def __call__(self, job: Job) -> Result:
+    def _executor(self, device: torch.device) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    self.workers or default_workers(device), thread_name_prefix="spaner-decode"
+                )
+            return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+    def _decode(self, job: Job, i: int, enc: Any) -> Any:
         from spaner.index import content_sha256
-        from spaner.training.features import content_key
 
+        source = job.sources[i]
+        content = job.contents[i]
+        if content is None:  # left for this stage: read again, it must be the same
+            content = read_content(job.paths[i], job.texts[i], enc, source)
+            if content_sha256(content) != job.digests[i]:
+                raise InputError(source, "the file changed while it was being ingested")
+        if self.cache is not None:
+            from spaner.training.features import content_key
+
+            return enc.load(content, source), content_key(enc, content)
+        return load_item(enc, content, source), None
+
+    def prepare(self, job: Job) -> Prepared:
         t0 = time.perf_counter()
         enc = self.sp.encoders[job.modality]
-        raws, where, problems, keys = [], [], [], []
-        for i, source in enumerate(job.sources):
+        pool = self._executor(enc.device)
+        futures = [pool.submit(self._decode, job, i, enc) for i in range(len(job.sources))]
+        prep = Prepared(job, [], [], [], [])
+        for i, fut in enumerate(futures):
             try:
-                content = job.contents[i]
-                if content is None:  # left for this stage: read again, it must be the same
-                    content = read_content(job.paths[i], job.texts[i], enc, source)
-                    if content_sha256(content) != job.digests[i]:
-                        raise InputError(source, "the file changed while it was being ingested")
-                raws.append(enc.load(content, source))
-                where.append(i)
-                if self.cache is not None:
-                    keys.append(content_key(enc, content))
+                loaded, key = fut.result()
             except InputError as exc:
-                problems.append((i, exc.problem, "decode"))
+                prep.problems.append((i, exc.problem, "decode"))
+                continue
             except OSError as exc:
-                problems.append((i, f"cannot read: {exc.strerror or exc}", "decode"))
+                prep.problems.append((i, f"cannot read: {exc.strerror or exc}", "decode"))
+                continue
+            prep.where.append(i)
+            prep.loaded.append(loaded)
+            if key is not None:
+                prep.keys.append(key)
+        if self.cache is None and prep.loaded:
+            prep.batch, prep.held = assemble(enc, prep.loaded)
+            if len(prep.held) < len(prep.loaded):
+                for k, exc in failed_items(enc, prep.loaded, prep.held).items():
+                    text = exc.problem if isinstance(exc, InputError) else str(exc)
+                    prep.problems.append((prep.where[k], text, "decode"))
+        prep.seconds = time.perf_counter() - t0
+        return prep
+
+    def finish(self, prep: Prepared) -> Result:
         t1 = time.perf_counter()
         failed: list[tuple[int, str, str]] = []
-        keep, vecs = (
-            encode_batch(
-                self.sp,
-                job.modality,
-                raws,
-                lambda k, text: failed.append((where[k], text, "encode")),
-                keys if self.cache is not None else None,
-                self.cache,
+        if self.cache is not None:
+            keep, vecs = (
+                encode_batch(
+                    self.sp,
+                    prep.job.modality,
+                    prep.loaded,
+                    lambda k, text: failed.append((prep.where[k], text, "encode")),
+                    prep.keys,
+                    self.cache,
+                )
+                if prep.loaded
+                else ([], np.empty((0, 0), np.float32))
             )
-            if raws
-            else ([], np.empty((0, 0), np.float32))
-        )
+            kept = [prep.where[k] for k in keep]
+        else:
+            kept, vecs = self._encode_held(prep, failed)
         t2 = time.perf_counter()
         return Result(
-            index=job.index,
-            keep=[where[k] for k in keep],
+            index=prep.job.index,
+            keep=kept,
             vectors=vecs,
-            problems=sorted(problems + failed),
-            seconds={"decode": t1 - t0, "encode": t2 - t1},
+            problems=sorted(prep.problems + failed),
+            seconds={"decode": prep.seconds, "encode": t2 - t1},
         )
+
+    def _encode_held(
+        self, prep: Prepared, failed: list[tuple[int, str, str]]
+    ) -> tuple[list[int], np.ndarray]:
+        if not prep.held:
+            return [], np.empty((0, 0), np.float32)
+        modality = prep.job.modality
+        enc = self.sp.encoders[modality]
+        try:
+            vecs = encode_assembled(self.sp.model, modality, enc, prep.batch).numpy()
+            return [prep.where[k] for k in prep.held], np.ascontiguousarray(vecs)
+        except SpanerError:
+            raise
+        except Exception:  # noqa: BLE001 - one bad input broke the batch: isolate it
+            pass
+        kept, rows = [], []
+        for k in prep.held:
+            try:
+                one, _ = assemble(enc, [prep.loaded[k]])
+                rows.append(encode_assembled(self.sp.model, modality, enc, one).numpy())
+                kept.append(prep.where[k])
+            except Exception as exc:  # noqa: BLE001 - reported per file, run goes on
+                failed.append((prep.where[k], f"encoder failed: {exc}", "encode"))
+        if not rows:
+            return [], np.empty((0, 0), np.float32)
+        return kept, np.ascontiguousarray(np.concatenate(rows), dtype=np.float32)
+
+    def __call__(self, job: Job) -> Result:
+        return self.finish(self.prepare(job))

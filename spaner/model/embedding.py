@@ -16,12 +16,13 @@ __all__ = ["embed_items"]
 def embed_items(
     model: SpanerModel, modality: str, items: Sequence[ItemTokens], batch_size: int = 256
 ) -> torch.Tensor:
-    """Embed cached features in eval mode without gradients: ``[N, dim]``."""
+    """Embed cached features in eval mode without gradients: ``[N, dim]`` on the CPU (the
+    features move to the model's device batch by batch, the vectors come back)."""
     was_training = model.training
     model.eval()
     out = []
     with torch.no_grad():
         for s in range(0, len(items), batch_size):
-            out.append(model.embed(modality, TokenBatch.collate(items[s : s + batch_size])))
+            out.append(model.embed(modality, TokenBatch.collate(items[s : s + batch_size])).cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, model.dim)

@@ -353,7 +353,8 @@ class SpanerModel(nn.Module):
             raise ConfigError(
                 f"the model has no aligner for modality {modality!r} (has: {', '.join(self.modalities)})"
             )
-        return self.aligners[modality](self.prompt_for(modality), batch)
+        prompt = self.prompt_for(modality)
+        return self.aligners[modality](prompt, batch.to(prompt.device))
 
     def trainable_for(self, modality: str) -> list[nn.Parameter]:
         """Parameters that :func:`spaner.training.fit.extend` trains for ``modality``: its aligner only

@@ -32,7 +32,14 @@ __all__ = ["PackedItems"]
 class PackedItems:
     """One modality's training items, packed for fast batches (see the module docstring)."""
 
-    def __init__(self, items: Sequence[ItemTokens], aligner: torch.nn.Module) -> None:
+    def __init__(
+        self,
+        items: Sequence[ItemTokens],
+        aligner: torch.nn.Module,
+        device: torch.device | str | None = None,
+    ) -> None:
+        """``device``: where the packed tokens live and batches are made (the model's device;
+        the CPU when None). Few-shot sets are small, so they are copied there once."""
         if not items:
             raise ValueError("cannot pack an empty list of items")
         self.native_only = isinstance(aligner, ModalityAligner) and aligner.head.native_only()
@@ -41,15 +48,18 @@ class PackedItems:
         self.lengths = torch.tensor(lengths, dtype=torch.long)
         # row 0 is the padding row (zeros); item i's tokens are rows starts[i] .. starts[i]+len-1
         self.starts = torch.cumsum(torch.tensor([1, *lengths[:-1]]), 0)
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.natives: torch.Tensor | None = None
         if all(it.native is not None for it in items):
-            self.natives = torch.stack([it.native for it in items])  # type: ignore[misc]
+            natives = torch.stack([it.native for it in items])  # type: ignore[misc]
+            self.natives = natives.to(self.device)
         self.width = items[0].tokens.shape[-1]
         self.flat: torch.Tensor | None = None
         self._buffers: dict[int, torch.Tensor] = {}
         if not self.native_only:
             first = items[0].tokens
             flat = torch.cat([first.new_zeros(1, self.width), *(it.tokens for it in items)])
+            flat = flat.to(self.device)
             if self.normalized:
                 assert isinstance(aligner, ModalityAligner)
                 flat = aligner.normalize_tokens(flat)  # a zero row stays zero
@@ -77,11 +87,13 @@ class PackedItems:
             keep[:, 0] = True
             mask = mask & keep
             mask[mask.sum(1) == 0, 0] = True
-        native = self.natives[index] if self.natives is not None else None
+        mask = mask.to(self.device)
+        native = self.natives[index.to(self.device)] if self.natives is not None else None
         if self.flat is None:  # native-only: the aligner never reads the tokens
-            tokens = torch.zeros(len(index), 0, self.width)
+            tokens = torch.zeros(len(index), 0, self.width, device=self.device)
             return TokenBatch(tokens, mask[:, :0], native)
         rows = torch.where(real, self.starts[index].unsqueeze(1) + torch.arange(longest), 0)
+        rows = rows.to(self.device)
         n = rows.numel() * self.width
         buffer = self._buffers.get(slot)
         if buffer is None or buffer.numel() < n:

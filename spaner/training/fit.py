@@ -72,6 +72,9 @@ def _loss(
     only: Sequence[str] | None,
 ) -> torch.Tensor:
     cfg = cfg or TrainConfig()
+    device = model.logit_scale.device  # validation embeddings come back on the CPU
+    embs = {m: e.to(device) for m, e in embs.items()}
+    labels = {m: lab.to(device) for m, lab in labels.items()}
     return objective(
         embs,
         labels,
@@ -163,9 +166,10 @@ def fit(
         opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=pct_start
     )
     pairs = _pairs(modalities, only)
+    device = model.prompt.device  # the few-shot set is copied there once
     with torch.enable_grad():  # what the aligners see during the steps (native_only reads it)
         packed = {
-            m: PackedItems(train.modalities[m].items, model.aligners[m])
+            m: PackedItems(train.modalities[m].items, model.aligners[m], device)
             for m in modalities
             if train.modalities[m].items
         }
@@ -185,7 +189,7 @@ def fit(
 
     token_dropout = 0.1 if cfg.augment else 0.0
     # workers > 1: each batch in shards on that many threads, torch on one thread each
-    sharded = ShardedStep(cfg.workers) if cfg.workers > 1 else None
+    sharded = ShardedStep(cfg.workers) if cfg.workers > 1 and device.type == "cpu" else None
     bar = tqdm(
         range(cfg.epochs),
         desc="train",
