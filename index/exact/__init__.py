@@ -17,12 +17,17 @@ CPU and the load, so :class:`ExactSearcher` picks one per batch-size bucket by m
 * :mod:`.searcher`: :class:`ExactSearcher`, which offers the engines that fit the call and
   keeps their copies of the matrix (built the first time an engine runs, extended on
   appends, within a memory budget);
+* :mod:`.device`: :class:`DeviceExactSearcher`, the same two-stage proof on a torch device
+  (CUDA) over a device-resident fp16 mirror, in blocks that fit the device's memory, with a
+  fixed tie rule (score, then lower row); :func:`resolve_search_device` says where a store's
+  exact search runs;
 * :mod:`.machine`: the CPU's feature flags.
 """
 
 from __future__ import annotations
 
 from .choice import AdaptiveChoice, batch_bucket, calibrate, choose_exact_engine
+from .device import DeviceExactSearcher, device_kernel_ok, order_keys, resolve_search_device
 from .float32 import topk_inner_product, topk_single_thread, topk_split, topk_transposed
 from .half import bf16_error_within_bound, mirror_eps, mirror_error_within_bound, topk_two_stage
 from .int8 import (
@@ -53,6 +58,10 @@ __all__ = [
     "bf16_matmul_is_native",
     "mirror_eps",
     "ExactSearcher",
+    "DeviceExactSearcher",
+    "device_kernel_ok",
+    "order_keys",
+    "resolve_search_device",
     "AdaptiveChoice",
     "batch_bucket",
     "topk_split",
