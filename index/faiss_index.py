@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +14,7 @@ import faiss
 import numpy as np
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 __all__ = [
     "FactoryInfo",
@@ -128,8 +132,26 @@ def search_params(
 
 def gpu_count() -> int:
     """GPUs FAISS can use (0 with faiss-cpu)."""
+    _warn_if_gpu_build_overwritten()
     get = getattr(faiss, "get_num_gpus", None)
     return int(get()) if get else 0
+
+
+@functools.cache
+def _warn_if_gpu_build_overwritten() -> None:
+    """faiss-gpu and faiss-cpu (a dependency) install the same ``faiss`` files, and pip may
+    write faiss-cpu's last: then the GPU build is installed but not what imports."""
+    try:
+        importlib.metadata.version("faiss-gpu")
+    except importlib.metadata.PackageNotFoundError:
+        return
+    if not hasattr(faiss, "StandardGpuResources"):
+        log.warning(
+            "faiss-gpu is installed but `import faiss` loads the CPU build (faiss-cpu's files "
+            "were written over it); to search with FAISS on the GPU run: "
+            "pip install --force-reinstall --no-deps faiss-gpu==%s",
+            importlib.metadata.version("faiss-gpu"),
+        )
 
 
 def to_gpu(index: faiss.Index) -> faiss.Index:  # pragma: no cover - needs a GPU

@@ -14,6 +14,9 @@
   :func:`.filter_plan.plan_search`.
 * With ``faiss.get_num_gpus() > 0`` searches use a GPU clone (Flat/IVF); the CPU index is
   the one mutated and persisted, and the GPU clone is refreshed lazily after mutations.
+  Without a FAISS GPU build, exact search runs on a CUDA device through torch
+  (:class:`.exact.DeviceExactSearcher`, exact like the CPU engines) when torch sees one;
+  ``search_device`` (or ``SPANER_SEARCH_DEVICE``) chooses.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+import torch
 
 from spaner.errors import is_disk_full
 
@@ -36,9 +40,11 @@ from .base import RepairReport
 from .errors import IndexNotTrainedError, StoreError
 from .exact import (
     AdaptiveChoice,
+    DeviceExactSearcher,
     ExactSearcher,
     batch_bucket,
     choose_exact_engine,
+    resolve_search_device,
     topk_inner_product,
 )
 from .faiss_index import (
@@ -76,6 +82,10 @@ class FaissConfig:
     rerank_factor: int = 1  # >1: ANN fetches k*factor candidates, rescored exactly from SQLite
     normalize: bool = False  # True: normalise any non-zero vector instead of refusing non-unit ones
     use_gpu: bool | None = None  # None: use a GPU when FAISS sees one
+    # torch device of exact (Flat) search: None = FAISS' GPU build if it sees a GPU, else CUDA
+    # through torch if present (unless use_gpu is False), else the CPU; "cpu", "cuda",
+    # "cuda:1". The environment variable SPANER_SEARCH_DEVICE overrides it on a machine.
+    search_device: str | None = None
     train_size: int = 100_000  # max vectors sampled from the store to train an ANN index
     train_per_centroid: int = 50  # ... and at most this many per IVF list (k-means sample)
     train_iterations: int = 10  # k-means iterations (IVF coarse quantizer and PQ codebooks)
@@ -101,6 +111,14 @@ class FaissStore(MetadataBackedStore):
         self.info = parse_factory(self.config.factory)
         self.index = build_index(self.dim, self.info)
         self._use_gpu = self.config.use_gpu is not False and gpu_count() > 0 and self.info.gpu_ok
+        self._device_exact: DeviceExactSearcher | None = None
+        if self.info.kind == "flat":
+            dev = resolve_search_device(
+                self.config.search_device, faiss_gpu=self._use_gpu, use_gpu=self.config.use_gpu
+            )
+            if dev is not None:
+                self._device_exact = DeviceExactSearcher(dev)
+                self._use_gpu = False  # exact search on that device, not FAISS' GPU clone
         self._gpu: faiss.Index | None = None
         self._dead: set[int] = set()  # ids still in an index that cannot remove (HNSW)
         self._view: tuple[np.ndarray, np.ndarray] | None = None
@@ -144,6 +162,8 @@ class FaissStore(MetadataBackedStore):
         self._gpu = None
         self._view = None
         self.exact.close()
+        if self._device_exact is not None:
+            self._device_exact.close()
 
     def _cache_dir(self) -> Path:
         return self.path / "index"
@@ -172,6 +192,8 @@ class FaissStore(MetadataBackedStore):
         """The index changed (``appended``: only new rows at the end of a flat index)."""
         self._view = None
         self.exact.reset(appended=appended)
+        if self._device_exact is not None:
+            self._device_exact.reset(appended=appended)
         self._gpu = None
         self._allowed_cache.clear()
         self._params.clear()
@@ -368,6 +390,10 @@ class FaissStore(MetadataBackedStore):
         s = plan.strategy
         if s is Strategy.EMPTY:
             return _pad(np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64), k)
+        if self._device_exact is not None and exact and s in _EXACT_STRATEGIES:
+            got = self._device_search(q, k, flt, s)
+            if got is not None:
+                return got
         if (
             exact
             and s in (Strategy.EXACT, Strategy.EXACT_MASK, Strategy.EXACT_SUBSET)
@@ -402,6 +428,25 @@ class FaissStore(MetadataBackedStore):
         elif i.shape[1] == k and s is not Strategy.ANN_POST_FILTER:
             return d, i  # as FAISS returns it: a miss is id -1 (its score is unspecified)
         return _pad(d[:, :k], i[:, :k], k)
+
+    def _device_search(
+        self, q: np.ndarray, k: int, flt: Filter | None, s: Strategy
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Exact search on the torch device; None (and the CPU engines from then on) when
+        the device runs out of memory."""
+        row_ids, mat = self._flat_view()
+        mask = self._allowed(flt, "mask") if s is Strategy.EXACT_MASK else None
+        subset = self._allowed(flt, "rows") if s is Strategy.EXACT_SUBSET else None
+        try:
+            d, rows = self._device_exact.search(mat, q, k, mask=mask, subset=subset)
+        except torch.OutOfMemoryError as exc:
+            log.warning(
+                "%s: exact search out of device memory (%s); on the CPU now", self.path, exc
+            )
+            self._device_exact.close()
+            self._device_exact = None
+            return None
+        return _pad(d, row_ids[rows], k)
 
     def _search_params(self, ids: np.ndarray | None) -> faiss.SearchParameters | None:
         """:func:`.faiss_index.search_params` with the configured nprobe/efSearch; those
@@ -479,6 +524,7 @@ class FaissStore(MetadataBackedStore):
         return np.take_along_axis(exact, order, 1), np.take_along_axis(cand, order, 1)
 
 
+_EXACT_STRATEGIES = (Strategy.EXACT, Strategy.EXACT_MASK, Strategy.EXACT_SUBSET)
 #: plan_search is pure and its arguments repeat from call to call: its answers are cached
 _plan = functools.lru_cache(maxsize=1024)(plan_search)
 
