@@ -31,7 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.append(str(Path(__file__).resolve().parent.parent))  # for `benchmarks`; spaner as installed
+sys.path.append(
+    str(Path(__file__).resolve().parent.parent)
+)  # for `benchmarks`; spaner as installed
 
 from benchmarks.machine import cpu_model  # noqa: E402
 
@@ -131,6 +133,23 @@ def bench_embed(device: torch.device, n_files: int, precision: str) -> dict[str,
                 out["embed_cpu_decode_img_s"] = n_files / (time.perf_counter() - t0)
             finally:
                 streaming.gpu_jpeg_available = saved
+        if device.type == "cuda":  # the same random weights on the CPU, in fp32
+            cpu = Spaner.from_profile(
+                "default",
+                modalities=["text", "image"],
+                options={"image": {"pretrained": None, "precision": "fp32"}, "text": opts},
+            )
+            ref = cpu.embed("image", files[:32])
+            out["min_cosine_cpu_fp32_to_device"] = float((ref * vecs[:32]).sum(1).min())
+            with tempfile.TemporaryDirectory() as work:  # `spaner embed` (the ingest path)
+                from spaner.ingest import embed as embed_files
+
+                ckpt = sp.save(Path(work) / "ckpt")
+                t0 = time.perf_counter()
+                report = embed_files([tmp], ckpt, Path(work) / "out", device=str(device))
+                seconds = time.perf_counter() - t0
+                out["spaner_embed_cli_img_s"] = report.store_count / seconds
+                out["spaner_embed_cli_stored"] = report.store_count
         subset = files[: min(256, n_files)]
         t0 = time.perf_counter()
         serial = []

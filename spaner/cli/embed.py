@@ -40,7 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="comma-separated modalities to embed (default: all the model has)",
     )
     p.add_argument("--device", default="cpu", help="torch device for encoders and model")
-    p.add_argument("--batch-size", type=int, default=32, help="items per encoder batch")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="items per encoder batch (default: 32 on the CPU, what fits the free memory on a GPU)",
+    )
     p.add_argument(
         "--rows-per-file", type=int, default=8192, help="rows per Parquet file (the last fewer)"
     )
@@ -58,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from .search import quiet_libraries
 
     quiet_libraries(args)
-    if args.batch_size <= 0:
+    if args.batch_size is not None and args.batch_size <= 0:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
     if args.rows_per_file <= 0:
         raise ConfigError(f"--rows-per-file must be positive, got {args.rows_per_file}")

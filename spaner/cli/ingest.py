@@ -86,7 +86,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Given for an existing store, its full-text index is rebuilt with these fields",
     )
     p.add_argument(
-        "--batch-size", type=int, default=32, help="items per encoder batch and store commit"
+        "--batch-size",
+        type=int,
+        default=None,
+        help="items per encoder batch and store commit (default: 32 on the CPU, what fits "
+        "the free memory on a GPU)",
     )
     p.add_argument(
         "--concept", default=None, help="concept label for items that carry none (plain files)"
@@ -186,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
             DEFAULT_PROFILE,
             args.store,
         )
-    if args.batch_size <= 0:
+    if args.batch_size is not None and args.batch_size <= 0:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
     mods = [m.strip() for m in args.modalities.split(",") if m.strip()] if args.modalities else None
     text_fields(args)

@@ -33,11 +33,24 @@ def _engine(
     raise ConfigError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
 
 
+def job_size(sp: Any, batch_size: int | None) -> int:
+    """Items per encoder job: ``batch_size``, or when None what the streaming path picks for
+    the model's device (32 on the CPU; on a CUDA device what fits its free memory, the
+    smallest over the modalities)."""
+    if batch_size is None:
+        from spaner.model.streaming import auto_batch_size
+
+        return min(auto_batch_size(e, sp.model, m, None) for m, e in sp.encoders.items())
+    if batch_size <= 0:
+        raise SpanerError(f"batch size must be positive, got {batch_size}")
+    return batch_size
+
+
 def ingest_into(
     bound: BoundStore,
     paths: Sequence[str | Path],
     *,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     modalities: Sequence[str] | None = None,
     concept: str | None = None,
     progress: bool = False,
@@ -48,8 +61,7 @@ def ingest_into(
     feature_cache: Any = None,
 ) -> IngestReport:
     """Ingest ``paths`` into an already opened store+model (see :func:`ingest`)."""
-    if batch_size <= 0:
-        raise SpanerError(f"batch size must be positive, got {batch_size}")
+    batch_size = job_size(bound.spaner, batch_size)
     t_start = time.perf_counter()
     store = bound.store
     report = IngestReport(
@@ -98,7 +110,7 @@ def ingest(
     profile: str | None = None,
     backend: str = "faiss",
     backend_config: Any = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     modalities: Sequence[str] | None = None,
     concept: str | None = None,
     device: str = "cpu",
@@ -155,7 +167,7 @@ def embed(
     checkpoint: str | Path,
     out: str | Path,
     *,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     modalities: Sequence[str] | None = None,
     concept: str | None = None,
     device: str = "cpu",
@@ -170,8 +182,6 @@ def embed(
     from spaner.ingest.parquet import ParquetSink, require_pyarrow
     from spaner.pipeline import Spaner
 
-    if batch_size <= 0:
-        raise SpanerError(f"batch size must be positive, got {batch_size}")
     require_pyarrow()
     if engine == "ray":
         from spaner.ingest.ray_engine import require_ray
@@ -180,6 +190,7 @@ def embed(
     t_start = time.perf_counter()
     ckpt = Path(checkpoint).resolve()
     sp = Spaner.load(ckpt, device=device)
+    batch_size = job_size(sp, batch_size)
     report = IngestReport(store=str(out), checkpoint=str(ckpt))
     sink = ParquetSink(out, int(sp.model.dim), report, rows_per_file=rows_per_file)
     eng = _engine(engine, sp, ckpt, device, ray)

@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 
 #: the largest batch :func:`auto_batch_size` picks (beyond it throughput no longer grows)
 MAX_AUTO_BATCH = 1024
+#: the batch :func:`auto_batch_size` measured, per (encoder, model) object
+_AUTO_BATCH: dict[tuple[int, int], int] = {}
 
 
 @dataclass
@@ -180,6 +182,9 @@ def auto_batch_size(enc: Encoder, model: Any, modality: str, requested: int | No
     device = enc.device
     if device.type != "cuda" or enc.pixel_plan is None:
         return 256 if device.type == "cuda" else 32
+    known = _AUTO_BATCH.get((id(enc), id(model)))
+    if known is not None:
+        return known
     size, probe = enc.pixel_plan.size, 16
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
@@ -193,6 +198,7 @@ def auto_batch_size(enc: Encoder, model: Any, modality: str, requested: int | No
     log.info(
         "batch size %d (%.1f MiB per image, %.1f GiB free)", batch, per_item / 2**20, free / 2**30
     )
+    _AUTO_BATCH[(id(enc), id(model))] = batch
     return batch
 
 
