@@ -42,7 +42,7 @@ from spaner.errors import ConfigError
 
 from .tuxpaint_source import find_stamps
 
-__all__ = ["TuxPaintConfig", "TuxPaintResult", "build_tuxpaint", "concept_of"]
+__all__ = ["TuxPaintConfig", "TuxPaintResult", "build_tuxpaint", "concept_of", "concept_split"]
 
 log = logging.getLogger(__name__)
 
@@ -246,10 +246,17 @@ def _split_for(u: float, config: TuxPaintConfig) -> str:
     return "val" if u < config.test_fraction + config.val_fraction else "train"
 
 
+def concept_split(concept: str, config: TuxPaintConfig | None = None) -> str:
+    """The by-concept split (``manifest.jsonl``) that ``concept`` falls in, whether or not the
+    collection has it: other collections merged by concept share the held-out concepts."""
+    config = config or TuxPaintConfig()
+    return _split_for(_unit(config.seed, "concept", concept), config)
+
+
 def _split_by_concept(items: list[dict], config: TuxPaintConfig) -> list[dict]:
     out = []
     for item in items:
-        split = _split_for(_unit(config.seed, "concept", item["concept"]), config)
+        split = concept_split(item["concept"], config)
         out.append({**item, "split": split})
     return out
 
