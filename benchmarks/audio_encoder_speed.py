@@ -1,7 +1,10 @@
 """Encoding speed of the real-weight audio encoders on this machine, in one run.
 
-For each encoder (by default ``speech-embedding-audio`` and ``whisper-tiny-en-audio``) this
-times the whole per-clip path a user pays on ingest and search: WAV bytes -> decode -> resample
+For each encoder (by default ``speech-embedding-audio`` and ``whisper-tiny-en-audio``; with
+CLAP's weights ``--encoders clap-htsat-unfused-audio``; without them ``clap-htsat-unfused-random``,
+the same architecture with random weights (timing does not depend on the values), and
+``tiny-clap-audio``, the tests' random tiny CLAP: both run the CLAP code path, 48-kHz front end
+included) this times the whole per-clip path a user pays on ingest and search: WAV bytes -> decode -> resample
 -> silence trim + peak normalisation -> the model's front end -> the frozen backbone
 (``Encoder.encode``), on clips of eSpeak speech cut to ``--seconds`` each, and reports
 
@@ -10,11 +13,13 @@ times the whole per-clip path a user pays on ingest and search: WAV bytes -> dec
 * CPU ms per clip (process CPU time over all threads), which other processes on a shared
   machine disturb less than the wall clock.
 
-Both encoders run fp32 only (``bf16_capable = False``: TFLite and CTranslate2 pick their own
-kernels), so there is no bf16 row. Encoders are timed interleaved, repeat by repeat, so
+The speech embedding and Whisper run fp32 only (``bf16_capable = False``: TFLite and CTranslate2
+pick their own kernels); encoders with torch modules (CLAP) run in ``--precision`` (``auto``:
+bf16 where it is faster), named in each row. Encoders are timed interleaved, repeat by repeat, so
 machine load hits them alike; the median over repeats is reported, with the load average.
 
     .venv/bin/python benchmarks/audio_encoder_speed.py [--seconds 1] [--repeats 5] [--json]
+    .venv/bin/python benchmarks/audio_encoder_speed.py --encoders tiny-clap-audio --precision fp32
 
 The last line with ``--json`` is one JSON object.
 """
@@ -59,6 +64,18 @@ def _clips(n: int, seconds: float) -> list[bytes]:
     return out
 
 
+def _random_clap() -> Any:
+    """clap-htsat-unfused's architecture (HTSAT-tiny, 512-d projection) with random weights."""
+    from spaner.encoders.clap_encoder import TINY_CLAP, ClapAudioEncoder
+
+    arch = {"audio": {}, "text": {}, "projection_dim": 512, "extractor": TINY_CLAP["extractor"]}
+    return ClapAudioEncoder("clap-htsat-unfused-random", tiny=arch)
+
+
+#: names built here rather than from the registry
+RANDOM = {"clap-htsat-unfused-random": _random_clap}
+
+
 def _time(fn: Any) -> tuple[float, float]:
     """Wall-clock and process CPU seconds (all threads) of ``fn()``."""
     c0, t0 = time.process_time(), time.perf_counter()
@@ -66,14 +83,17 @@ def _time(fn: Any) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def run(names: list[str], seconds: float, repeats: int, batch: int) -> dict[str, Any]:
+def run(
+    names: list[str], seconds: float, repeats: int, batch: int, precision: str = "auto"
+) -> dict[str, Any]:
     from spaner.encoders import build_encoder
 
     clips = _clips(batch, seconds)
     encoders = {}
     for name in names:
         t0 = time.perf_counter()
-        encoders[name] = build_encoder(name)
+        enc = RANDOM[name]() if name in RANDOM else build_encoder(name)
+        encoders[name] = enc.set_precision(precision)
         load_s = time.perf_counter() - t0
         enc = encoders[name]
         tokens = enc.encode(clips[:1]).mask.sum().item()  # warm-up
@@ -127,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=1.0, help="length of each clip")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     ap.add_argument("--json", action="store_true", help="print the result as one JSON line last")
     args = ap.parse_args(argv)
     res = run(
@@ -134,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         args.seconds,
         args.repeats,
         args.batch,
+        args.precision,
     )
     m = res["machine"]
     print(
