@@ -141,6 +141,12 @@ def _top_by_key(
     return scores.gather(1, j), rows.gather(1, j)
 
 
+def _take(t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``t[rows]`` through ``index_select`` (torch's advanced indexing costs milliseconds on
+    the CPU)."""
+    return t.index_select(0, rows.reshape(-1)).reshape(*rows.shape, *t.shape[1:])
+
+
 class _Rows:
     """A device copy (in ``dtype``) of a float32 matrix's first rows, with spare capacity so
     appended rows are converted without copying the rest again (grows 1.5x)."""
@@ -304,11 +310,11 @@ class DeviceExactSearcher:
 
         def rows32(rows: torch.Tensor) -> torch.Tensor:  # float32 rows (global numbers)
             if x32 is not None:
-                return x32[rows]
+                return _take(x32, rows)
             return torch.from_numpy(matrix[rows.cpu().numpy()]).to(dev)
 
         def glob(local: torch.Tensor) -> torch.Tensor:  # local row number -> matrix row
-            return sub_t[local] if sub_t is not None else local
+            return _take(sub_t, local) if sub_t is not None else local
 
         def approx(qh: torch.Tensor) -> Callable[[int, int], torch.Tensor]:
             def scores(lo: int, hi: int) -> torch.Tensor:
@@ -329,7 +335,7 @@ class DeviceExactSearcher:
             else:
                 s = torch.einsum("td,tcd->tc", q.double(), rows32(rows).double()).float()
             if keep is not None:
-                s = s.masked_fill(~keep[rows], float("-inf"))
+                s = s.masked_fill(~_take(keep, rows), float("-inf"))
             return s
 
         def exact_all(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -365,15 +371,18 @@ class DeviceExactSearcher:
             rows = torch.empty((t, kk), dtype=torch.int64, device=dev)
             todo = torch.arange(t, device=dev)
             while True:
-                qt = q[todo]
+                qt = q.index_select(0, todo)
                 if 2 * cand >= m or fp16_overflow:  # candidates would not save work
-                    vals[todo], rows[todo] = exact_all(qt)
+                    ev, r = exact_all(qt)
+                    vals.index_copy_(0, todo, ev)
+                    rows.index_copy_(0, todo, r)
                     return vals, rows, None
                 block = self.block_rows or max(1, budget // (len(qt) * per))
                 low, ai = blocked_candidates(approx(qt.to(dtype)), m, cand, block)
                 ev, r = _top_by_key(rescore(qt, ai), glob(ai), kk)
-                done = ev[:, kk - 1] > low + eps[todo]
-                vals[todo], rows[todo] = ev, r  # the unproved are overwritten later
+                done = ev[:, kk - 1] > low + eps.index_select(0, todo)
+                vals.index_copy_(0, todo, ev)  # the unproved are overwritten later
+                rows.index_copy_(0, todo, r)
                 todo = todo[~done]
                 if len(todo) == 0:
                     return vals, rows, cand  # the count that proved the last query
