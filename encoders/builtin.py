@@ -87,6 +87,12 @@ def _whisper(name: str, **kw: Any) -> Encoder:
     return WhisperEncoder(name, **kw)
 
 
+def _tagged_whisper(name: str, **kw: Any) -> Encoder:
+    from .tagged_audio import TaggedWhisperEncoder
+
+    return TaggedWhisperEncoder(name, **kw)
+
+
 def _speech_embedding(name: str, **kw: Any) -> Encoder:
     from .speech_embedding_encoder import SpeechEmbeddingEncoder
 
@@ -242,6 +248,14 @@ BUILTIN_SPECS: list[EncoderSpec] = [
         _whisper,
         "Whisper encoder states over the clip's own length (>= 3 s), 40-ms tokens; "
         "weights=any faster-whisper name or CTranslate2 dir; also transcribes",
+    ),
+    _spec(
+        "whisper-musicnn-audio",
+        "audio",
+        384,
+        "Whisper tiny.en (shipped) + musicnn MTT tagger (tagger=FILE from encoders/convert_musicnn.py)",
+        _tagged_whisper,
+        "Whisper tokens with a native vector in MiniLM's space from musicnn's 50 tags (ConSE)",
     ),
     _spec(
         "speech-embedding-audio",
