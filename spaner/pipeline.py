@@ -30,6 +30,12 @@ from spaner.training.data import FeatureSet, Splits, build_features, sample_few_
 from spaner.training.features import FeatureCache
 from spaner.training.fit import TrainResult, fit
 from spaner.training.manifest import Manifest, load_manifest
+from spaner.training.text_bridge import (
+    BridgeResult,
+    TextBridgeConfig,
+    align_through_text,
+    manifest_phrases,
+)
 
 from .profiles import get_profile, resolve_train_config
 
@@ -64,7 +70,9 @@ def build_model_config(
     profile: str | None = None,
 ) -> SpanerConfig:
     """Model config for these encoders. A native space shared by >= 2 modalities is used as the
-    zero-init residual starting point, and fixes the unified dim to the native dim."""
+    zero-init residual starting point, and fixes the unified dim to the native dim. A native
+    space of one modality's own with a text tower (CLAP's audio) reaches the unified space
+    through a learned map (``ModalityConfig.native_map``), so it can be aligned through text."""
     spaces: dict[str, list[str]] = {}
     for m, e in encoders.items():
         if e.native_space:
@@ -84,7 +92,14 @@ def build_model_config(
         mods[m] = ModalityConfig(
             e.name, e.width, dict((options or {}).get(m, {})), e.native_space, e.native_dim, use
         )
+        mods[m].native_map = not use and _maps_native(e)
     return SpanerConfig(aligner=aligner, modalities=mods, profile=profile)
+
+
+def _maps_native(encoder: Encoder) -> bool:
+    """True when ``encoder``'s native vector is worth a learned map into the unified space:
+    it has a text tower in its native space, so the map can be fitted from text."""
+    return bool(encoder.native_dim) and encoder.text_tower() is not None
 
 
 @dataclass
@@ -335,6 +350,24 @@ class Spaner:
         self.calibration = calibrate_model(self.model, data.val, data.train, cfg.calibration)
         return result
 
+    def align_through_text(
+        self,
+        modality: str,
+        phrases: Sequence[str] | Manifest,
+        cfg: TextBridgeConfig | Mapping[str, Any] | None = None,
+        cache: FeatureCache | None = None,
+    ) -> BridgeResult:
+        """Align ``modality`` (audio on CLAP) through text alone, before or instead of its
+        shots: fit its aligner's native map so that its encoder's text tower's vector of each
+        phrase lands at this model's ``text`` embedding of it; nothing else changes
+        (:mod:`spaner.training.text_bridge`). ``phrases``: a list, or a manifest (the texts and
+        concept labels of its training split); ``cfg``: a TextBridgeConfig or its fields."""
+        if not isinstance(cfg, TextBridgeConfig):
+            cfg = from_dict(TextBridgeConfig, dict(cfg or {}))
+        if isinstance(phrases, Manifest):
+            phrases = manifest_phrases(phrases, cfg.seed)
+        return align_through_text(self.model, self.encoders, modality, phrases, cfg, cache)
+
     def add_modality(
         self, modality: str, encoder: str | None = None, options: dict[str, Any] | None = None
     ) -> None:
@@ -359,5 +392,6 @@ class Spaner:
                     enc.native_space,
                     enc.native_dim,
                     native_ok,
+                    native_map=not native_ok and _maps_native(enc),
                 ),
             )

@@ -18,6 +18,8 @@ __all__ = [
     "add_train_args",
     "add_aligner_args",
     "add_cache_args",
+    "add_text_bridge_args",
+    "bridge_phrases",
     "parse_mapping",
     "encoder_choice",
     "train_config",
@@ -106,6 +108,47 @@ def add_cache_args(p: argparse.ArgumentParser) -> None:
         help="frozen-feature cache (default: $SPANER_CACHE or ~/.cache/spaner)",
     )
     g.add_argument("--no-cache", action="store_true", help="do not read or write cached features")
+
+
+def add_text_bridge_args(p: argparse.ArgumentParser, modalities: bool) -> None:
+    """``--align-through-text`` (with ``modalities``: the modalities to align, ``audio`` when
+    left bare) and ``--phrases FILE`` (see :mod:`spaner.training.text_bridge`)."""
+    g = p.add_argument_group("aligning through text")
+    what = (
+        "align MODALITIES (comma-separated; bare: audio) through text before their shots, or "
+        "with none in the manifest instead of them"
+        if modalities
+        else "align --modality through text before its shots, or with none in the manifest "
+        "instead of them"
+    )
+    g.add_argument(
+        "--align-through-text",
+        **(
+            {"nargs": "?", "const": "audio", "default": None, "metavar": "MODALITIES"}
+            if modalities
+            else {"action": "store_true"}
+        ),
+        help=what + ": its encoder's text tower (CLAP's) maps each phrase (the manifest's "
+        "training texts and concepts, and --phrases) onto the model's text embedding of it",
+    )
+    g.add_argument(
+        "--phrases",
+        type=Path,
+        default=None,
+        help="a file of extra phrases for --align-through-text, one per line",
+    )
+
+
+def bridge_phrases(args: argparse.Namespace, manifest: Any, seed: int) -> list[str]:
+    """The phrases ``--align-through-text`` learns from: the manifest's, then ``--phrases``."""
+    from spaner.training.text_bridge import manifest_phrases, read_phrases
+
+    phrases = manifest_phrases(manifest, seed)
+    if args.phrases is not None:
+        if not args.phrases.is_file():
+            raise ConfigError(f"--phrases {args.phrases}: no such file")
+        phrases += read_phrases(args.phrases)
+    return phrases
 
 
 def parse_mapping(values: list[str], what: str, sep: str = "=") -> dict[str, str]:

@@ -3,7 +3,9 @@
 The shared prompt and every other aligner stay frozen, so embeddings of the other
 modalities are bit-identical before and after. A new modality needs ``--encoder NAME``
 (any registered encoder, including plugins) and a manifest pairing it with at least one
-modality the model already has.
+modality the model already has. With ``--align-through-text`` (audio on CLAP) the aligner is
+first fitted from the manifest's phrases through the encoder's text tower; the manifest then
+needs no items of the modality (README, "Aligning through text").
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from pathlib import Path
 
 from .common import (
     add_cache_args,
+    add_text_bridge_args,
     add_train_args,
+    bridge_phrases,
     encoder_choice,
     feature_cache,
     train_config,
@@ -63,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the training record as JSON")
     add_train_args(p)
+    add_text_bridge_args(p, modalities=False)
     add_cache_args(p)
     p.set_defaults(func=run)
 
@@ -76,10 +81,11 @@ def run(args: argparse.Namespace) -> int:
 
     sp = Spaner.load(args.checkpoint)
     manifest = load_manifest(args.manifest)
-    if args.modality not in manifest.modalities:
+    shots = args.modality in manifest.modalities
+    if not shots and not args.align_through_text:
         raise ConfigError(f"{args.manifest} has no items of modality {args.modality!r}")
     others = [m for m in manifest.modalities if m in sp.modalities and m != args.modality]
-    if not others:
+    if shots and not others:
         raise ConfigError(
             f"{args.manifest} pairs {args.modality!r} with no modality the model has ({', '.join(sp.modalities)})"
         )
@@ -89,16 +95,19 @@ def run(args: argparse.Namespace) -> int:
     cfg = args.train_cfg = train_config(args, sp.model.config.profile)
     cache = feature_cache(args)
     sp.add_modality(args.modality, args.encoder, options.get(args.modality))
-    data = sp.prepare(manifest, cfg, cache)  # once: for training and for the test scores
     t0 = time.perf_counter()
-    result = sp.extend(args.modality, data, cfg, progress=not args.quiet)
+    record: dict = {"extend": {"modality": args.modality, "from": str(args.checkpoint)}}
+    headline = f"extended {args.modality!r}"
+    if args.align_through_text:
+        phrases = bridge_phrases(args, manifest, cfg.seed)
+        bridge = sp.align_through_text(args.modality, phrases, {"seed": cfg.seed}, cache)
+        record["through_text"] = {args.modality: bridge.to_dict()}
+        headline += f" through {bridge.phrases} phrases"
+        if bridge.val_recall is not None:
+            headline += f" (held-out R@1 {bridge.val_recall_before:.3f} -> {bridge.val_recall:.3f})"
+    data = sp.prepare(manifest, cfg, cache)  # once: for training and for the test scores
+    result = sp.extend(args.modality, data, cfg, progress=not args.quiet) if shots else None
     seconds = time.perf_counter() - t0
-    return save_and_report(
-        args,
-        sp,
-        data,
-        result,
-        seconds,
-        {"extend": {"modality": args.modality, "from": str(args.checkpoint)}},
-        f"extended {args.modality!r} in {seconds:.1f}s: {result.epochs_run} epochs",
-    )
+    if result is not None:
+        headline += f", then with its items: {result.epochs_run} epochs"
+    return save_and_report(args, sp, data, result, seconds, record, f"{headline} in {seconds:.1f}s")

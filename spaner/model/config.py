@@ -90,6 +90,11 @@ class ModalityConfig:
     native_space: str | None = None
     native_dim: int | None = None
     use_native: bool = False
+    #: the head maps the encoder's own native space (not the unified one) into the unified space
+    #: with a learned linear map, a residual base like ``use_native``: set for an encoder with a
+    #: text tower in its native space (CLAP), so the modality can be aligned through text
+    #: (:mod:`spaner.training.text_bridge`)
+    native_map: bool = False
 
 
 @dataclass

@@ -11,6 +11,9 @@ Where the encoder has a native space shared with another modality (CLIP's image 
 text towers), the head is a zero-initialised residual on the native vector, so an
 untrained model *is* the native space and training can only start from there:
 ``z = normalize(g * normalize(native) + head_m(mean(Q)))`` with a learnable gate ``g`` (init 1).
+Where the native vector is in a space of the encoder's own that has a text tower (CLAP's audio),
+``native`` is first taken to the unified space by a learned linear map (:mod:`spaner.model.head`),
+which the model can fit from texts alone (:mod:`spaner.training.text_bridge`).
 
 The ``linear`` aligner (baseline) pools the tokens as the means of ``linear_segments``
 consecutive stretches (a plain mean of per-utterance-normalised audio frames is zero, which
@@ -31,6 +34,7 @@ from torch import nn
 from spaner.encoders.base import TokenBatch
 from spaner.errors import ConfigError
 from spaner.model.config import AlignerConfig, ModalityConfig, SpanerConfig
+from spaner.model.head import NativeHead
 
 __all__ = [
     "SpanerModel",
@@ -128,55 +132,12 @@ class CrossAttentionLayer(nn.Module):
         return q + last(_dropout(act(first(self.norm_ff(q))), drop.p, gen))
 
 
-class _NativeHead(nn.Module):
-    """Maps pooled features to the unified space; a zero-init residual on the native vector if any."""
-
-    def __init__(self, width: int, dim: int, use_native: bool) -> None:
-        super().__init__()
-        self.use_native = use_native
-        self.norm = nn.LayerNorm(width)
-        self.proj = nn.Linear(width, dim)
-        if use_native:
-            nn.init.zeros_(self.proj.weight)
-            nn.init.zeros_(self.proj.bias)
-            # learnable weight of the native vector (starts at 1: the untrained model *is* the native
-            # space); lets training lean away from a weak native space instead of fighting it
-            self.native_gate = nn.Parameter(torch.ones(()))
-
-    def native_only(self) -> bool:
-        """True when the output is the native vector alone and nothing here will learn: a fixed
-        anchor (``anchor_trainable=False``), whose residual stays exactly zero. Its aligner can then
-        skip the cross-attention, which cannot change the result."""
-        frozen = not (torch.is_grad_enabled() and self.proj.weight.requires_grad)
-        return (
-            self.use_native
-            and frozen
-            and not bool(self.proj.weight.any())
-            and not bool(self.proj.bias.any())
-        )
-
-    def _native_term(self, native: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
-        if native is None:
-            raise ValueError(
-                "this modality's head is a residual on the native vector, but none was given"
-            )
-        return self.native_gate * F.normalize(native.to(dtype), dim=-1)
-
-    def from_native(self, native: torch.Tensor | None) -> torch.Tensor:
-        """The output when :meth:`native_only` holds (the residual is exactly zero)."""
-        return F.normalize(self._native_term(native, self.proj.weight.dtype), dim=-1)
-
-    def forward(self, pooled: torch.Tensor, native: torch.Tensor | None) -> torch.Tensor:
-        z = self.proj(self.norm(pooled))
-        if self.use_native:
-            z = self._native_term(native, z.dtype) + z
-        return F.normalize(z, dim=-1)
-
-
 class ModalityAligner(nn.Module):
     """The CA aligner of one modality: input projection, cross-attention layers, pooling, head."""
 
-    def __init__(self, in_width: int, cfg: AlignerConfig, use_native: bool) -> None:
+    def __init__(
+        self, in_width: int, cfg: AlignerConfig, use_native: bool, native_in: int | None = None
+    ) -> None:
         super().__init__()
         self.positional = cfg.positional
         self.input_proj = nn.Sequential(nn.LayerNorm(in_width), nn.Linear(in_width, cfg.width))
@@ -184,7 +145,7 @@ class ModalityAligner(nn.Module):
             CrossAttentionLayer(cfg.width, cfg.heads, cfg.ff_mult, cfg.dropout)
             for _ in range(cfg.depth)
         )
-        self.head = _NativeHead(cfg.width, cfg.dim, use_native)
+        self.head = NativeHead(cfg.width, cfg.dim, use_native, native_in)
 
     def forward(self, prompt: torch.Tensor, batch: TokenBatch) -> torch.Tensor:
         if self.head.native_only():
@@ -293,10 +254,12 @@ def segment_means(tokens: torch.Tensor, mask: torch.Tensor, segments: int) -> to
 class LinearAligner(nn.Module):
     """Baseline: masked segment means of the tokens, then one linear map (same native residual, same loss)."""
 
-    def __init__(self, in_width: int, cfg: AlignerConfig, use_native: bool) -> None:
+    def __init__(
+        self, in_width: int, cfg: AlignerConfig, use_native: bool, native_in: int | None = None
+    ) -> None:
         super().__init__()
         self.segments = int(cfg.linear_segments)
-        self.head = _NativeHead(in_width * self.segments, cfg.dim, use_native)
+        self.head = NativeHead(in_width * self.segments, cfg.dim, use_native, native_in)
 
     def forward(self, prompt: torch.Tensor | None, batch: TokenBatch) -> torch.Tensor:
         return self.head(segment_means(batch.tokens, batch.mask, self.segments), batch.native)
@@ -331,8 +294,13 @@ class SpanerModel(nn.Module):
             raise ConfigError(
                 f"modality {modality!r} uses its native space of dim {mcfg.native_dim}, but the unified dim is {a.dim}"
             )
+        if mcfg.native_map and (mcfg.use_native or not mcfg.native_dim):
+            raise ConfigError(
+                f"modality {modality!r}: a native map needs a native vector outside the unified space"
+            )
         cls = ModalityAligner if a.kind == "cross_attention" else LinearAligner
-        self.aligners[modality] = cls(mcfg.width, a, mcfg.use_native)
+        native_in = int(mcfg.native_dim) if mcfg.native_map else None  # type: ignore[arg-type]
+        self.aligners[modality] = cls(mcfg.width, a, mcfg.use_native, native_in)
         if a.prompt_mode == "separate" and a.kind == "cross_attention":
             self.prompts[modality] = nn.Parameter(self.prompt.detach().clone())
 

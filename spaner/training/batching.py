@@ -10,7 +10,7 @@ savings, both the same result as before:
   normalisation is input-only, so it is done once here instead of every step; the aligner then
   applies only the LayerNorm's learned affine part (folded into its projection).
 * When an aligner's output is its native vector alone (a fixed anchor, see
-  :meth:`spaner.model._NativeHead.native_only`), no tokens are gathered at all.
+  :meth:`spaner.model.head.NativeHead.native_only`), no tokens are gathered at all.
 
 Token dropout draws the same random numbers as the per-step collation did, so a seeded fit
 trains the same weights either way. The flat copy doubles the memory of a modality's token cache
