@@ -12,22 +12,28 @@ CPU and the load, so :class:`ExactSearcher` picks one per batch-size bucket by m
 * :mod:`.int8`: ``int8``, two-stage over an int8 copy through torch's quantized kernels;
 * :mod:`.two_stage`: the candidate / float32-rescore / proof / widen loop both share; it
   stays **exact** because each engine bounds its approximate score's error;
-* :mod:`.choice`: the measured choice (:class:`AdaptiveChoice`) and the fixed torch-vs-FAISS
-  table (:func:`choose_exact_engine`, :func:`calibrate`);
+* :mod:`.choice`: the measured choice (:class:`AdaptiveChoice`), the fixed torch-vs-FAISS
+  table (:func:`choose_exact_engine`, :func:`calibrate`) and the device a store's exact
+  search runs on (:func:`resolve_search_device`);
 * :mod:`.searcher`: :class:`ExactSearcher`, which offers the engines that fit the call and
   keeps their copies of the matrix (built the first time an engine runs, extended on
   appends, within a memory budget);
 * :mod:`.device`: :class:`DeviceExactSearcher`, the same two-stage proof on a torch device
   (CUDA) over a device-resident fp16 mirror, in blocks that fit the device's memory, with a
-  fixed tie rule (score, then lower row); :func:`resolve_search_device` says where a store's
-  exact search runs;
+  fixed tie rule (score, then lower row);
 * :mod:`.machine`: the CPU's feature flags.
 """
 
 from __future__ import annotations
 
-from .choice import AdaptiveChoice, batch_bucket, calibrate, choose_exact_engine
-from .device import DeviceExactSearcher, device_kernel_ok, order_keys, resolve_search_device
+from .choice import (
+    AdaptiveChoice,
+    batch_bucket,
+    calibrate,
+    choose_exact_engine,
+    resolve_search_device,
+)
+from .device import DeviceExactSearcher, device_kernel_ok, order_keys
 from .float32 import topk_inner_product, topk_single_thread, topk_split, topk_transposed
 from .half import bf16_error_within_bound, mirror_eps, mirror_error_within_bound, topk_two_stage
 from .int8 import (

@@ -1,20 +1,35 @@
 """Choosing an exact engine: by measurement (:class:`AdaptiveChoice`, per batch-size bucket,
 re-timing the others now and then), or by a fixed table (:func:`choose_exact_engine`,
-:func:`calibrate`: torch vs FAISS)."""
+:func:`calibrate`: torch vs FAISS); and the device a store's exact search runs on
+(:func:`resolve_search_device`)."""
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 
 from .float32 import topk_inner_product
 
-__all__ = ["AdaptiveChoice", "batch_bucket", "calibrate", "choose_exact_engine"]
+__all__ = [
+    "AdaptiveChoice",
+    "batch_bucket",
+    "calibrate",
+    "choose_exact_engine",
+    "resolve_search_device",
+    "SEARCH_DEVICE_ENV",
+]
+
+log = logging.getLogger(__name__)
+#: environment variable that overrides a store's ``search_device`` on this machine
+SEARCH_DEVICE_ENV = "SPANER_SEARCH_DEVICE"
 
 _ENGINE_BY_DEVICE: dict[str, str] = {"cpu": "torch", "cuda": "faiss"}
 
@@ -30,6 +45,34 @@ def choose_exact_engine(
     table = table or {}
     chosen = table.get(f"{device}:{batch}") or table.get(device)
     return chosen or _ENGINE_BY_DEVICE.get(device, "torch")
+
+
+def resolve_search_device(
+    requested: str | None, *, faiss_gpu: bool, use_gpu: bool | None = None
+) -> str | None:
+    """The torch device exact (Flat) searches run on, or None for the CPU engines.
+
+    ``requested`` (a store's ``search_device``; the environment variable
+    ``SPANER_SEARCH_DEVICE`` overrides it): ``"cpu"`` keeps the CPU engines, ``"cuda"`` or
+    ``"cuda:N"`` asks for :class:`.device.DeviceExactSearcher` there (the CPU engines, with a
+    warning, when torch sees no CUDA device; other device types are not supported: the
+    rescoring runs in float64). None: FAISS' GPU build when it sees a GPU (``faiss_gpu``),
+    else CUDA through the device engine when torch sees a device, unless ``use_gpu`` is
+    False."""
+    requested = os.environ.get(SEARCH_DEVICE_ENV) or requested
+    if requested is None:
+        if faiss_gpu or use_gpu is False or not torch.cuda.is_available():
+            return None
+        return "cuda"
+    dev = torch.device(requested)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        return str(dev)
+    if dev.type != "cpu":
+        why = (
+            "torch sees no CUDA device" if dev.type == "cuda" else "only cpu and cuda are supported"
+        )
+        log.warning("search_device %r: %s; searching on the CPU", requested, why)
+    return None
 
 
 def calibrate(

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator
 
@@ -35,47 +34,25 @@ import numpy as np
 import torch
 
 from .choice import batch_bucket
+from .device_copies import DeviceRows, take
+from .device_graph import GraphCache, GraphedPass
 from .half import mirror_eps
 from .machine import _bound_check_rows
 from .two_stage import CandidateHint, blocked_candidates, with_hint
 
-__all__ = ["DeviceExactSearcher", "device_kernel_ok", "order_keys", "resolve_search_device"]
+__all__ = ["DeviceExactSearcher", "device_kernel_ok", "order_keys"]
 
 log = logging.getLogger(__name__)
 
-#: environment variable that overrides a store's ``search_device`` on this machine
-SEARCH_DEVICE_ENV = "SPANER_SEARCH_DEVICE"
 _CPU_BUDGET = 256 << 20
 _CUDA_BUDGET_MAX = 8 << 30
-_UPLOAD_ROWS = 65536  # rows converted per step when a copy is built or extended
+_NORM_ROWS = 65536  # rows per step when row norms are read
+#: first passes whose score block is at most this large are replayed as CUDA graphs
+_GRAPH_MAX_BYTES = 512 << 20
 _LOW32 = (1 << 32) - 1
 #: (device, dtype, dim) -> whether the device's matmul keeps within the mirror's bound
 _KERNEL_OK: dict[tuple[str, torch.dtype, int], bool] = {}
 _FLAGS = threading.RLock()  # the cuBLAS flags are process-wide
-
-
-def resolve_search_device(
-    requested: str | None, *, faiss_gpu: bool, use_gpu: bool | None = None
-) -> str | None:
-    """The torch device exact (Flat) searches run on, or None for the CPU engines.
-
-    ``requested`` (a store's ``search_device``; the environment variable
-    ``SPANER_SEARCH_DEVICE`` overrides it): ``"cpu"`` keeps the CPU engines, ``"cuda"`` or
-    ``"cuda:N"`` asks for this engine (the CPU engines, with a warning, when torch sees no
-    CUDA device). None: FAISS' GPU build when it sees a GPU (``faiss_gpu``), else CUDA through
-    this engine when torch sees a device, unless ``use_gpu`` is False."""
-    requested = os.environ.get(SEARCH_DEVICE_ENV) or requested
-    if requested is None:
-        if faiss_gpu or use_gpu is False or not torch.cuda.is_available():
-            return None
-        return "cuda"
-    dev = torch.device(requested)
-    if dev.type == "cpu":
-        return None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        log.warning("search_device %r: torch sees no CUDA device; searching on the CPU", requested)
-        return None
-    return str(dev)
 
 
 @contextlib.contextmanager
@@ -141,45 +118,14 @@ def _top_by_key(
     return scores.gather(1, j), rows.gather(1, j)
 
 
-def _take(t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """``t[rows]`` through ``index_select`` (torch's advanced indexing costs milliseconds on
-    the CPU)."""
-    return t.index_select(0, rows.reshape(-1)).reshape(*rows.shape, *t.shape[1:])
-
-
-class _Rows:
-    """A device copy (in ``dtype``) of a float32 matrix's first rows, with spare capacity so
-    appended rows are converted without copying the rest again (grows 1.5x)."""
-
-    def __init__(self, device: torch.device, dtype: torch.dtype) -> None:
-        self.device, self.dtype = device, dtype
-        self.buf: torch.Tensor | None = None
-        self.n = 0
-
-    def sync(self, matrix: np.ndarray) -> torch.Tensor:
-        n, d = matrix.shape
-        if self.buf is not None and (self.n > n or self.buf.shape[1] != d):
-            self.buf, self.n = None, 0
-        if self.buf is None or self.buf.shape[0] < n:
-            cap = max(n, int(1.5 * (self.buf.shape[0] if self.buf is not None else 0)))
-            buf = torch.empty((cap, d), dtype=self.dtype, device=self.device)
-            if self.buf is not None:
-                buf[: self.n] = self.buf[: self.n]
-            self.buf = buf
-        for lo in range(self.n, n, _UPLOAD_ROWS):
-            hi = min(n, lo + _UPLOAD_ROWS)
-            self.buf[lo:hi] = torch.from_numpy(matrix[lo:hi]).to(self.device).to(self.dtype)
-        self.n = n
-        return self.buf[:n]
-
-
 class DeviceExactSearcher:
     """Exact top-k over one (changing) float32 matrix on a torch ``device`` (see the module
     docstring). ``dtype``: the mirror's (default float16; float32 when the device's half
     matmul breaks the bound). ``memory_budget`` (bytes of working memory per block),
     ``block_rows`` and ``query_block`` override the sizes derived from the budget (the tests
     force tiny blocks). ``float32_copy``: keep the float32 matrix on the device (None: when
-    it fits; on the CPU the matrix itself is used)."""
+    it fits; on the CPU the matrix itself is used). ``cuda_graphs``: replay small unfiltered
+    first passes as CUDA graphs (:mod:`.device_graph`)."""
 
     def __init__(
         self,
@@ -189,6 +135,7 @@ class DeviceExactSearcher:
         block_rows: int | None = None,
         query_block: int | None = None,
         float32_copy: bool | None = None,
+        cuda_graphs: bool = True,
     ) -> None:
         self.device = torch.device(device)
         if self.device.type == "cuda" and self.device.index is None:
@@ -198,12 +145,16 @@ class DeviceExactSearcher:
         self.block_rows = block_rows
         self.query_block = query_block
         self.float32_copy = float32_copy
+        self.cuda_graphs = cuda_graphs
+        self._graphs = GraphCache()
         self._lock = threading.RLock()
-        self._mirror: _Rows | None = None
-        self._x32: _Rows | None = None
+        self._mirror: DeviceRows | None = None
+        self._x32: DeviceRows | None = None
         self._norm_rows = 0  # rows whose norms are in _xmax
         self._xmax = 0.0  # largest row norm
         self._hints: dict[int, CandidateHint] = {}
+        self._free: int | None = None  # free device memory when last asked
+        self._calls = 0
 
     def reset(self, appended: bool = False) -> None:
         """The matrix changed; ``appended``: only rows were added at the end, so the device
@@ -212,17 +163,22 @@ class DeviceExactSearcher:
             with self._lock:
                 self._mirror = self._x32 = None
                 self._norm_rows, self._xmax = 0, 0.0
+                self._graphs.clear()
                 self._hints.clear()
 
     close = reset
 
     def _budget(self) -> int:
+        """Working memory per block: the free device memory is asked again every 64th
+        search (a driver call costs more than a small search)."""
         if self.memory_budget:
             return self.memory_budget
-        if self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
-            return max(64 << 20, min(free // 4, _CUDA_BUDGET_MAX))
-        return _CPU_BUDGET
+        if self.device.type != "cuda":
+            return _CPU_BUDGET
+        self._calls += 1
+        if self._free is None or self._calls % 64 == 0:
+            self._free = torch.cuda.mem_get_info(self.device)[0]
+        return max(64 << 20, min(self._free // 4, _CUDA_BUDGET_MAX))
 
     def mirror_dtype(self, dim: int) -> torch.dtype:
         """The mirror's dtype for ``dim``: :attr:`dtype` where :func:`device_kernel_ok`."""
@@ -240,17 +196,19 @@ class DeviceExactSearcher:
             mirror = x32
         else:
             if self._mirror is None or self._mirror.dtype != dtype:
-                self._mirror = _Rows(self.device, dtype)
+                self._mirror = DeviceRows(self.device, dtype)
             mirror = self._mirror.sync(matrix)
         if not host and self.float32_copy is not False:
             if self._x32 is None and (self.float32_copy or self._fits(n * d * 4)):
-                self._x32 = _Rows(self.device, torch.float32)
+                self._x32 = DeviceRows(self.device, torch.float32)
             if self._x32 is not None:
                 x32 = self._x32.sync(matrix)
-        for lo in range(self._norm_rows, n, _UPLOAD_ROWS):
-            block = matrix[lo : min(n, lo + _UPLOAD_ROWS)]
+        for lo in range(self._norm_rows, n, _NORM_ROWS):
+            block = matrix[lo : min(n, lo + _NORM_ROWS)]
             self._xmax = max(self._xmax, float(np.sqrt(np.einsum("ij,ij->i", block, block).max())))
-        self._norm_rows = n
+        if self._norm_rows != n:
+            self._norm_rows, self._free = n, None  # copies changed: ask for free memory again
+            self._graphs.clear()  # they read the old copies
         return mirror, x32
 
     def _fits(self, nbytes: int) -> bool:
@@ -299,22 +257,18 @@ class DeviceExactSearcher:
         mirror, x32 = self._copies(matrix)
         dev, dim = self.device, matrix.shape[1]
         dtype = mirror.dtype
-        sub_t = torch.from_numpy(sub).to(dev) if sub is not None else None
-        keep = (
-            torch.from_numpy(np.ascontiguousarray(mask, dtype=bool)).to(dev)
-            if mask is not None
-            else None
-        )
+        sub_t = self._upload(sub) if sub is not None else None
+        keep = self._upload(np.ascontiguousarray(mask, dtype=bool)) if mask is not None else None
         m = len(sub) if sub is not None else len(matrix)
         budget = self._budget()
 
         def rows32(rows: torch.Tensor) -> torch.Tensor:  # float32 rows (global numbers)
             if x32 is not None:
-                return _take(x32, rows)
+                return take(x32, rows)
             return torch.from_numpy(matrix[rows.cpu().numpy()]).to(dev)
 
         def glob(local: torch.Tensor) -> torch.Tensor:  # local row number -> matrix row
-            return _take(sub_t, local) if sub_t is not None else local
+            return take(sub_t, local) if sub_t is not None else local
 
         def approx(qh: torch.Tensor) -> Callable[[int, int], torch.Tensor]:
             def scores(lo: int, hi: int) -> torch.Tensor:
@@ -335,7 +289,7 @@ class DeviceExactSearcher:
             else:
                 s = torch.einsum("td,tcd->tc", q.double(), rows32(rows).double()).float()
             if keep is not None:
-                s = s.masked_fill(~_take(keep, rows), float("-inf"))
+                s = s.masked_fill(~take(keep, rows), float("-inf"))
             return s
 
         def exact_all(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -356,49 +310,80 @@ class DeviceExactSearcher:
             )
 
         # the bound is for unit vectors: scaled by the norms where they exceed 1
-        scale = np.maximum(1.0, np.linalg.norm(q_np, axis=1)) * max(1.0, self._xmax)
-        eps_q = torch.from_numpy((_eps(dtype, dim) * scale).astype(np.float32)).to(dev)
-        fp16_overflow = dtype == torch.float16 and float(scale.max()) > 3e4  # scores near 65504
+        eps_unit = _eps(dtype, dim) * max(1.0, self._xmax)
+        big = float(np.linalg.norm(q_np, axis=1).max()) * max(1.0, self._xmax)
+        fp16_overflow = dtype == torch.float16 and big > 3e4  # scores near fp16's 65504
         per = mirror.element_size() * 3  # score, its top-k scratch, margin
         qb = self.query_block or max(1, budget // (min(m, 65536) * per))
-        q_all = torch.from_numpy(q_np).to(dev)
-        cand0 = max(32, 2 * kk + 12)
-        hint = self._hints.setdefault(batch_bucket(len(q_np)), CandidateHint())
 
-        def two_stage(q: torch.Tensor, eps: torch.Tensor, cand: int):
-            t = len(q)
-            vals = torch.empty((t, kk), dtype=torch.float32, device=dev)
-            rows = torch.empty((t, kk), dtype=torch.int64, device=dev)
-            todo = torch.arange(t, device=dev)
+        def first_pass(q: torch.Tensor, cand: int) -> tuple[torch.Tensor, ...]:
+            """(top-k scores, rows, proved) of one candidate pass."""
+            block = self.block_rows or max(1, budget // (len(q) * per))
+            low, ai = blocked_candidates(approx(q.to(dtype)), m, cand, block)
+            ev, r = _top_by_key(rescore(q, ai), glob(ai), kk)
+            return ev, r, ev[:, kk - 1] > low + q.norm(dim=1).clamp_min(1.0) * eps_unit
+
+        def graphed(q_blk: np.ndarray, cand: int) -> GraphedPass | None:
+            t = len(q_blk)
+            if not (
+                self.cuda_graphs
+                and dev.type == "cuda"
+                and keep is None
+                and sub_t is None
+                and x32 is not None
+                and t * m * mirror.element_size() <= min(_GRAPH_MAX_BYTES, budget // 3)
+                and self.block_rows is None
+            ):
+                return None
+            key = (t, cand, kk)
+            return self._graphs.get(
+                key, lambda: GraphedPass(lambda q: first_pass(q, cand), self._upload(q_blk))
+            )
+
+        def two_stage(q_blk: np.ndarray, cand: int) -> tuple[np.ndarray, np.ndarray, int | None]:
+            t = len(q_blk)
+            vals, rows = np.empty((t, kk), np.float32), np.empty((t, kk), np.int64)
+            todo, q = np.arange(t), None
             while True:
-                qt = q.index_select(0, todo)
                 if 2 * cand >= m or fp16_overflow:  # candidates would not save work
-                    ev, r = exact_all(qt)
-                    vals.index_copy_(0, todo, ev)
-                    rows.index_copy_(0, todo, r)
+                    qt = self._upload(q_blk[todo])
+                    vals[todo], rows[todo] = self._fetch(*exact_all(qt))
                     return vals, rows, None
-                block = self.block_rows or max(1, budget // (len(qt) * per))
-                low, ai = blocked_candidates(approx(qt.to(dtype)), m, cand, block)
-                ev, r = _top_by_key(rescore(qt, ai), glob(ai), kk)
-                done = ev[:, kk - 1] > low + eps.index_select(0, todo)
-                vals.index_copy_(0, todo, ev)  # the unproved are overwritten later
-                rows.index_copy_(0, todo, r)
+                g = graphed(q_blk, cand) if q is None else None
+                if g is not None:
+                    out, q = g(q_blk), g.q
+                else:
+                    q = self._upload(q_blk) if q is None else q
+                    sel = None if len(todo) == t else torch.from_numpy(todo).to(dev)
+                    out = first_pass(q if sel is None else q.index_select(0, sel), cand)
+                # results and proofs come back together: one wait per pass
+                vals[todo], rows[todo], done = self._fetch(*out)
                 todo = todo[~done]
                 if len(todo) == 0:
                     return vals, rows, cand  # the count that proved the last query
                 cand *= 4
 
-        out_v, out_r = [], []
-        for i in range(0, len(q_all), qb):
-            q, eps = q_all[i : i + qb], eps_q[i : i + qb]
-            got: list[torch.Tensor] = []
+        hint = self._hints.setdefault(batch_bucket(len(q_np)), CandidateHint())
+        cand0 = max(32, 2 * kk + 12)
+        got = [
+            with_hint(lambda c, i=i: two_stage(q_np[i : i + qb], c), m, kk, cand0, hint)
+            for i in range(0, len(q_np), qb)
+        ]
+        if len(got) == 1:
+            return got[0]
+        return np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got])
 
-            def run(c: int, q=q, eps=eps, got=got):
-                v, r, proved = two_stage(q, eps, c)
-                got[:] = [v, r]
-                return None, None, proved
+    def _upload(self, a: np.ndarray) -> torch.Tensor:
+        """``a`` on the device, copied from pinned memory without waiting."""
+        t = torch.from_numpy(a)
+        if self.device.type != "cuda":
+            return t
+        return t.pin_memory().to(self.device, non_blocking=True)
 
-            with_hint(run, m, kk, cand0, hint)
-            out_v.append(got[0])
-            out_r.append(got[1])
-        return torch.cat(out_v).cpu().numpy(), torch.cat(out_r).cpu().numpy()
+    def _fetch(self, *tensors: torch.Tensor) -> list[np.ndarray]:
+        """The tensors on the host, copied together with one wait."""
+        if self.device.type != "cuda":
+            return [t.numpy() for t in tensors]
+        host = [t.to("cpu", non_blocking=True) for t in tensors]
+        torch.cuda.current_stream(self.device).synchronize()
+        return [h.numpy() for h in host]

@@ -230,6 +230,9 @@ def test_search_device_resolution(monkeypatch, caplog) -> None:
     with caplog.at_level(logging.WARNING):
         assert resolve_search_device("cuda", faiss_gpu=False) is None
     assert "no CUDA device" in caplog.text
+    with caplog.at_level(logging.WARNING):
+        assert resolve_search_device("mps", faiss_gpu=False) is None
+    assert "only cpu and cuda" in caplog.text
 
 
 def test_store_searches_through_the_device_engine(tmp_path, monkeypatch) -> None:
@@ -269,11 +272,32 @@ def test_cuda_engine_matches_the_cpu_run_of_the_same_code() -> None:  # pragma: 
         q = near(x, 64, seed=19)
         mask = np.random.default_rng(20).random(len(x)) < 0.5
         gpu = DeviceExactSearcher("cuda")
+        eager = DeviceExactSearcher("cuda", cuda_graphs=False)
         cpu = DeviceExactSearcher("cpu", torch.float32)
         for kw in ({}, {"mask": mask}, {"subset": np.arange(0, len(x), 97)}):
-            gv, gi = gpu.search(x, q, 10, **kw)
             cv, ci = cpu.search(x, q, 10, **kw)
-            np.testing.assert_array_equal(gi, ci)
-            np.testing.assert_allclose(gv, cv, rtol=0, atol=1e-6)
+            for b in (64, 1):
+                for eng in (gpu, eager):
+                    gv, gi = eng.search(x, q[:b], 10, **kw)
+                    np.testing.assert_array_equal(gi, ci[:b])
+                    np.testing.assert_allclose(gv, cv[:b], rtol=0, atol=1e-6)
+        assert gpu._graphs._graphs and not gpu._graphs.broken  # the unfiltered calls replayed
+        assert not eager._graphs._graphs
         small = DeviceExactSearcher("cuda", block_rows=4096, query_block=16, memory_budget=1 << 24)
         np.testing.assert_array_equal(small.search(x, q, 10)[1], cpu.search(x, q, 10)[1])
+
+
+@CUDA
+def test_cuda_engine_widens_after_a_graphed_first_pass() -> None:  # pragma: no cover
+    rng = np.random.default_rng(7)
+    base = unit(1, 64, seed=8)
+    x = np.concatenate([base + 1e-4 * rng.standard_normal((300, 64)), unit(30_000, 64, seed=9)])
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    q = np.concatenate([base, unit(2, 64, seed=10)]).astype(np.float32)
+    eng = DeviceExactSearcher("cuda")
+    for _ in range(3):  # the first call widens, the next start from the learned count
+        v, i = eng.search(x, q, 10)
+        can_v, can_i = canonical(x, q, 10)
+        np.testing.assert_array_equal(i, can_i)
+        np.testing.assert_allclose(v, can_v, rtol=0, atol=1e-6)
+    assert eng._graphs._graphs and not eng._graphs.broken
