@@ -19,6 +19,7 @@ Sections (each one also runs on a machine without a GPU, at small sizes, and say
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import sys
@@ -115,24 +116,32 @@ def bench_embed(device: torch.device, n_files: int, precision: str) -> dict[str,
 
         out["tower_img_s"] = _rate(tower, tower_batch, device)
         out["tower_aligner_img_s"] = _rate(tower_aligner, tower_batch, device)
-        rates = {}
-        for label, kwargs in (("embed_img_s", {}),):
-            sp.embed("image", files[: min(len(files), 512)], **kwargs)  # warm-up, batch size probe
-            t0 = time.perf_counter()
-            vecs = sp.embed("image", files, **kwargs)
-            rates[label] = n_files / (time.perf_counter() - t0)
-        out.update(rates)
-        if device.type == "cuda":  # the same path with Pillow decoding on the CPU threads
-            import spaner.model.streaming as streaming
+        import os
 
-            saved = streaming.gpu_jpeg_available
-            streaming.gpu_jpeg_available = lambda d: False  # type: ignore[assignment]
-            try:
-                t0 = time.perf_counter()
-                sp.embed("image", files)
-                out["embed_cpu_decode_img_s"] = n_files / (time.perf_counter() - t0)
-            finally:
-                streaming.gpu_jpeg_available = saved
+        from spaner.model.streaming import StreamingEmbedder
+
+        sp.embed("image", files[: min(len(files), 1024)])  # warm-up, batch size probe
+        t0 = time.perf_counter()
+        vecs = sp.embed("image", files)  # the defaults
+        out["embed_img_s"] = n_files / (time.perf_counter() - t0)
+        variants = {  # (JPEG decoder, decoding threads, switch interval)
+            "device_decode_4_threads": ("device", 4, None),
+            "device_decode_4_threads_switch_0.5ms": ("device", 4, 0.0005),
+            "device_decode_all_threads_switch_0.5ms": ("device", None, 0.0005),
+            "cpu_decode_all_threads": ("cpu", None, None),
+        }
+        out["variants_img_s"] = {}
+        for label, (mode, workers, switch) in variants.items():
+            if device.type != "cuda" and mode == "device":
+                continue
+            os.environ["SPANER_JPEG_DECODE"] = mode
+            emb = StreamingEmbedder(enc, model, "image", workers=workers, switch_interval=switch)
+            t0 = time.perf_counter()
+            got = np.concatenate([part.vectors for part in emb.stream(files)])
+            out["variants_img_s"][label] = n_files / (time.perf_counter() - t0)
+            out[f"min_cosine_{label}"] = float((vecs * got).sum(1).min())
+        os.environ.pop("SPANER_JPEG_DECODE", None)
+        out["decode"] = bench_decode(files[:2048], device)
         if device.type == "cuda":  # the same random weights on the CPU, in fp32
             cpu = Spaner.from_profile(
                 "default",
@@ -163,6 +172,36 @@ def bench_embed(device: torch.device, n_files: int, precision: str) -> dict[str,
         out["min_cosine_to_serial"] = float(cos.min())
     out["embed_over_tower"] = out["embed_img_s"] / out["tower_img_s"]
     out["embed_over_tower_aligner"] = out["embed_img_s"] / out["tower_aligner_img_s"]
+    return out
+
+
+def bench_decode(files: list[str], device: torch.device) -> dict[str, float]:
+    """Images per second of the decoders alone (no encoder), on the same files."""
+    from PIL import Image
+    from spaner.encoders.pixels import decode_jpegs, to_uint8
+
+    from spaner.model.streaming import _cpu_jpeg
+
+    datas = [Path(f).read_bytes() for f in files]
+    n = len(datas)
+    out: dict[str, float] = {}
+    with ThreadPoolExecutor() as pool:
+        t0 = time.perf_counter()
+        list(pool.map(_cpu_jpeg, datas))
+        out["libjpeg_threads_img_s"] = n / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        list(pool.map(lambda d: to_uint8(Image.open(io.BytesIO(d)).convert("RGB")), datas))
+        out["pillow_threads_img_s"] = n / (time.perf_counter() - t0)
+        if device.type == "cuda":
+            decode_jpegs(datas[:64], device)
+            for threads in (1, 4):
+                parts = [datas[k::threads] for k in range(threads)]
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                with ThreadPoolExecutor(threads) as gpu_pool:
+                    list(gpu_pool.map(lambda part: decode_jpegs(part, device), parts))
+                torch.cuda.synchronize()
+                out[f"nvjpeg_{threads}_threads_img_s"] = n / (time.perf_counter() - t0)
     return out
 
 
@@ -217,6 +256,8 @@ def bench_train(
     train = _feature_set(concepts, shots, 0)
     out: dict[str, Any] = {"items_per_modality": concepts * shots, "epochs": epochs}
     for device in devices:
+        warm = resolve_train_config("offline", {"epochs": 1, "min_epochs": 1, "keep": "last"})
+        fit(_offline_model().to(device), train, None, warm, progress=False)  # kernels, threads
         model = _offline_model().to(device)
         cfg = resolve_train_config(
             "offline", {"epochs": epochs, "min_epochs": epochs, "keep": "last"}
@@ -259,7 +300,7 @@ def main() -> None:
         log.info("embed: %s", results["embed"])
     if "train" not in skip:
         devices = [torch.device("cpu")] + ([device] if cuda else [])
-        concepts, epochs = (20, 2) if args.quick else (100, 5)
+        concepts, epochs = (20, 2) if args.quick else (100, 20)
         results["train"] = bench_train(devices, concepts, 5, epochs)
         log.info("train: %s", results["train"])
     if "search" not in skip:

@@ -16,8 +16,6 @@ agree with the PIL path to within bf16's tolerance (``tests/encoders/test_pixels
 
 from __future__ import annotations
 
-import io
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -115,31 +113,54 @@ def transform(images: Sequence[torch.Tensor], plan: PixelPlan) -> torch.Tensor:
     return out.sub_(mean).div_(std)
 
 
-def jpeg_header(data: bytes, limits: Limits = DEFAULT_LIMITS, label: str = "<bytes>") -> bool:
-    """True when ``data`` is a JPEG the device decoder can take as RGB (baseline or
-    progressive, 3-channel YCbCr or 1-channel grey), within ``limits``. Reads the header only.
-    Raises InputError for an image over the pixel limit (the same words as
-    :func:`~spaner.encoders.decode.load_image`); anything else unusual returns False, and
-    Pillow decodes the file (and names its problem)."""
-    if data[:3] != b"\xff\xd8\xff":
-        return False
-    from PIL import Image
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            width, height = img.size
-            mode = img.mode
-    except Exception:  # noqa: BLE001 - Pillow's own path reports the problem
+
+def _sof(data: bytes) -> tuple[int, int, int, int] | None:
+    """(marker, height, width, components) from a JPEG's frame header, walking the marker
+    segments (a few steps, no decoding); None when the structure is not what JPEG says."""
+    pos, n = 2, len(data)
+    while pos + 4 <= n:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        length = (data[pos + 2] << 8) | data[pos + 3]
+        if marker in _SOF:
+            if pos + 10 > n:
+                return None
+            height = (data[pos + 5] << 8) | data[pos + 6]
+            width = (data[pos + 7] << 8) | data[pos + 8]
+            return marker, height, width, data[pos + 9]
+        if marker == 0xDA or length < 2:  # scan data before any frame header
+            return None
+        pos += 2 + length
+    return None
+
+
+def jpeg_header(data: bytes, limits: Limits = DEFAULT_LIMITS, label: str = "<bytes>") -> bool:
+    """True when ``data`` is a whole JPEG (ending in its end-of-image marker) the device
+    decoder can take as RGB (baseline or progressive Huffman; 3-channel YCbCr or 1-channel
+    grey), within ``limits``. Reads the frame header only (no Pillow: this runs per file on
+    the worker threads, and holds the GIL). Raises InputError for an image over the pixel
+    limit (the same words as :func:`~spaner.encoders.decode.load_image`); anything else
+    unusual returns False, and Pillow decodes the file (and names its problem)."""
+    if data[:3] != b"\xff\xd8\xff" or data.rstrip(b"\x00")[-2:] != b"\xff\xd9":
+        return False  # not JPEG, or no end marker (truncated): Pillow decides and names it
+    sof = _sof(data)
+    if sof is None:
         return False
+    marker, height, width, components = sof
     if width * height > limits.max_pixels:
         raise InputError(
             label,
             f"image is {width}x{height} = {width * height} pixels, over the "
             f"{limits.max_pixels}-pixel limit",
         )
-    return mode in ("RGB", "L") and width > 0 and height > 0
+    # baseline (C0), extended (C1) and progressive (C2) Huffman; not lossless or arithmetic
+    return marker in (0xC0, 0xC1, 0xC2) and components in (1, 3) and width > 0 and height > 0
 
 
 def gpu_jpeg_available(device: torch.device) -> bool:

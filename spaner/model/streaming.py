@@ -22,7 +22,9 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import sys
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -83,8 +85,8 @@ class Embedded:
 
 
 def default_workers(device: torch.device) -> int:
-    """Decoding threads: every core on a CUDA machine (the device waits on decoding), all but
-    none on the CPU (the threads spend their time in C code that releases the GIL)."""
+    """Decoding threads: every core (their time goes to file reads and C code that releases
+    the GIL; on a CUDA device they read files and headers for nvJPEG)."""
     return max(1, min(32, os.cpu_count() or 1))
 
 
@@ -94,14 +96,40 @@ def _label(source: RawInput, name: str | None) -> str:
     return "<bytes>" if isinstance(source, bytes) else str(source)
 
 
+def jpeg_decoder(device: torch.device) -> str:
+    """Where JPEG files are decoded for a device-side pixel plan: ``device`` (nvJPEG, on the
+    producer thread) or ``cpu`` (libjpeg-turbo through torchvision, on the worker threads,
+    without Pillow's copies). ``SPANER_JPEG_DECODE`` chooses; the default is the one that
+    measured faster (BENCHMARKS.md, "GPU")."""
+    choice = os.environ.get("SPANER_JPEG_DECODE", "device").strip().lower()
+    if choice not in ("cpu", "device"):
+        raise ValueError(f"SPANER_JPEG_DECODE must be cpu or device, got {choice!r}")
+    return "device" if choice == "device" and gpu_jpeg_available(device) else "cpu"
+
+
+def _cpu_jpeg(data: bytes) -> torch.Tensor | None:
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    try:
+        return decode_jpeg(
+            torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB
+        )
+    except Exception:  # noqa: BLE001 - Pillow decodes it and names the problem
+        return None
+
+
 def load_item(enc: Encoder, source: RawInput, name: str | None = None) -> Loaded:
     """Read and decode one input for ``enc`` (a worker thread's part). Raises InputError."""
     label = _label(source, name)
     plan, device = enc.pixel_plan, enc.device
     if plan is not None and device.type != "cpu":
         data = read_bytes(source, enc.limits, label)
-        if gpu_jpeg_available(device) and jpeg_header(data, enc.limits, label):
-            return Loaded("jpeg", data, label)
+        if jpeg_header(data, enc.limits, label):
+            if jpeg_decoder(device) == "device":
+                return Loaded("jpeg", data, label)
+            pixels = _cpu_jpeg(data)
+            if pixels is not None:
+                return Loaded("pixels", pixels, label)
         return Loaded("pixels", to_uint8(load_image(data, enc.limits, label)), label)
     raw = enc.load(source, name)
     if enc.item_preprocess:
@@ -115,6 +143,24 @@ def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.to(device)
 
 
+def _pixels_to_device(pixels: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """``[3, H, W]`` uint8 images on ``device``: images of one shape go as one pinned stack
+    (one copy), others one by one."""
+    if device.type != "cuda":
+        return [p.to(device) for p in pixels]
+    out: list[torch.Tensor | None] = [None] * len(pixels)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, p in enumerate(pixels):
+        groups.setdefault(tuple(p.shape), []).append(i)
+    for shape, idx in groups.items():
+        buf = torch.empty((len(idx), *shape), dtype=torch.uint8, pin_memory=True)
+        torch.stack([pixels[i] for i in idx], out=buf)
+        moved = buf.to(device, non_blocking=True)
+        for k, i in enumerate(idx):
+            out[i] = moved[k]
+    return out  # type: ignore[return-value]
+
+
 def assemble(enc: Encoder, items: Sequence[Loaded]) -> tuple[Any, list[int]]:
     """The encoder's batch on its device for ``items``, and the positions (within ``items``)
     it holds: a JPEG the device decoder refused is decoded by Pillow instead, and one that
@@ -125,18 +171,20 @@ def assemble(enc: Encoder, items: Sequence[Loaded]) -> tuple[Any, list[int]]:
         jpeg = [i for i, it in enumerate(items) if it.kind == "jpeg"]
         images: list[torch.Tensor | None] = [None] * len(items)
         if jpeg:
-            for i, img in zip(
-                jpeg, decode_jpegs([items[i].value for i in jpeg], device), strict=True
-            ):
+            decoded = decode_jpegs([items[i].value for i in jpeg], device)
+            for i, img in zip(jpeg, decoded, strict=True):
                 images[i] = img
+        host: dict[int, torch.Tensor] = {}
         for i, it in enumerate(items):
             if images[i] is not None:
                 continue
             try:
-                pixels = it.value if it.kind == "pixels" else _pil_pixels(enc, it)
+                host[i] = it.value if it.kind == "pixels" else _pil_pixels(enc, it)
             except InputError:
                 continue
-            images[i] = _to_device(pixels, device)
+        if host:
+            for i, img in zip(host, _pixels_to_device(list(host.values()), device), strict=True):
+                images[i] = img
         keep = [i for i, img in enumerate(images) if img is not None]
         if not keep:
             return None, []
@@ -213,11 +261,22 @@ class StreamingEmbedder:
         batch_size: int | None = None,
         workers: int | None = None,
         prefetch: int = 2,
+        assemblers: int | None = None,
+        switch_interval: float | None = None,
     ) -> None:
+        """``workers`` decoding threads; ``assemblers`` threads that build batches on the
+        device in parallel (4 on CUDA, 1 on the CPU); ``prefetch`` batches ready ahead;
+        ``switch_interval``: Python's thread switch interval (seconds) while streaming, None to
+        leave it as it is. The encoder launches a few hundred kernels per batch, each after
+        taking the GIL back from the decoding threads, which at the default 5 ms can wait;
+        a shorter interval is an option to measure on your machine (``benchmarks/device.py``
+        runs one), not a default."""
         self.enc, self.model, self.modality = enc, model, modality
         self.batch_size = auto_batch_size(enc, model, modality, batch_size)
         self.workers = workers or default_workers(enc.device)
         self.prefetch = max(1, prefetch)
+        self.assemblers = assemblers or (4 if enc.device.type == "cuda" else 1)
+        self.switch_interval = switch_interval
 
     def stream(
         self, values: Iterable[RawInput], names: Iterable[str | None] | None = None
@@ -232,6 +291,9 @@ class StreamingEmbedder:
             target=self._produce, args=(named, out, stop), name="spaner-stream", daemon=True
         )
         self.model.eval()
+        saved_interval = sys.getswitchinterval()
+        if self.switch_interval:
+            sys.setswitchinterval(self.switch_interval)
         producer.start()
         try:
             while True:
@@ -243,6 +305,8 @@ class StreamingEmbedder:
                 yield self._encode(*got)
         finally:
             stop.set()
+            if self.switch_interval:
+                sys.setswitchinterval(saved_interval)
             while producer.is_alive():  # unblock a producer waiting on a full queue
                 try:
                     out.get_nowait()
@@ -265,22 +329,28 @@ class StreamingEmbedder:
         self, named: Iterator[tuple[RawInput, str | None]], out: queue.Queue, stop: threading.Event
     ) -> None:
         cuda = self.enc.device.type == "cuda"
-        stream = torch.cuda.Stream(self.enc.device) if cuda else None
-        pending: list[tuple[list[int], list[Future]]] = []
+        streams: queue.Queue[Any] = queue.Queue()
+        for _ in range(self.assemblers):
+            streams.put(torch.cuda.Stream(self.enc.device) if cuda else None)
+        pending: deque[Future] = deque()
         try:
-            with ThreadPoolExecutor(self.workers, thread_name_prefix="spaner-decode") as pool:
+            with (
+                ThreadPoolExecutor(self.workers, thread_name_prefix="spaner-decode") as pool,
+                ThreadPoolExecutor(self.assemblers, thread_name_prefix="spaner-batch") as batches,
+            ):
                 chunks = self._chunks(iter(named))
                 while not stop.is_set():
-                    while len(pending) <= self.prefetch:  # keep the pool busy ahead of the device
+                    # keep the decoders and the assemblers busy ahead of the device
+                    while len(pending) < self.assemblers + self.prefetch:
                         chunk = next(chunks, None)
                         if chunk is None:
                             break
                         futs = [pool.submit(load_item, self.enc, v, n) for _, v, n in chunk]
-                        pending.append(([p for p, _, _ in chunk], futs))
+                        positions = [p for p, _, _ in chunk]
+                        pending.append(batches.submit(self._assemble_on, positions, futs, streams))
                     if not pending:
                         break
-                    positions, futs = pending.pop(0)
-                    item = self._assemble(positions, futs, stream)
+                    item = pending.popleft().result()
                     while not stop.is_set():
                         try:
                             out.put(item, timeout=0.1)
@@ -291,6 +361,13 @@ class StreamingEmbedder:
             out.put(exc)
             return
         out.put(None)
+
+    def _assemble_on(self, positions: list[int], futs: list[Future], streams: queue.Queue) -> tuple:
+        stream = streams.get()
+        try:
+            return self._assemble(positions, futs, stream)
+        finally:
+            streams.put(stream)
 
     def _assemble(self, positions: list[int], futs: list[Future], stream: Any) -> tuple:
         items, where, problems = [], [], []

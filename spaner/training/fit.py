@@ -234,8 +234,8 @@ def fit(
                 torch.nn.utils.clip_grad_norm_(params, 5.0)
                 opt.step()
                 sched.step()
-                losses.append(loss.item())
-            train_loss = sum(losses) / max(len(losses), 1)
+                losses.append(loss.detach())  # read once per epoch: no device sync per step
+            train_loss = float(torch.stack(losses).double().mean()) if losses else 0.0
             result.train_loss.append(train_loss)
             result.epochs_run = epoch + 1
             has_val = val is not None and len(val) > 0

@@ -84,7 +84,7 @@ def test_inputs_are_read_a_bounded_distance_ahead(sp):
     first = next(stream)
     assert first.positions == [0, 1, 2, 3]
     # at most: chunks submitted ahead, one being assembled, the queue, the one handed out
-    bound = (2 * prefetch + 3) * batch
+    bound = (embedder.assemblers + 2 * prefetch + 2) * batch
     assert len(taken) <= bound
     stream.close()  # stops the producer; nothing more is read
     seen = len(taken)
