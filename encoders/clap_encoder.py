@@ -115,7 +115,6 @@ class ClapBackbone:
             log.warning(
                 "CLAP %s: a fusion model with %r truncation", source, self.extractor.truncation
             )
-        self.lock = threading.Lock()
 
     def _create(self) -> nn.Module:
         """The frozen model, built from the weights (or the seed) alone."""
@@ -293,7 +292,9 @@ class ClapAudioEncoder(_ClapEncoder):
 
     def text_tower(self) -> ClapTextEncoder:
         """CLAP's text tower of the same checkpoint: its vectors share this encoder's native space."""
-        return ClapTextEncoder(f"{self.name}:text", device=str(self.device), **self._text_args())
+        text = ClapTextEncoder(f"{self.name}:text", device=str(self.device), **self._text_args())
+        text.set_precision(self.precision)
+        return text
 
     def _text_args(self) -> dict[str, Any]:
         return {k: self._args[k] for k in ("weights", "tiny", "seed")}

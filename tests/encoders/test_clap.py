@@ -187,6 +187,9 @@ def test_text_tower_shares_the_native_space() -> None:
     assert out.mask.sum(1).tolist()[1] < out.mask.sum(1).tolist()[0]
     assert torch.allclose(out.native.norm(dim=1), torch.ones(2))
     assert build_encoder("tiny-wav2vec2-audio").text_tower() is None
+    assert (
+        build_encoder("tiny-clap-audio", seed=7, precision="bf16").text_tower().precision == "bf16"
+    )
 
 
 @pytest.mark.parametrize("cls", [ClapAudioEncoder, ClapTextEncoder])
