@@ -96,6 +96,12 @@ def _run_through_text(
 ) -> int:
     """The other modalities trained together, then each of ``bridged`` aligned through text and
     trained with its shots when the manifest has them (only its aligner: ``Spaner.extend``)."""
+    from spaner.errors import ConfigError
+    from spaner.training.text_bridge import can_align_through_text
+
+    for m in bridged:  # before any training: say at once what cannot be aligned
+        if why := can_align_through_text(sp.model, sp.encoders, m):
+            raise ConfigError(f"--align-through-text {m}: {why}")
     t0 = time.perf_counter()
     others = [m for m in sp.modalities if m not in bridged and manifest.count(m)]
     result = None

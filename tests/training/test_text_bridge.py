@@ -238,3 +238,17 @@ def test_train_and_extend_align_through_text_end_to_end(tmp_path: Path, capsys) 
     assert record["train"]["epochs_run"] >= 1 and "text->audio" in record["test"]["retrieval"]
     # without the option, a manifest with no audio is still refused
     assert main([*ext, "--manifest", str(text_image), "--out", str(tmp_path / "c")]) != 0
+    # an audio encoder without a text tower is refused before anything trains
+    code = main(
+        [
+            "train",
+            "--manifest",
+            str(text_image),
+            "--align-through-text",
+            "--out",
+            str(tmp_path / "d"),
+            *common,
+        ]
+    )
+    assert code != 0 and "no text tower" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
