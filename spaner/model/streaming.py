@@ -84,6 +84,16 @@ class Embedded:
     problems: list[tuple[int, Exception]] = field(default_factory=list)
 
 
+def _done(fn: Any, *args: Any) -> Future:
+    """``fn(*args)`` run now, as a finished future (its result or its exception)."""
+    fut: Future = Future()
+    try:
+        fut.set_result(fn(*args))
+    except Exception as exc:  # noqa: BLE001 - read back through fut.result()
+        fut.set_exception(exc)
+    return fut
+
+
 def default_workers(device: torch.device) -> int:
     """Decoding threads: every core (their time goes to file reads and C code that releases
     the GIL; on a CUDA device they read files and headers for nvJPEG)."""
@@ -285,6 +295,13 @@ class StreamingEmbedder:
         named = (
             zip(values, names, strict=True) if names is not None else ((v, None) for v in values)
         )
+        if isinstance(values, Sequence) and len(values) <= self.batch_size:
+            # one batch (a search query, an upload): no threads to start and hand over to
+            self.model.eval()
+            pairs = list(named)
+            futs = [_done(load_item, self.enc, v, n) for v, n in pairs]
+            yield self._encode(*self._assemble(list(range(len(pairs))), futs, None))
+            return
         out: queue.Queue[Any] = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
         producer = threading.Thread(

@@ -58,12 +58,14 @@ def test_streaming_gives_the_serial_paths_vectors(sp, tmp_path):
 def test_a_bad_input_is_reported_and_the_others_embed(sp):
     values = [_jpeg(0), b"not an image", _jpeg(1), _jpeg(2)]
     names = ["a.jpg", "bad.jpg", "b.jpg", "c.jpg"]
-    parts = list(sp.embed_stream("image", values, batch_size=3, names=names))
-    positions = [p for part in parts for p in part.positions]
-    problems = [pr for part in parts for pr in part.problems]
-    assert positions == [0, 2, 3]
-    assert [(pos, exc.source) for pos, exc in problems] == [(1, "bad.jpg")]
-    assert all(np.allclose(np.linalg.norm(part.vectors, axis=1), 1, atol=1e-4) for part in parts)
+    for batch_size in (3, 10):  # threads, and one batch run inline
+        parts = list(sp.embed_stream("image", values, batch_size=batch_size, names=names))
+        positions = [p for part in parts for p in part.positions]
+        problems = [pr for part in parts for pr in part.problems]
+        assert positions == [0, 2, 3]
+        assert [(pos, exc.source) for pos, exc in problems] == [(1, "bad.jpg")]
+        norms = [np.linalg.norm(part.vectors, axis=1) for part in parts]
+        assert all(np.allclose(n, 1, atol=1e-4) for n in norms)
     with pytest.raises(InputError, match="bad.jpg"):
         sp.embed("image", values, names=names)
 
