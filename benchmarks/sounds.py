@@ -30,7 +30,9 @@ side on the same features, splits and seeds:
 
 Per protocol: R@1, R@5, mean per-class recall, the top confusions and the **swallow share**
 (:mod:`spaner.evaluation.class_metrics`; target <= .10). Audio-encoder variants are compared
-with ``--audio-encoder``/``--audio-options``/``--audio-augment`` on ``--split val`` only.
+with ``--audio-encoder``/``--audio-options``/``--audio-augment``, and augmentation recipes
+(:mod:`spaner.training.audio_augment`) with ``--audio-recipe``/``--audio-recipe-options``, on
+``--split val`` only.
 """
 
 from __future__ import annotations
@@ -214,6 +216,23 @@ def few_shot(clips, label, args, train, opts, cache, work) -> list[dict]:
     return rows
 
 
+def _recipe(name: str, options: str | None) -> str:
+    """The name of audio recipe ``name`` with the JSON ``options`` over its fields (registered
+    under a name of its own)."""
+    import dataclasses
+
+    from spaner.training.audio_augment import get_audio_recipe, recipe_key, register_audio_recipe
+
+    if not options:
+        get_audio_recipe(name)
+        return name
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(options).items()}
+    recipe = dataclasses.replace(get_audio_recipe(name), **fields)
+    variant = f"{name}+{recipe_key(recipe)}"
+    register_audio_recipe(variant, recipe)
+    return variant
+
+
 def format_table(report: dict[str, Any]) -> str:
     lines = [
         "| protocol | method | clips | classes | R@1 | R@5 | mean class recall | swallow share (class) |",
@@ -242,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--audio-encoder", default=None, help="another registered audio encoder")
     ap.add_argument("--audio-options", default="{}", help="JSON options of the audio encoder")
     ap.add_argument("--audio-augment", type=int, default=None, help="augmented copies per clip")
+    ap.add_argument("--audio-recipe", default=None, help="a registered audio recipe")
+    ap.add_argument(
+        "--audio-recipe-options",
+        default=None,
+        help="JSON fields over --audio-recipe (default: speech), e.g. '{\"mix_p\": 0.5}'",
+    )
     ap.add_argument("--workdir", type=Path, default=Path(".spaner-cache/sounds-bench"))
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     args = ap.parse_args(argv)
@@ -262,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         train["epochs"] = train["val_every"] = 6
     if args.audio_augment is not None:
         train["audio_augment"] = args.audio_augment
+    if args.audio_recipe or args.audio_recipe_options:
+        train["audio_recipe"] = _recipe(args.audio_recipe or "speech", args.audio_recipe_options)
     opts: dict[str, Any] = {"options": {"audio": json.loads(args.audio_options)}}
     if args.audio_encoder:
         opts["encoders"] = {"audio": args.audio_encoder}
@@ -293,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         "clips": dict(by_source),
         "audio_encoder": args.audio_encoder or "whisper-tiny-en-audio",
         "audio_options": json.loads(args.audio_options),
+        "audio_recipe_options": json.loads(args.audio_recipe_options or "{}"),
         "train": train,
         "results": results,
         "seconds": round(time.perf_counter() - t0, 1),

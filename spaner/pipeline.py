@@ -287,7 +287,13 @@ class Spaner:
 
                 paths = [i.fields[modality] for i in train_items if modality in i.fields]
                 train.modalities[modality] = add_copies(
-                    train.modalities[modality], paths, encs[modality], copies, cfg.seed, cache
+                    train.modalities[modality],
+                    paths,
+                    encs[modality],
+                    copies,
+                    cfg.seed,
+                    cache,
+                    audio_recipe=cfg.audio_recipe,
                 )
         if cfg.phrasings and "text" in train.modalities and splits.relevance == "concept":
             from spaner.training.augment import add_phrasings

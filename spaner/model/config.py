@@ -183,6 +183,11 @@ class TrainConfig:
         "augmented copies of each training audio clip (speed/pitch, telephone band, "
         "reverberation, noise; see spaner.training.augment); 0 = off",
     )
+    audio_recipe: str = _f(
+        "speech",
+        "what the audio copies draw, a recipe registered in spaner.training.audio_augment: "
+        "'speech' (speed/pitch, telephone band, reverberation, noise)",
+    )
     image_augment: int = _f(
         0,
         "augmented copies of each training image (rotation, scale, shear, shift, elastic "

@@ -6,10 +6,13 @@ and test data are never augmented. Copies are cached like any other feature, key
 content, the seed, the copy index and the recipe version. (``TrainConfig.augment`` is something
 else: token dropout on the frozen features during training.)
 
-Audio (``TrainConfig.audio_augment``): each copy draws a speed change (which also shifts pitch, as
-in Kaldi-style speed perturbation), an optional telephone channel (resampled to 8 kHz and back,
-300-3400 Hz band), optional reverberation (a synthetic exponentially decaying impulse response) and
-optional noise at 10-30 dB SNR. Only audio encoders whose ``load`` returns a mono waveform tensor at
+Audio (``TrainConfig.audio_augment`` copies by ``TrainConfig.audio_recipe``; recipes in
+:mod:`spaner.training.audio_augment`): ``speech``, the default, draws a speed change (which also
+shifts pitch, as in Kaldi-style speed perturbation), an optional telephone channel, optional
+reverberation and optional noise at 10-30 dB SNR; other recipes add pitch changes that keep the
+length, time shifts, background mixing (another training clip of a different label, or coloured
+noise, at a random SNR) and gain. A mixed copy keeps its source's label; its background is part of
+its cache key. Only audio encoders whose ``load`` returns a mono waveform tensor at
 ``encoder.sample_rate`` are augmented (the built-in log-mel and torchaudio encoders, Whisper);
 others are left alone.
 
@@ -32,11 +35,22 @@ import numpy as np
 import torch
 
 from spaner.encoders.base import Encoder, ItemTokens
+from spaner.training.audio_augment import (
+    AUDIO_RECIPES,
+    SPEECH,
+    AudioRecipe,
+    augment_waveform,
+    get_audio_recipe,
+    pick_background,
+    recipe_key,
+    telephone_band,
+)
 from spaner.training.data import ModalityFeatures
 from spaner.training.features import FeatureCache, content_hash, encode_items
 from spaner.training.manifest import ManifestItem
 
 __all__ = [
+    "AUDIO_RECIPES",
     "augment_waveform",
     "telephone_band",
     "add_copies",
@@ -47,58 +61,26 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-RECIPE = "audio-aug-v1"
+#: the cache key of the ``speech`` recipe (kept for callers of this name)
+RECIPE = recipe_key(SPEECH)
 
 
-def telephone_band(wave: torch.Tensor, rate: int) -> torch.Tensor:
-    """The clip as a telephone line carries it: 8 kHz sampling, 300-3400 Hz, back at ``rate``."""
-    import torchaudio.functional as AF
-
-    low = AF.resample(wave, rate, 8000)
-    low = AF.highpass_biquad(low, 8000, 300.0)
-    low = AF.lowpass_biquad(low, 8000, 3400.0)
-    return AF.resample(low, 8000, rate)[: wave.numel()]
-
-
-def augment_waveform(wave: torch.Tensor, rate: int, rng: np.random.Generator) -> torch.Tensor:
-    """One random perturbation of a mono waveform (see the module docstring)."""
-    import torchaudio.functional as AF
-
-    x = wave.float()
-    speed = float(
-        rng.choice([0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15])
-    )  # rates with a large gcd resample fast
-    if (
-        speed != 1.0
-    ):  # resampling to rate*speed and playing at rate changes tempo and pitch together
-        x = AF.resample(x, int(round(rate * speed)), rate)
-    if rng.random() < 0.3:
-        x = telephone_band(x, rate)
-    if rng.random() < 0.3:
-        t60 = float(rng.uniform(0.1, 0.5))
-        n = int(t60 * rate)
-        ir = torch.from_numpy(rng.standard_normal(n).astype(np.float32)) * torch.exp(
-            -6.9 * torch.arange(n, dtype=torch.float32) / n
-        )
-        ir[0] = 1.0
-        x = AF.fftconvolve(x, ir / ir.norm())[: x.numel()]
-    if rng.random() < 0.5:
-        snr_db = float(rng.uniform(10, 30))
-        power = x.pow(2).mean().clamp_min(1e-10)
-        noise = torch.from_numpy(rng.standard_normal(x.numel()).astype(np.float32))
-        x = x + noise * torch.sqrt(power / (10 ** (snr_db / 10)))
-    peak = float(x.abs().max())
-    return x / peak * 0.9 if peak > 1.0 else x
-
-
-def _perturb(encoder: Encoder, raw: Any, rng: np.random.Generator) -> Any | None:
+def _perturb(
+    encoder: Encoder,
+    raw: Any,
+    rng: np.random.Generator,
+    recipe: AudioRecipe,
+    background: Any = None,
+) -> Any | None:
     """One augmented copy of ``raw`` (what ``encoder.load`` returned), or None when this
     encoder's raw input is not something the recipes know (no augmentation)."""
     if encoder.modality == "audio":
         rate = getattr(encoder, "sample_rate", None)
         if rate is None or not isinstance(raw, torch.Tensor) or raw.ndim != 1:
             return None
-        return augment_waveform(raw, int(rate), rng)
+        if not isinstance(background, torch.Tensor) or background.ndim != 1:
+            background = None
+        return augment_waveform(raw, int(rate), rng, recipe, background)
     if encoder.modality == "image":
         from PIL import Image
 
@@ -119,12 +101,19 @@ def add_copies(
     copies: int,
     seed: int,
     cache: FeatureCache | None = None,
+    audio_recipe: str | AudioRecipe = "speech",
 ) -> ModalityFeatures:
     """``feats`` plus ``copies`` augmented copies of each file in ``paths`` (same order as
-    ``feats``), for an audio or image ``encoder``; ``feats`` unchanged for other modalities."""
+    ``feats``), for an audio or image ``encoder``; ``feats`` unchanged for other modalities.
+    Audio copies follow ``audio_recipe`` (a name in :data:`AUDIO_RECIPES`, or a recipe); where it
+    mixes in other clips, each copy's background is a file of another label, drawn per copy."""
     if copies < 1 or encoder.modality not in ("audio", "image"):
         return feats
-    recipe = RECIPE if encoder.modality == "audio" else _image_recipe()
+    recipe = SPEECH
+    if encoder.modality == "audio":
+        recipe = get_audio_recipe(audio_recipe) if isinstance(audio_recipe, str) else audio_recipe
+    recipe_id = recipe_key(recipe) if encoder.modality == "audio" else _image_recipe()
+    mixes = encoder.modality == "audio" and recipe.mixes_clips
     items, labels, ids, concepts = (
         list(feats.items),
         feats.labels.tolist(),
@@ -133,6 +122,15 @@ def add_copies(
     )
     made: dict[str, ItemTokens] = {}
     pending: list[tuple[str, Any]] = []  # (cache key, raw copy), encoded BATCH at a time
+    bases = [content_hash(encoder, path) for path in paths]
+    loaded: dict[int, Any] = {}  # raw backgrounds (only when the recipe mixes in clips)
+
+    def load(j: int) -> Any:
+        if not mixes:
+            return encoder.load(paths[j])
+        if j not in loaded:
+            loaded[j] = encoder.load(paths[j])
+        return loaded[j]
 
     def flush() -> None:
         if not pending:
@@ -145,19 +143,26 @@ def add_copies(
         pending.clear()
 
     keys: list[list[str]] = []
-    for path in paths:
-        base = content_hash(encoder, path)
-        keys.append([f"{base}-{recipe}-s{seed}-c{k}" for k in range(copies)])
+    for j, base in enumerate(bases):
+        digest = int(base[:8], 16)
+        keys.append([])
         raw = None
-        for k, key in enumerate(keys[-1]):
+        for k in range(copies):
+            key, back = f"{base}-{recipe_id}-s{seed}-c{k}", None
+            if mixes:  # the background is part of the copy's key
+                back = pick_background(
+                    j, labels[: len(paths)], np.random.default_rng([seed, k, digest, 1])
+                )
+                key += f"-bg{bases[back][:12]}" if back is not None else ""
+            keys[-1].append(key)
             item = cache.get(encoder, key) if cache is not None else None
             if item is not None:
                 made[key] = item
                 continue
             if raw is None:
-                raw = encoder.load(path)
-            digest = int(base[:8], 16)
-            copy = _perturb(encoder, raw, np.random.default_rng([seed, k, digest]))
+                raw = load(j)
+            rng = np.random.default_rng([seed, k, digest])
+            copy = _perturb(encoder, raw, rng, recipe, load(back) if back is not None else None)
             if copy is None:
                 log.info(
                     "encoder %s does not load raw %s the recipes know; no augmentation",
@@ -169,6 +174,7 @@ def add_copies(
             if len(pending) >= BATCH:
                 flush()
     flush()
+    loaded.clear()
     for j, file_keys in enumerate(keys):
         for k, key in enumerate(file_keys):
             item = made[key]
