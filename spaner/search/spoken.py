@@ -52,6 +52,9 @@ __all__ = [
     "SpokenQuery",
     "spoken_queries",
     "transcriber_for",
+    "no_transcriber_reason",
+    "hear_clips",
+    "speech_decider",
 ]
 
 log = logging.getLogger(__name__)
@@ -110,24 +113,34 @@ def transcriber_for(spaner: Any, load_shared: bool = True) -> Any | None:
 
                 _shared["whisper"] = build_encoder("whisper-tiny-en-audio")
             except Exception as exc:  # noqa: BLE001 - transcription is optional
-                log.warning("spoken queries will not be transcribed: %s", exc)
+                log.warning("spoken audio will not be transcribed: %s", exc)
                 _shared["whisper"] = None
+                _shared["why"] = str(exc)
         return _shared["whisper"]
+
+
+def no_transcriber_reason(spaner: Any) -> str:
+    """Why :func:`transcriber_for` found no transcriber for ``spaner`` (after it returned ``None``)."""
+    enc = spaner.encoders.get("audio") if hasattr(spaner, "encoders") else None
+    own = "the model has no audio encoder" if enc is None else f"{enc.name} is not a Whisper"
+    why = _shared.get("why")
+    return f"{own}, and the shipped Whisper tiny.en could not be loaded ({why})" if why else own
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
 
-def _heard(
+def hear_clips(
     whisper: Any,
     waves: list[Any],
     decide: Any,
     vocab: Vocabulary | None,
     beam_size: int,
 ) -> list[tuple[dict[str, Any], Decision, BiasedTranscript | None]]:
-    """Whisper's n-best of each clip, the route ``decide`` gives it, and, with a vocabulary, the
-    transcript biased toward it (only for clips whose transcript is used)."""
+    """Whisper's n-best of each clip (conditioned waveforms, :meth:`load`), the route ``decide``
+    (:func:`speech_decider`) gives it, and, with a vocabulary, the transcript biased toward it
+    (only for clips whose transcript is used). Ingest uses it too (:mod:`spaner.ingest.transcripts`)."""
     out: list[tuple[dict[str, Any], Decision, BiasedTranscript | None]] = []
     for i in range(0, len(waves), 8):  # 30-s encoder windows: bounded memory per step
         chunk = waves[i : i + 8]
@@ -179,10 +192,10 @@ def spoken_queries(
         waves = [
             whisper.load(s, names[i] if names is not None else None) for i, s in enumerate(sources)
         ]
-        heard = _heard(
+        heard = hear_clips(
             whisper,
             waves,
-            _decider(spaner, mode, policy, vocab),
+            speech_decider(spaner, mode, policy, vocab),
             vocab if bias else None,
             beam_size,
         )
@@ -219,7 +232,9 @@ def spoken_queries(
     return out
 
 
-def _decider(spaner: Any, mode: str, policy: SpeechPolicy, vocab: Vocabulary | None) -> Any:
+def speech_decider(
+    spaner: Any, mode: str, policy: SpeechPolicy, vocab: Vocabulary | None = None
+) -> Any:
     """The route of one clip from Whisper's output: ``auto`` by ``policy``; ``transcript`` and
     ``both`` whenever a transcript survives cleaning (hallucinations dropped)."""
     enc = spaner.encoders.get("text") if hasattr(spaner, "encoders") else None
