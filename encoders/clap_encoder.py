@@ -143,8 +143,14 @@ class ClapBackbone:
         return model
 
     def tower(self, kind: str, model: nn.Module | None = None) -> _Tower:
-        """The audio or text tower of ``model`` (default: this backbone's)."""
-        model = model if model is not None else self.model
+        """The audio or text tower of ``model`` (default: this backbone's, one object per kind,
+        so that every encoder sharing the backbone holds the same module, and a precision
+        switch made through one of them is seen by all)."""
+        if model is None:
+            towers = self.__dict__.setdefault("_towers", {})
+            if kind not in towers:
+                towers[kind] = self.tower(kind, self.model)
+            return towers[kind]
         if kind == "audio":
             return _Tower(model.audio_model, model.audio_projection)
         return _Tower(model.text_model, model.text_projection)
