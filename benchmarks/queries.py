@@ -346,10 +346,14 @@ def run_benchmark(
     voices: Sequence[str] = VOICES,
     max_concepts: int | None = None,
     cache: Any = None,
+    lexical_weights: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """The benchmark's core: train each method per setting (``{setting: training manifest}``),
     index ``store_manifest`` with it, ask every family's queries for the concepts of
     ``query_split`` in ``store_manifest``, hybrid on and off. Returns the report."""
+    import spaner.search.hybrid as hybrid_ranking
+
+    weights = list(lexical_weights or [hybrid_ranking.LEXICAL_WEIGHT])
     from spaner.concepts.wordnet import load_wordnet, wordnet_status
     from spaner.pipeline import Spaner
     from spaner.search.speech_bias import Vocabulary
@@ -393,7 +397,10 @@ def run_benchmark(
                 store, ids = build_store(sp, items, feats, workdir / f"store-{setting}-{method}")
             try:
                 vectors = _query_vectors(sp, queries, spoken, cache)
-                for hybrid in (True, False):
+                runs = [(True, w) for w in weights] + [(False, None)]
+                for hybrid, weight in runs:
+                    if weight is not None:
+                        hybrid_ranking.LEXICAL_WEIGHT = weight
                     with rep.timed(f"{setting}: search {method}"):
                         scores = score(sp, store, ids, queries, vectors, hybrid)
                     for fam in families:
@@ -403,6 +410,7 @@ def run_benchmark(
                                 "setting": setting,
                                 "method": method,
                                 "hybrid": hybrid,
+                                "lexical_weight": weight,
                                 **scores[fam],
                             }
                         )
@@ -429,6 +437,13 @@ def run_benchmark(
     }
 
 
+def _hybrid_cell(row: dict[str, Any]) -> str:
+    if not row["hybrid"]:
+        return "off"
+    weight = row.get("lexical_weight")
+    return "on" if weight is None else f"on ({weight:g})"
+
+
 def format_table(report: dict[str, Any]) -> str:
     def cell(row: dict[str, Any], t: str, k: str) -> str:
         return f"{row[t][k]:.2f}" if t in row else ""
@@ -444,7 +459,7 @@ def format_table(report: dict[str, Any]) -> str:
         cells = " | ".join(cell(r, t, k) for t in TARGETS for k in ("R@1", "R@10"))
         lines.append(
             f"| {r['family']} | {r['queries']} | {r['setting']} | {r['method']} | "
-            f"{'on' if r['hybrid'] else 'off'} | {cells} | {ef} |"
+            f"{_hybrid_cell(r)} | {cells} | {ef} |"
         )
     for fam, why in report["skipped"].items():
         lines.append(f"\n{fam}: skipped ({why})")
@@ -486,10 +501,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument(
         "--lexical-weight",
-        type=float,
         default=None,
-        help="the hybrid ranking's partial-match evidence (spaner.search.hybrid.LEXICAL_WEIGHT); "
-        "to choose it, compare values with --split val, never on test",
+        help="the hybrid ranking's partial-match evidence (spaner.search.hybrid.LEXICAL_WEIGHT), "
+        "or several, comma-separated, searched with the same trained models; to choose it, "
+        "compare values with --split val, never on test",
     )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -502,8 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     from spaner.training.features import FeatureCache
 
     torch.set_num_threads(args.threads)
-    if args.lexical_weight is not None:
-        hybrid.LEXICAL_WEIGHT = args.lexical_weight
+    weights = [float(w) for w in args.lexical_weight.split(",")] if args.lexical_weight else None
     t0 = time.perf_counter()
     train = {"shots": 5, "seed": 0, **TRAIN["tuxpaint"]}
     if args.quick:
@@ -523,11 +537,12 @@ def main(argv: list[str] | None = None) -> int:
             voices=VOICES[:1] if args.quick else VOICES,
             max_concepts=24 if args.quick else None,
             cache=FeatureCache(),
+            lexical_weights=weights,
         )
     report["timings_s"] = {"collection": round(collection_t, 1), **report["timings_s"]}
     report["seconds"] = round(time.perf_counter() - t0, 1)
     report["quick"] = args.quick
-    report["lexical_weight"] = hybrid.LEXICAL_WEIGHT
+    report["lexical_weights"] = weights or [hybrid.LEXICAL_WEIGHT]
     print(f"machine: {report['cpu']}; split: {args.split}; {report['seconds']:.0f} s")
     print(format_table(report))
     print("timings (s): " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items()))
