@@ -59,6 +59,10 @@ class DemoConfig:
     #: on a first run, write the server's bytecode in a child process meanwhile (the CLI sets it
     #: when it will serve; see :func:`_warm_server_bytecode`)
     warm_server: bool = False
+    #: Whisper transcripts of the clips (:mod:`spaner.ingest.transcripts`; a change rebuilds the
+    #: store). Opt-in: ``auto`` adds 76 s to a ~4-min first run (190 clips, 0.4 s each on 2 EPYC
+    #: cores; ``benchmarks/transcribe_cost.py --workdir .spaner-demo``)
+    transcribe: str = "never"
 
 
 #: The demo's training per collection. Tux Paint: the demo searches the very collection it adapts
@@ -305,11 +309,17 @@ def _prepare_demo(cfg: DemoConfig, progress: bool, train_threads: int = 1) -> di
     if state.get("store") != space and store.exists():
         log.info("the model changed: rebuilding the demo store")
         shutil.rmtree(store)
+    had = state.get("transcribe", "never")  # ingest skips stored items: a change, a new store
+    if had != cfg.transcribe and store.exists():
+        log.info("transcripts %s -> %s: rebuilding the demo store", had, cfg.transcribe)
+        shutil.rmtree(store)
+    state["transcribe"] = cfg.transcribe
     done = {"space": space, "data": data_hash}
     count = _complete_store_count(store, state, done)
     if count is not None:  # this data set is fully indexed with this model: nothing to read again
         added = 0
     else:
+        _save_state(work, state)  # the transcripts the store is being built with
         with _torch_threads(train_threads):
             report = ingest(
                 [index_manifest],
@@ -317,6 +327,7 @@ def _prepare_demo(cfg: DemoConfig, progress: bool, train_threads: int = 1) -> di
                 checkpoint=ckpt if not store.exists() else None,
                 progress=progress,
                 feature_cache=FeatureCache(work / "cache"),  # the features training encoded
+                transcribe=cfg.transcribe,
             )
         if report.bad:
             log.warning(

@@ -10,6 +10,9 @@ import pytest
 # Tests never touch the network: hubs answer "not cached" at once.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Ingest transcribes spoken audio with the real Whisper tiny.en by default
+# (spaner.ingest.transcripts); the tests of that ask for it, the rest ingest without it.
+os.environ.setdefault("SPANER_TRANSCRIBE", "never")
 
 
 #: request counts of tests/app/test_schemathesis.py, shown at the end of the run

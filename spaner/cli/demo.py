@@ -50,6 +50,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="Tux Paint stamps folder or .deb (default: installed copy, else apt-get download)",
     )
+    p.add_argument(
+        "--transcribe",
+        choices=("auto", "always", "never"),
+        default="never",
+        help="Whisper transcripts of the collection's clips, for the full-text channel: auto "
+        "(speech only), always, never (default: it would lengthen the first run; changing it "
+        "rebuilds the store)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--no-serve", action="store_true", help="prepare everything, then exit")
@@ -72,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         collection=args.collection,
         source=args.source,
         warm_server=not args.no_serve,
+        transcribe=args.transcribe,
     )
     with shared_encoders():  # the encoders training loads serve the API and UI too
         return _prepare_and_serve(cfg, args)

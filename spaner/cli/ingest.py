@@ -10,6 +10,12 @@ The first ingest creates the store with its model in DIR/checkpoint: a copy of -
 offline profile, which needs no network). Later runs use the checkpoint recorded in the
 store's spaner.json (the layout ``spaner serve`` uses too: spaner.ingest.binding).
 
+Audio that is speech gets Whisper's transcript in its metadata (extra.transcript), which the
+full-text channel searches: typing "frog" finds a recording of someone saying "frog".
+--transcribe auto (the default, or SPANER_TRANSCRIBE) transcribes speech only, with the model's
+Whisper audio encoder or else the shipped Whisper tiny.en; always stores every clip's
+transcript; never turns it off (see spaner.ingest.transcripts).
+
 With --engine ray the encoders run on a Ray actor pool (a local Ray, or the cluster at
 --ray-address), each actor loading the model once; results are the same as without it.
 Needs the ray extra: pip install 'spaner[ray]'.
@@ -94,6 +100,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--concept", default=None, help="concept label for items that carry none (plain files)"
+    )
+    p.add_argument(
+        "--transcribe",
+        choices=("auto", "always", "never"),  # = spaner.ingest.transcripts.TRANSCRIBE_MODES
+        default=None,
+        help="Whisper transcripts of audio items, searched by the full-text channel: auto "
+        "(speech only; default, or $SPANER_TRANSCRIBE), always (every clip), never",
     )
     add_engine_flags(p)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -209,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet and sys.stderr.isatty(),
         engine=args.engine,
         ray=ray_options(args),
+        transcribe=args.transcribe,
     )
     if args.json:
         print_json(report.to_dict())

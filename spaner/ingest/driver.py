@@ -39,8 +39,8 @@ class LocalEngine:
 
     streams = True
 
-    def __init__(self, sp: Any, cache: Any = None) -> None:
-        self.stage = EncodeStage(sp, cache)
+    def __init__(self, sp: Any, cache: Any = None, transcriber: Any = None) -> None:
+        self.stage = EncodeStage(sp, cache, transcriber=transcriber)
 
     def __call__(self, jobs: Iterable[Job]) -> Iterator[Result]:
         """Results in job order; the next job is decoded (and its batch assembled on the
@@ -124,6 +124,9 @@ def run(
             job, jc = open_jobs.pop(result.index)
             for key in ("decode", "encode"):
                 report.stage_seconds[key] += result.seconds.get(key, 0.0)
+            if "transcribe" in result.seconds:  # only runs that transcribe have the stage
+                spent = report.stage_seconds.get("transcribe", 0.0) + result.seconds["transcribe"]
+                report.stage_seconds["transcribe"] = spent
             if "load" in result.seconds:  # a Ray actor's model loading, with its first job
                 report.worker_load_seconds.append(result.seconds["load"])
             bad = {}

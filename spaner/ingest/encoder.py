@@ -2,11 +2,14 @@
 (``Encoder.load``, with the encoder's limits; files the reader left behind are read again
 and must still hash the same) and run through the frozen encoder and the SPANER model into
 unit vectors. When the batch fails, each input is encoded alone so that one bad input is
-reported and the rest go on. :class:`EncodeStage` is what runs in this process or in each
+reported and the rest go on. With a :class:`~spaner.ingest.transcripts.Transcriber`, the audio
+items that encoded are then transcribed (speech only by default) and the transcripts travel
+with the vectors to the writer. :class:`EncodeStage` is what runs in this process or in each
 Ray actor (the model loaded once per actor)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +22,7 @@ import torch
 
 from spaner.errors import InputError, SpanerError
 from spaner.model.streaming import (
+    Loaded,
     assemble,
     default_workers,
     encode_assembled,
@@ -27,6 +31,8 @@ from spaner.model.streaming import (
 )
 
 from .reader import Job, read_content
+
+log = logging.getLogger(__name__)
 
 __all__ = ["embed", "encode_batch", "EncodeStage", "Prepared", "Result"]
 
@@ -101,7 +107,8 @@ def encode_batch(
 class Result:
     """What the encoder stage made of a job: the positions that encoded and their vectors,
     problems as ``(position, text, stage)`` (stage ``decode`` or ``encode``), seconds per
-    stage, and whether the vectors were already written to the index (``indexed``)."""
+    stage, whether the vectors were already written to the index (``indexed``), and the
+    transcripts of spoken audio by position (:mod:`.transcripts`)."""
 
     index: int
     keep: list[int]
@@ -109,6 +116,7 @@ class Result:
     problems: list[tuple[int, str, str]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     indexed: bool = False
+    transcripts: dict[int, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able fields (the vectors travel separately, as float32 bytes)."""
@@ -119,6 +127,7 @@ class Result:
             "problems": [list(p) for p in self.problems],
             "seconds": self.seconds,
             "indexed": self.indexed,
+            "transcripts": [[i, t] for i, t in sorted(self.transcripts.items())],
         }
 
     @classmethod
@@ -132,6 +141,7 @@ class Result:
             problems=[(int(p[0]), str(p[1]), str(p[2])) for p in d["problems"]],
             seconds=dict(d["seconds"]),
             indexed=bool(d["indexed"]),
+            transcripts={int(i): str(t) for i, t in d.get("transcripts", [])},
         )
 
 
@@ -147,6 +157,7 @@ class Prepared:
     batch: Any = None
     held: list[int] = field(default_factory=list)  # positions in ``loaded`` that ``batch`` holds
     seconds: float = 0.0
+    waves: dict[int, Any] = field(default_factory=dict)  # job position -> clip to transcribe
 
 
 class EncodeStage:
@@ -155,12 +166,16 @@ class EncodeStage:
     :meth:`prepare` reads and decodes a job's inputs on a pool of threads and assembles the
     batch on the encoder's device (:mod:`spaner.model.streaming`); :meth:`finish` runs the
     encoder and the aligner. Calling the stage does both; :class:`~spaner.ingest.driver.
-    LocalEngine` prepares the next job while this one encodes."""
+    LocalEngine` prepares the next job while this one encodes. ``transcriber`` (a
+    :class:`~spaner.ingest.transcripts.Transcriber`, or None) transcribes audio items."""
 
-    def __init__(self, sp: Any, cache: Any = None, workers: int | None = None) -> None:
+    def __init__(
+        self, sp: Any, cache: Any = None, workers: int | None = None, transcriber: Any = None
+    ) -> None:
         self.sp = sp
         self.cache = cache  # a FeatureCache, or None
         self.workers = workers
+        self.transcriber = transcriber
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -177,7 +192,8 @@ class EncodeStage:
             self._pool.shutdown(wait=False)
             self._pool = None
 
-    def _decode(self, job: Job, i: int, enc: Any) -> Any:
+    def _decode(self, job: Job, i: int, enc: Any) -> tuple[Any, str | None, Any]:
+        """``(decoded input, feature-cache key or None, clip to transcribe or None)``."""
         from spaner.index import content_sha256
 
         source = job.sources[i]
@@ -189,8 +205,17 @@ class EncodeStage:
         if self.cache is not None:
             from spaner.training.features import content_key
 
-            return enc.load(content, source), content_key(enc, content)
-        return load_item(enc, content, source), None
+            raw = enc.load(content, source)
+            return raw, content_key(enc, content), self._wave(job, i, content, raw)
+        loaded = load_item(enc, content, source)
+        raw = loaded.value if isinstance(loaded, Loaded) and loaded.kind == "raw" else None
+        return loaded, None, self._wave(job, i, content, raw)
+
+    def _wave(self, job: Job, i: int, content: bytes | str, decoded: Any) -> Any:
+        t = self.transcriber
+        if t is None or not t.wants(job.modality, job.extras[i] if job.extras else {}):
+            return None
+        return t.wave(content, job.sources[i], decoded)
 
     def prepare(self, job: Job) -> Prepared:
         t0 = time.perf_counter()
@@ -200,7 +225,7 @@ class EncodeStage:
         prep = Prepared(job, [], [], [], [])
         for i, fut in enumerate(futures):
             try:
-                loaded, key = fut.result()
+                loaded, key, wave = fut.result()
             except InputError as exc:
                 prep.problems.append((i, exc.problem, "decode"))
                 continue
@@ -209,6 +234,8 @@ class EncodeStage:
                 continue
             prep.where.append(i)
             prep.loaded.append(loaded)
+            if wave is not None:
+                prep.waves[i] = wave
             if key is not None:
                 prep.keys.append(key)
         if self.cache is None and prep.loaded:
@@ -240,13 +267,31 @@ class EncodeStage:
         else:
             kept, vecs = self._encode_held(prep, failed)
         t2 = time.perf_counter()
+        seconds = {"decode": prep.seconds, "encode": t2 - t1}
+        transcripts = self._transcripts(prep, kept)
+        if prep.waves:
+            seconds["transcribe"] = time.perf_counter() - t2
         return Result(
             index=prep.job.index,
             keep=kept,
             vectors=vecs,
             problems=sorted(prep.problems + failed),
-            seconds={"decode": prep.seconds, "encode": t2 - t1},
+            seconds=seconds,
+            transcripts=transcripts,
         )
+
+    def _transcripts(self, prep: Prepared, kept: list[int]) -> dict[int, str]:
+        """The transcripts of the kept clips the transcriber wants (by job position). A failure
+        is logged and the items are stored without them."""
+        todo = [i for i in kept if i in prep.waves]
+        if not todo or self.transcriber is None:
+            return {}
+        try:
+            said = self.transcriber([prep.waves[i] for i in todo])
+        except Exception as exc:  # noqa: BLE001 - the items are stored all the same
+            log.warning("%d audio items stored without transcripts: %s", len(todo), exc)
+            return {}
+        return {i: t for i, t in zip(todo, said, strict=True) if t}
 
     def _encode_held(
         self, prep: Prepared, failed: list[tuple[int, str, str]]

@@ -28,6 +28,7 @@ from spaner.errors import ConfigError
 
 from .encoder import EncodeStage, Result
 from .reader import Job
+from .transcripts import with_transcript
 
 __all__ = ["RayOptions", "RayEngine", "require_ray"]
 
@@ -67,15 +68,24 @@ class _EncodeActor:
     """One Ray actor: the model, loaded once; a job row in, a result row out."""
 
     def __init__(
-        self, checkpoint: str, device: str, threads: int, milvus: dict[str, Any] | None
+        self,
+        checkpoint: str,
+        device: str,
+        threads: int,
+        milvus: dict[str, Any] | None,
+        transcribe: str = "never",
     ) -> None:
         import torch
 
         from spaner.pipeline import Spaner
 
+        from .transcripts import Transcriber
+
         t0 = time.perf_counter()
         torch.set_num_threads(max(1, threads))
-        self.stage = EncodeStage(Spaner.load(Path(checkpoint), device=device))
+        sp = Spaner.load(Path(checkpoint), device=device)
+        transcriber = None if transcribe == "never" else Transcriber(sp, transcribe)
+        self.stage = EncodeStage(sp, transcriber=transcriber)
         self.load_seconds = time.perf_counter() - t0  # reported with this actor's first job
         self.milvus = milvus
         self.client = None
@@ -109,7 +119,7 @@ class _EncodeActor:
                 "concept": job.concepts[i],
                 "source": job.sources[i],
                 "content_hash": job.digests[i],
-                "extra": job.extras[i],
+                "extra": with_transcript(job.extras[i], res.transcripts.get(i)),
             }
             for i in res.keep
         ]
@@ -129,6 +139,7 @@ class RayEngine:
         device: str,
         options: RayOptions,
         milvus: dict[str, Any] | None = None,
+        transcribe: str = "never",
     ) -> None:
         options.check()
         self.ray = require_ray()
@@ -138,6 +149,7 @@ class RayEngine:
             options,
             milvus,
         )
+        self.transcribe = transcribe  # the actors' Transcriber mode (spaner.ingest.transcripts)
         self._started = False
 
     def _init(self) -> None:
@@ -183,6 +195,7 @@ class RayEngine:
                 "device": self.device,
                 "threads": max(1, int(cpus)),
                 "milvus": self.milvus,
+                "transcribe": self.transcribe,
             },
             batch_size=1,
             batch_format="numpy",

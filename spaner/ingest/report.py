@@ -45,6 +45,7 @@ class IngestReport:
     total_seconds: float = 0.0
     store_count: int = 0
     worker_load_seconds: list[float] = field(default_factory=list)  # per Ray actor
+    transcribed: int = 0  # audio items stored with a transcript made by this run
 
     @property
     def skipped(self) -> int:
@@ -70,6 +71,7 @@ class IngestReport:
             "total_seconds": round(self.total_seconds, 3),
             "store_count": self.store_count,
             "worker_load_seconds": [round(s, 3) for s in self.worker_load_seconds],
+            "transcribed": self.transcribed,
         }
 
     def summary(self) -> str:
@@ -80,6 +82,7 @@ class IngestReport:
             f"ingested {self.added} items ({mods}) into {self.store} in {self.total_seconds:.1f}s "
             f"({rate:.1f} items/s); already stored: {self.skipped_present}; "
             f"skipped: {len(self.bad)} bad, {len(self.unknown)} unknown type; "
+            f"transcribed: {self.transcribed}; "
             f"store now holds {self.store_count}\nstages: {stages}"
         )
 

@@ -14,6 +14,7 @@ from spaner.ingest.binding import BoundStore, open_bound_store
 from spaner.ingest.driver import LocalEngine, run
 from spaner.ingest.reader import Job
 from spaner.ingest.report import IngestReport, Problem, Problems
+from spaner.ingest.transcripts import Transcriber, resolve_mode
 from spaner.ingest.writer import StoreSink
 
 __all__ = ["ingest", "ingest_into", "embed", "ENGINES"]
@@ -22,14 +23,23 @@ ENGINES = ("local", "ray")
 
 
 def _engine(
-    engine: str, sp: Any, checkpoint: Path, device: str, ray: Any, cache: Any = None, **kw: Any
+    engine: str,
+    sp: Any,
+    checkpoint: Path,
+    device: str,
+    ray: Any,
+    cache: Any = None,
+    transcribe: str = "never",
+    **kw: Any,
 ) -> Any:
     if engine == "local":
-        return LocalEngine(sp, cache)
+        return LocalEngine(
+            sp, cache, None if transcribe == "never" else Transcriber(sp, transcribe)
+        )
     if engine == "ray":
         from spaner.ingest.ray_engine import RayEngine, RayOptions
 
-        return RayEngine(checkpoint, device, ray or RayOptions(), **kw)
+        return RayEngine(checkpoint, device, ray or RayOptions(), transcribe=transcribe, **kw)
     raise ConfigError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
 
 
@@ -59,8 +69,10 @@ def ingest_into(
     ray: Any = None,
     device: str = "cpu",
     feature_cache: Any = None,
+    transcribe: str | None = None,
 ) -> IngestReport:
     """Ingest ``paths`` into an already opened store+model (see :func:`ingest`)."""
+    transcribe = resolve_mode(transcribe)
     batch_size = job_size(bound.spaner, batch_size)
     t_start = time.perf_counter()
     store = bound.store
@@ -78,7 +90,16 @@ def ingest_into(
             job.ids = store.next_ids(len(job.sources), after=last[0])
             last[0] = job.ids[-1]
 
-    eng = _engine(engine, bound.spaner, bound.checkpoint, device, ray, feature_cache, milvus=milvus)
+    eng = _engine(
+        engine,
+        bound.spaner,
+        bound.checkpoint,
+        device,
+        ray,
+        feature_cache,
+        transcribe=transcribe,
+        milvus=milvus,
+    )
     try:
         run(
             paths,
@@ -119,6 +140,7 @@ def ingest(
     engine: str = "local",
     ray: Any = None,
     feature_cache: Any = None,
+    transcribe: str | None = None,
 ) -> IngestReport:
     """Ingest files, folders and ``.jsonl`` manifests into the store at ``store_dir``.
 
@@ -127,9 +149,13 @@ def ingest(
     ``engine="ray"`` runs the encoder stage on a Ray actor pool (``ray``: a
     :class:`~spaner.ingest.ray_engine.RayOptions`). ``feature_cache`` (a
     :class:`~spaner.training.features.FeatureCache`, local engine) reuses the frozen features of
-    inputs encoded before, e.g. by training. Returns an :class:`IngestReport`; bad inputs are
-    in ``report.bad``, never raised.
+    inputs encoded before, e.g. by training. ``transcribe`` (``auto``: speech only, ``always``,
+    ``never``; ``None``: ``SPANER_TRANSCRIBE``, else ``auto``) stores Whisper's transcript of
+    audio items in ``extra["transcript"]``, which the full-text channel searches
+    (:mod:`spaner.ingest.transcripts`). Returns an :class:`IngestReport`; bad inputs are in
+    ``report.bad``, never raised.
     """
+    transcribe = resolve_mode(transcribe)  # a bad mode is refused before a store is made
     if engine == "ray":
         from spaner.ingest.ray_engine import require_ray
 
@@ -157,6 +183,7 @@ def ingest(
             ray=ray,
             device=device,
             feature_cache=feature_cache,
+            transcribe=transcribe,
         )
     finally:
         bound.close()

@@ -1,5 +1,5 @@
 """Ingest stage 4 (writer): each encoded job is one atomic ``store.add`` (vectors,
-metadata, original content), counted in the report. :class:`StoreSink` writes to a vector
+metadata with the transcripts of spoken audio, original content), counted in the report. :class:`StoreSink` writes to a vector
 store; :class:`~spaner.ingest.parquet.ParquetSink` writes Parquet files. Both answer
 ``stored(digest)`` for the reader, so a second run skips what is there."""
 
@@ -16,6 +16,7 @@ from .encoder import Result
 from .reader import Job, read_content
 from .report import IngestReport, Problems
 from .sources import Candidate
+from .transcripts import with_transcript
 
 __all__ = ["StoreSink", "count_added", "job_contents"]
 
@@ -76,11 +77,12 @@ class StoreSink:
                 job.modality,
                 source=cands[i].source,
                 concept=job.concepts[i],
-                extra=cands[i].extra,
+                extra=with_transcript(cands[i].extra, result.transcripts.get(i)),
                 content=content,
             )
             for i, content in zip(got, contents, strict=True)
         ]
+        self.report.transcribed += sum(i in result.transcripts for i in got)
         if result.indexed:  # the encoder stage wrote the vectors to the index under job.ids
             ids = [job.ids[i] for i in got]
             self.store.add_indexed(vecs, metas, ids, written=[job.ids[i] for i in result.keep])
