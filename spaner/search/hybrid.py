@@ -16,9 +16,10 @@ With a calibration (every trained model has one), the calibrated vector relevanc
 ``p`` combine as independent evidence, ``1 - (1 - r)(1 - p)``, ranked by its logit: a vector
 match is never lowered, an exact text match comes first, and the result stays comparable
 across modalities, so the one-list ranking fuses too. Without a calibration, lists are fused
-by reciprocal rank (:data:`RRF_K`). :data:`LEXICAL_WEIGHT` is a default, not yet swept:
-``benchmarks/queries.py --split val --lexical-weight W`` scores a weight on the Tux Paint
-validation concepts (never the test ones).
+by reciprocal rank (:data:`RRF_K`). :data:`LEXICAL_WEIGHT` was swept on the Tux Paint validation concepts
+(``benchmarks/queries.py --split val --lexical-weight 0,0.25,0.5,1``, never the test ones): no
+query family moved by more than one query between 0 and 1 (exact matches and the vectors
+decide), so the default stays 0.5.
 """
 
 from __future__ import annotations
