@@ -25,7 +25,7 @@ from spaner.model.streaming import (
     Loaded,
     assemble,
     default_workers,
-    encode_assembled,
+    encode_or_isolate,
     failed_items,
     load_item,
 )
@@ -299,25 +299,15 @@ class EncodeStage:
         if not prep.held:
             return [], np.empty((0, 0), np.float32)
         modality = prep.job.modality
-        enc = self.sp.encoders[modality]
-        try:
-            vecs = encode_assembled(self.sp.model, modality, enc, prep.batch).numpy()
-            return [prep.where[k] for k in prep.held], np.ascontiguousarray(vecs)
-        except SpanerError:
-            raise
-        except Exception:  # noqa: BLE001 - one bad input broke the batch: isolate it
-            pass
-        kept, rows = [], []
-        for k in prep.held:
-            try:
-                one, _ = assemble(enc, [prep.loaded[k]])
-                rows.append(encode_assembled(self.sp.model, modality, enc, one).numpy())
-                kept.append(prep.where[k])
-            except Exception as exc:  # noqa: BLE001 - reported per file, run goes on
-                failed.append((prep.where[k], f"encoder failed: {exc}", "encode"))
-        if not rows:
+        items = [prep.loaded[k] for k in prep.held]
+        where = [prep.where[k] for k in prep.held]
+        keep, vecs, errors = encode_or_isolate(
+            self.sp.model, modality, self.sp.encoders[modality], prep.batch, items
+        )
+        failed.extend((where[k], f"encoder failed: {exc}", "encode") for k, exc in errors)
+        if vecs is None:
             return [], np.empty((0, 0), np.float32)
-        return kept, np.ascontiguousarray(np.concatenate(rows), dtype=np.float32)
+        return [where[k] for k in keep], np.ascontiguousarray(vecs, dtype=np.float32)
 
     def __call__(self, job: Job) -> Result:
         return self.finish(self.prepare(job))

@@ -51,6 +51,7 @@ __all__ = [
     "load_item",
     "assemble",
     "encode_assembled",
+    "encode_or_isolate",
     "auto_batch_size",
     "default_workers",
 ]
@@ -230,6 +231,31 @@ def encode_assembled(model: Any, modality: str, enc: Encoder, batch: Any) -> tor
     feats: TokenBatch = enc.forward(batch, to_cpu=False)
     with torch.no_grad():
         return model.embed(modality, feats).float().cpu()
+
+
+def encode_or_isolate(
+    model: Any, modality: str, enc: Encoder, batch: Any, items: Sequence[Loaded]
+) -> tuple[list[int], np.ndarray | None, list[tuple[int, Exception]]]:
+    """Vectors of ``batch`` (assembled from ``items``); when the batch fails in the encoder,
+    each item is assembled and encoded alone so that one bad input drops only itself. Returns
+    the indices into ``items`` that encoded, their vectors (None when none did) and the
+    failures as ``(index, error)``. Errors of the model itself (SpanerError) propagate."""
+    try:
+        vecs = encode_assembled(model, modality, enc, batch).numpy()
+        return list(range(len(items))), vecs, []
+    except SpanerError:
+        raise
+    except Exception:  # noqa: BLE001 - one input broke the batch: isolate it
+        pass
+    keep, rows, failed = [], [], []
+    for k, item in enumerate(items):
+        try:
+            one, _ = assemble(enc, [item])
+            rows.append(encode_assembled(model, modality, enc, one).numpy())
+            keep.append(k)
+        except Exception as exc:  # noqa: BLE001 - reported per input, the rest go on
+            failed.append((k, exc))
+    return keep, (np.concatenate(rows) if rows else None), failed
 
 
 def auto_batch_size(enc: Encoder, model: Any, modality: str, requested: int | None) -> int:
@@ -419,20 +445,7 @@ class StreamingEmbedder:
             return Embedded(
                 [], np.zeros((0, dim), np.float32), sorted(problems, key=lambda p: p[0])
             )
-        try:
-            vecs = encode_assembled(self.model, self.modality, self.enc, batch)
-            return Embedded(positions, vecs.numpy(), sorted(problems, key=lambda p: p[0]))
-        except SpanerError:
-            raise
-        except Exception:  # noqa: BLE001 - one input broke the batch: isolate it
-            pass
-        keep, rows = [], []
-        for k, pos in enumerate(positions):
-            try:
-                one, _ = assemble(self.enc, [items[k]])
-                rows.append(encode_assembled(self.model, self.modality, self.enc, one).numpy())
-                keep.append(pos)
-            except Exception as exc:  # noqa: BLE001 - reported per input, the rest go on
-                problems.append((pos, exc))
-        vecs = np.concatenate(rows) if rows else np.zeros((0, dim), np.float32)
-        return Embedded(keep, vecs, sorted(problems, key=lambda p: p[0]))
+        keep, vecs, failed = encode_or_isolate(self.model, self.modality, self.enc, batch, items)
+        problems.extend((positions[k], exc) for k, exc in failed)
+        vecs = vecs if vecs is not None else np.zeros((0, dim), np.float32)
+        return Embedded([positions[k] for k in keep], vecs, sorted(problems, key=lambda p: p[0]))
